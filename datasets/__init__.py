@@ -1,0 +1,1 @@
+"""Built-in dataset families, one file each (installed as ``oodbench.datasets``)."""

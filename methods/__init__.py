@@ -1,0 +1,1 @@
+"""Built-in OOD detection methods, one file each (installed as ``oodbench.methods``)."""

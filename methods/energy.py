@@ -1,0 +1,29 @@
+"""Energy score (Liu et al., NeurIPS 2020).
+
+Outlier score ``-T * logsumexp(f(x) / T)`` with ``T = 1``, computed on logits (never on
+features) by :meth:`pytorch_ood.detector.EnergyBased.score`.
+"""
+
+from dataclasses import dataclass
+
+from pytorch_ood.detector import EnergyBased
+from torch import Tensor
+
+from oodbench.api import Method, Reads, Representations
+
+
+@dataclass(frozen=True)
+class EnergyParams:
+    #: temperature T of the free energy
+    temperature: float = 1.0
+
+
+class Energy(Method):
+    name = "energy"
+    citation = "Liu, Wang, Owens & Li, Energy-based Out-of-distribution Detection, NeurIPS 2020"
+    summary = "negative free energy -T logsumexp(f(x)/T) of the logits"
+    Params = EnergyParams
+    reads = frozenset({Reads.LOGITS})
+
+    def score(self, data: Representations) -> Tensor:
+        return EnergyBased.score(data.require("logits"), t=self.params.temperature)

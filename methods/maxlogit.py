@@ -1,0 +1,16 @@
+"""Maximum logit (Hendrycks et al., ICML 2022): outlier score ``-max_c f_c(x)``."""
+
+from pytorch_ood.detector import MaxLogit as MaxLogitDetector
+from torch import Tensor
+
+from oodbench.api import Method, Reads, Representations
+
+
+class MaxLogit(Method):
+    name = "maxlogit"
+    citation = "Hendrycks, Basart, Mazeika, Zou, Kwon, Mostajabi, Steinhardt & Song, Scaling Out-of-Distribution Detection for Real-World Settings, ICML 2022"
+    summary = "negative maximum logit"
+    reads = frozenset({Reads.LOGITS})
+
+    def score(self, data: Representations) -> Tensor:
+        return MaxLogitDetector.score(data.require("logits"))

@@ -1,0 +1,20 @@
+"""Maximum softmax probability (Hendrycks & Gimpel, ICLR 2017).
+
+Outlier score ``-max_c softmax_c(f(x))`` (the baseline of every OOD paper), computed by
+:meth:`pytorch_ood.detector.MaxSoftmax.score` on the shared logits.
+"""
+
+from pytorch_ood.detector import MaxSoftmax
+from torch import Tensor
+
+from oodbench.api import Method, Reads, Representations
+
+
+class MSP(Method):
+    name = "msp"
+    citation = "Hendrycks & Gimpel, A Baseline for Detecting Misclassified and Out-of-Distribution Examples in Neural Networks, ICLR 2017"
+    summary = "negative maximum softmax probability"
+    reads = frozenset({Reads.LOGITS})
+
+    def score(self, data: Representations) -> Tensor:
+        return MaxSoftmax.score(data.require("logits"))

@@ -1,0 +1,233 @@
+"""The ``oodbench`` command: run, list, data, train."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from oodbench.config import PRESETS, RunConfig, default_home, get_preset
+from oodbench.errors import ConfigError, OodbenchError
+
+EPILOG = """examples:
+  oodbench run                                   the demo: digits, a tiny CNN, 10 detectors (no network)
+  oodbench run --id cifar10 --methods msp,odin,energy --preset paper
+  OODBENCH_CATALOG=../shared/data/catalog.toml oodbench run --preset smoke --id cifar10-jpeg
+  oodbench list methods
+"""
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _limit(value: str) -> int | None:
+    if value.lower() in {"all", "none", "0"}:
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of images or 'all', got {value!r}") from None
+    if limit < 0:
+        raise argparse.ArgumentTypeError("a limit must be positive")
+    return limit
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are integers separated by commas, got {value!r}") from None
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("environment")
+    group.add_argument("--catalog", action="append", default=[], metavar="FILE",
+                       help="catalog file of offline datasets (repeatable; also OODBENCH_CATALOG)")
+    group.add_argument("--plugins", action="append", default=[], metavar="DIR",
+                       help="directory of plugin files (repeatable; also OODBENCH_PLUGINS)")
+    group.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                       help="where downloaded datasets live (default: $OODBENCH_HOME/data)")
+    group.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                       help="artifact cache (default: $OODBENCH_HOME/cache, OODBENCH_HOME=~/.cache/oodbench)")
+    group.add_argument("--no-download", dest="download", action="store_false",
+                       help="never download; fail with instructions when files are missing")
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    group.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                       help="auto: bfloat16 autocast on CPUs with native bf16, else float32")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oodbench", description="Comparative benchmark of OOD detectors on image classifiers.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command")
+
+    run = commands.add_parser("run", help="run detectors and print the MIM-paper table (no arguments: the demo)")
+    run.add_argument("--preset", choices=sorted(PRESETS), help="defaults: demo (no --id), else quick on CPU / paper on GPU")
+    run.add_argument("--id", dest="id_dataset", help="in-distribution dataset")
+    run.add_argument("--ood", type=_csv, help="OOD datasets, comma-separated (default: the ID set's list)")
+    run.add_argument("--methods", type=_csv, help="methods, comma-separated (default: all registered)")
+    run.add_argument("--backbone", help="backbone architecture (default: the preset's)")
+    run.add_argument("--checkpoint", help="state-dict file, or pytorch-ood:KEY of pytorch-ood's model registry")
+    run.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default: 0)")
+    run.add_argument("--limit", type=_limit, default=argparse.SUPPRESS, help="images per test split, or 'all'")
+    run.add_argument("--train-limit", type=_limit, default=argparse.SUPPRESS, help="images of the ID train split, or 'all'")
+    run.add_argument("--epochs", type=int, help="epochs when the backbone is trained")
+    run.add_argument("--train", dest="train", action="store_true", default=None, help="train the backbone when no checkpoint is known")
+    run.add_argument("--no-train", dest="train", action="store_false", help="never train the backbone")
+    run.add_argument("--batch-size", type=int, help="inference batch size")
+    run.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                     help="override a method parameter, e.g. odin.eps=0.002 (repeatable)")
+    run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
+    _common(run)
+
+    listing = commands.add_parser("list", help="list methods, datasets, backbones or presets")
+    listing.add_argument("what", choices=["methods", "datasets", "backbones", "presets"])
+    _common(listing)
+
+    data = commands.add_parser("data", help="verify or prepare datasets")
+    data.add_argument("action", choices=["verify", "prepare"])
+    data.add_argument("names", nargs="*", help="datasets (default: all)")
+    data.add_argument("--backbone", default="wrn-40-2", help="prepare arrays at this backbone's input format")
+    _common(data)
+
+    train = commands.add_parser("train", help="train a backbone with the cross-entropy recipe (cached)")
+    train.add_argument("--id", dest="id_dataset", required=True, help="in-distribution dataset")
+    train.add_argument("--backbone", default="wrn-16-2")
+    train.add_argument("--epochs", type=int, help="default: the backbone recipe's")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train-limit", type=_limit, default=None, help="images of the train split, or 'all'")
+    train.add_argument("--out", type=Path, help="also save the state dict to this file")
+    _common(train)
+    return parser
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    params: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        method, _, key = name.partition(".")
+        if not value or not key or not method:
+            raise ConfigError(f"--param {item!r} is not METHOD.NAME=VALUE", "e.g. --param odin.eps=0.002")
+        params.setdefault(method, {})[key] = value
+    return params
+
+
+def _home_paths(args: argparse.Namespace) -> dict:
+    home = default_home()
+    return {"cache_dir": args.cache_dir or home / "cache", "data_root": args.data_root or home / "data",
+            "download": args.download}
+
+
+def _registry(args: argparse.Namespace):
+    from oodbench.registry import build_registry
+
+    registry = build_registry(args.plugins, args.catalog)
+    for problem in registry.problems:
+        print(f"warning: plugin not loaded: {problem}", file=sys.stderr)
+    return registry
+
+
+def resolve_run_config(args: argparse.Namespace, registry) -> RunConfig:
+    """Merge the preset's defaults with the command line."""
+    import torch
+
+    from oodbench.provenance import command_line
+
+    preset_name = args.preset or ("demo" if args.id_dataset is None else ("paper" if torch.cuda.is_available() else "quick"))
+    if args.preset is None:
+        print(f"preset: {preset_name} ({get_preset(preset_name).description})")
+    preset = get_preset(preset_name)
+    id_dataset = args.id_dataset or preset.id_dataset
+    if id_dataset is None:
+        raise ConfigError(f"preset '{preset.name}' needs an ID dataset", "pass --id NAME (see: oodbench list datasets)")
+    id_spec = registry.dataset(id_dataset)
+    methods = args.methods or sorted(registry.methods)
+    return RunConfig(
+        preset=preset.name,
+        id_dataset=id_dataset,
+        ood=tuple(args.ood or id_spec.default_ood),
+        methods=tuple(methods),
+        backbone=args.backbone or preset.backbone,
+        seeds=tuple(args.seeds),
+        checkpoint=args.checkpoint,
+        pretrained=preset.pretrained,
+        train=preset.train if args.train is None else args.train,
+        epochs=args.epochs if args.epochs is not None else preset.epochs,
+        limit=getattr(args, "limit", preset.limit),
+        train_limit=getattr(args, "train_limit", preset.train_limit),
+        batch_size=args.batch_size or preset.batch_size,
+        device=args.device,
+        precision=args.precision,
+        params=_parse_params(args.param),
+        results_dir=args.results,
+        command=command_line(),
+        **_home_paths(args),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from oodbench.engine.runner import Benchmark
+    from oodbench.report.tables import format_terminal
+
+    registry = _registry(args)
+    config = resolve_run_config(args, registry)
+    outcome = Benchmark(config, registry).run()
+    print()
+    print(format_terminal(outcome.results))
+    ok = outcome.results["status"] == "ok"
+    print()
+    print(f"run {outcome.run_id}: {outcome.results['method'].nunique()} methods x "
+          f"{outcome.results['ood_dataset'].nunique()} OOD sets x {len(config.seeds)} seed(s), "
+          f"{int(ok.sum())}/{len(ok)} cells ok, wall time {outcome.wall_time_s:.1f} s")
+    print(f"stages: {outcome.stages}")
+    print(f"images through the classifier: {outcome.images_forwarded}")
+    print(f"results: {config.results_dir / 'oodbench.sqlite'}")
+    return 0 if ok.all() else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from oodbench.report.listing import list_table
+
+    print(list_table(args.what, _registry(args)))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from oodbench.data.manage import prepare, verify
+
+    registry = _registry(args)
+    names = args.names or sorted(registry.datasets)
+    paths = _home_paths(args)
+    if args.action == "verify":
+        return verify(registry, names, paths)
+    return prepare(registry, names, registry.backbone(args.backbone), paths)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from oodbench.models.train_command import train_command
+
+    registry = _registry(args)
+    return train_command(registry, args, _home_paths(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    handlers = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "train": cmd_train}
+    try:
+        return handlers[args.command](args)
+    except OodbenchError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        if error.fix:
+            print(f"  fix: {error.fix}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished stages are cached; rerun the same command to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,94 @@
+"""Catalog files: TOML lists of datasets that live on disk (format in docs/design.md).
+
+```toml
+[datasets.NAME]
+role = "id" | "ood" | "aux"
+num_classes = 10                 # id only
+classes = ["airplane", ...]      # optional; else sorted folder names
+description = "..."
+[datasets.NAME.splits.SPLIT]
+path = "archive.zip"             # zip or folder, ImageFolder layout; relative to the catalog file
+sha256 = "..."                   # zip only; verified before first use
+count = 10000                    # expected number of images
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+
+from oodbench.api import DatasetSpec
+from oodbench.data.source import ImageFolderSource, NpzSource, Source, ZipImageFolderSource
+from oodbench.errors import ConfigError
+
+CATALOG_ENV = "OODBENCH_CATALOG"
+
+
+def catalog_paths_from_env() -> list[Path]:
+    """Catalog files listed in ``OODBENCH_CATALOG`` (an ``os.pathsep``-separated list)."""
+    value = os.environ.get(CATALOG_ENV, "")
+    return [Path(p) for p in value.split(os.pathsep) if p.strip()]
+
+
+def _split_source(path: Path, name: str, split: str, entry: dict, labelled: bool, classes) -> Source:
+    where = f"{path} [datasets.{name}.splits.{split}]"
+    if "path" not in entry:
+        raise ConfigError(f"{where} has no 'path'", "give the archive or folder, relative to the catalog file")
+    target = (path.parent / entry["path"]).resolve()
+    count = entry.get("count")
+    if str(target).endswith(".zip"):
+        return ZipImageFolderSource(target, entry.get("sha256"), count, labelled, classes, declared_in=str(path))
+    if str(target).endswith(".npz"):
+        return NpzSource(target, entry.get("sha256"))
+    return ImageFolderSource(target, count, labelled, classes)
+
+
+def load_catalog(path: str | os.PathLike) -> list[DatasetSpec]:
+    """The datasets declared in one catalog file; raises :class:`ConfigError` naming the bad entry.
+
+    An ID dataset without ``default_ood`` defaults to every OOD dataset of the same catalog.
+    """
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"catalog file {path} not found", f"check the path given to --catalog or {CATALOG_ENV}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"catalog file {path} is not valid TOML: {error}") from None
+    specs = []
+    for name, entry in document.get("datasets", {}).items():
+        role = entry.get("role")
+        if role not in {"id", "ood", "aux"}:
+            raise ConfigError(f"{path} [datasets.{name}]: role must be 'id', 'ood' or 'aux', got {role!r}")
+        classes = tuple(entry["classes"]) if "classes" in entry else None
+        num_classes = entry.get("num_classes")
+        if role == "id" and num_classes is None:
+            raise ConfigError(f"{path} [datasets.{name}]: an ID dataset needs num_classes")
+        if classes is not None and num_classes is not None and len(classes) != num_classes:
+            raise ConfigError(f"{path} [datasets.{name}]: {len(classes)} classes listed but num_classes = {num_classes}")
+        splits = {
+            split: _split_source(path, name, split, split_entry, role == "id", classes)
+            for split, split_entry in entry.get("splits", {}).items()
+        }
+        if not splits:
+            raise ConfigError(f"{path} [datasets.{name}] declares no splits")
+        specs.append(
+            DatasetSpec(
+                name=name,
+                role=role,
+                splits=splits,
+                num_classes=num_classes,
+                classes=classes,
+                description=entry.get("description", ""),
+                default_ood=tuple(entry.get("default_ood", ())),
+                origin=f"catalog {path}",
+            )
+        )
+    ood_names = tuple(spec.name for spec in specs if spec.role == "ood")
+    return [
+        dataclasses.replace(spec, default_ood=ood_names) if spec.role == "id" and not spec.default_ood else spec
+        for spec in specs
+    ]

@@ -1,0 +1,1 @@
+"""The engine: content-addressed cache, device and precision, extraction, planning and execution."""

@@ -1,0 +1,105 @@
+"""Content-addressed artifact cache: every stage output lives under a key of all it depends on.
+
+An artifact is a directory ``<root>/<stage>/<key>/`` holding the stage's files and a
+``meta.json``. It is written into a temporary sibling directory and renamed into place only
+when complete, so a killed run never leaves a half-written artifact: the next run either finds
+the whole artifact or none. Long stages keep resumable state in ``<key>.partial/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A complete cached stage output."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    def array(self, name: str, mmap: bool = False) -> np.ndarray:
+        return np.load(self.path / f"{name}.npy", mmap_mode="r" if mmap else None)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+class ArtifactCache:
+    """Stage outputs on disk, keyed by content; counts hits and misses per stage."""
+
+    META = "meta.json"
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.hits: Counter[str] = Counter()
+        self.misses: Counter[str] = Counter()
+
+    def directory(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def get(self, stage: str, key: str) -> Artifact | None:
+        """The artifact of ``stage`` under ``key``, or ``None``; counted as a hit or a miss."""
+        artifact = self.open(stage, key)
+        if artifact is None:
+            self.misses[stage] += 1
+        else:
+            self.hits[stage] += 1
+        return artifact
+
+    def open(self, stage: str, key: str) -> Artifact | None:
+        """The artifact, or ``None``, without counting (e.g. right after writing it)."""
+        path = self.directory(stage, key)
+        try:
+            meta = json.loads((path / self.META).read_text())
+        except (OSError, ValueError):
+            return None
+        return Artifact(path, meta)
+
+    @contextmanager
+    def put(self, stage: str, key: str, meta: dict[str, Any]) -> Iterator[Path]:
+        """Write an artifact: yields a temporary directory; on success it becomes the artifact.
+
+        ``meta`` may be updated inside the block; it is saved last, so only complete artifacts
+        have a ``meta.json``.
+        """
+        final = self.directory(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        try:
+            yield tmp
+            (tmp / self.META).write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def scratch(self, stage: str, key: str) -> Path:
+        """A directory for resumable state of an unfinished stage (kept across interruptions)."""
+        path = self.root / stage / f"{key}.partial"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def drop_scratch(self, stage: str, key: str) -> None:
+        shutil.rmtree(self.root / stage / f"{key}.partial", ignore_errors=True)
+
+    def summary(self) -> str:
+        stages = sorted(set(self.hits) | set(self.misses))
+        parts = [f"{s}: {self.hits[s]} cached, {self.misses[s]} computed" for s in stages]
+        return "; ".join(parts) if parts else "no cached stages used"
+
+
+def save_array(directory: Path, name: str, array: np.ndarray) -> None:
+    np.save(directory / f"{name}.npy", np.ascontiguousarray(array))

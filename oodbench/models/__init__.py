@@ -1,0 +1,1 @@
+"""Backbones: architectures, the classifier wrapper, checkpoints and the training recipe."""

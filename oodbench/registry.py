@@ -1,0 +1,210 @@
+"""One registry for methods, datasets and backbones, and the discovery that fills it.
+
+Sources, in order: the built-in plugin packages (``oodbench.methods``, ``oodbench.datasets``,
+``oodbench.models.backbones``); installed packages through the entry-point groups
+``oodbench.methods``, ``oodbench.datasets`` and ``oodbench.backbones``; plugin files in extra
+directories (``--plugins DIR``, ``OODBENCH_PLUGINS``); datasets of catalog files (``--catalog``,
+``OODBENCH_CATALOG``).
+
+A plugin module contributes every :class:`Method` subclass it defines (with a ``name``) and every
+:class:`DatasetSpec` / :class:`BackboneSpec` object at its top level (alone or in a list). A module
+that fails to import is recorded in :attr:`Registry.problems` with its file and error; the others
+still load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import os
+import pkgutil
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable
+
+from oodbench.api import BackboneSpec, DatasetSpec, Method
+from oodbench.data.catalog import catalog_paths_from_env, load_catalog
+from oodbench.errors import ConfigError, UnknownNameError
+
+PLUGINS_ENV = "OODBENCH_PLUGINS"
+BUILTIN_PACKAGES = ("oodbench.methods", "oodbench.datasets")
+BACKBONE_MODULE = "oodbench.models.backbones"
+ENTRY_POINT_GROUPS = ("oodbench.methods", "oodbench.datasets", "oodbench.backbones")
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    """A plugin that could not be loaded: where it is and what went wrong."""
+
+    origin: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.error}"
+
+
+def _short_error(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    location = f" (line {frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{location}"
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """A "did you mean" hint for an unknown name, or a list of the valid names."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    if close:
+        return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    return "known: " + ", ".join(choices)
+
+
+class Registry:
+    """Registered methods (classes), datasets and backbones (specs), with their origins."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, type[Method]] = {}
+        self.datasets: dict[str, DatasetSpec] = {}
+        self.backbones: dict[str, BackboneSpec] = {}
+        self.origins: dict[tuple[str, str], str] = {}
+        self.problems: list[PluginProblem] = []
+
+    # -- adding ---------------------------------------------------------------------------
+
+    def _add(self, kind: str, name: str, value: Any, origin: str) -> None:
+        table: dict[str, Any] = getattr(self, kind)
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.replace(value, origin=origin)
+        if name in table:
+            existing = table[name]
+            if dataclasses.is_dataclass(existing):
+                existing = dataclasses.replace(existing, origin=origin)
+            if existing != value:
+                self.problems.append(
+                    PluginProblem(origin, f"{kind[:-1]} '{name}' is already registered by {self.origins[(kind, name)]}; skipped")
+                )
+            return
+        table[name] = value
+        self.origins[(kind, name)] = origin
+
+    def add(self, value: Any, origin: str) -> bool:
+        """Register one method class or spec; returns whether ``value`` was a plugin object."""
+        if inspect.isclass(value) and issubclass(value, Method) and value is not Method and value.name:
+            self._add("methods", value.name, value, origin)
+        elif isinstance(value, DatasetSpec):
+            self._add("datasets", value.name, value, origin)
+        elif isinstance(value, BackboneSpec):
+            self._add("backbones", value.name, value, origin)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (DatasetSpec, BackboneSpec)) for v in value):
+            for item in value:
+                self.add(item, origin)
+        else:
+            return False
+        return True
+
+    def add_module(self, module: ModuleType, origin: str) -> None:
+        for value in vars(module).values():
+            if inspect.isclass(value) and value.__module__ != module.__name__:
+                continue
+            self.add(value, origin)
+
+    def _import(self, import_name: str, origin: str) -> None:
+        try:
+            module = importlib.import_module(import_name)
+        except Exception as error:  # a broken plugin must not stop the others
+            self.problems.append(PluginProblem(origin, _short_error(error)))
+            return
+        self.add_module(module, origin)
+
+    def load_builtins(self) -> None:
+        for package_name in BUILTIN_PACKAGES:
+            package = importlib.import_module(package_name)
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+                if not info.name.startswith("_"):
+                    module_name = f"{package_name}.{info.name}"
+                    self._import(module_name, str(Path(package.__path__[0]) / f"{info.name}.py"))
+        self._import(BACKBONE_MODULE, "built-in backbones")
+
+    def load_entry_points(self) -> None:
+        for group in ENTRY_POINT_GROUPS:
+            for entry_point in importlib.metadata.entry_points(group=group):
+                origin = f"entry point {entry_point.name} = {entry_point.value} ({group})"
+                try:
+                    value = entry_point.load()
+                except Exception as error:  # a broken installed plugin must not stop the others
+                    self.problems.append(PluginProblem(origin, _short_error(error)))
+                    continue
+                if inspect.ismodule(value):
+                    self.add_module(value, origin)
+                elif not self.add(value, origin):
+                    self.problems.append(PluginProblem(origin, f"{value!r} is not a method class, dataset or backbone spec"))
+
+    def load_directory(self, directory: str | os.PathLike) -> None:
+        """Load every ``*.py`` file of ``directory`` as a plugin module."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            self.problems.append(PluginProblem(str(directory), "plugin directory not found"))
+            return
+        for path in sorted(directory.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
+            module_name = f"oodbench_plugin_{path.stem}_{digest}"
+            try:
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+            except Exception as error:  # a broken plugin file must not stop the others
+                sys.modules.pop(module_name, None)
+                self.problems.append(PluginProblem(str(path), _short_error(error)))
+                continue
+            self.add_module(module, str(path))
+
+    def load_catalog(self, path: str | os.PathLike) -> None:
+        for spec in load_catalog(path):
+            if spec.name in self.datasets:
+                raise ConfigError(
+                    f"catalog {path} declares dataset '{spec.name}', which is already defined by "
+                    f"{self.origins[('datasets', spec.name)]}",
+                    "rename the dataset in the catalog",
+                )
+            self._add("datasets", spec.name, spec, spec.origin)
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def _lookup(self, kind: str, name: str) -> Any:
+        table: dict[str, Any] = getattr(self, kind)
+        if name in table:
+            return table[name]
+        raise UnknownNameError(f"unknown {kind[:-1]} '{name}'", suggest(name, table))
+
+    def method(self, name: str) -> type[Method]:
+        return self._lookup("methods", name)
+
+    def dataset(self, name: str) -> DatasetSpec:
+        return self._lookup("datasets", name)
+
+    def backbone(self, name: str) -> BackboneSpec:
+        return self._lookup("backbones", name)
+
+
+def build_registry(plugin_dirs: Iterable[str | os.PathLike] = (), catalogs: Iterable[str | os.PathLike] = ()) -> Registry:
+    """The registry of this invocation: built-ins, entry points, plugin dirs, then catalogs."""
+    registry = Registry()
+    registry.load_builtins()
+    registry.load_entry_points()
+    env_dirs = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p.strip()]
+    for directory in [*env_dirs, *plugin_dirs]:
+        registry.load_directory(directory)
+    unique = {Path(c).resolve(): c for c in [*catalog_paths_from_env(), *catalogs]}
+    for catalog in unique.values():
+        registry.load_catalog(catalog)
+    return registry

@@ -1,0 +1,50 @@
+"""``oodbench list``: what is registered, with capabilities, citations and where it comes from."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from oodbench.config import PRESETS
+from oodbench.registry import Registry
+
+
+def _methods(registry: Registry) -> pd.DataFrame:
+    rows = []
+    for name in sorted(registry.methods):
+        cls = registry.method(name)
+        caps = cls(cls.Params()).capabilities()
+        rows.append({"method": name, "reads": caps.describe(), "summary": cls.summary,
+                     "citation": cls.citation, "source": registry.origins[("methods", name)]})
+    return pd.DataFrame(rows)
+
+
+def _datasets(registry: Registry) -> pd.DataFrame:
+    rows = []
+    for name in sorted(registry.datasets):
+        spec = registry.dataset(name)
+        rows.append({"dataset": name, "role": spec.role, "classes": spec.num_classes or "",
+                     "splits": ", ".join(spec.splits),
+                     "source": "; ".join(f"{split}: {src.describe()}" for split, src in spec.splits.items()),
+                     "origin": spec.origin})
+    return pd.DataFrame(rows)
+
+
+def _backbones(registry: Registry) -> pd.DataFrame:
+    rows = []
+    for name in sorted(registry.backbones):
+        spec = registry.backbone(name)
+        weights = ", ".join(f"{c.dataset}/s{c.seed}" for c in spec.checkpoints) or "trained by oodbench"
+        rows.append({"backbone": name, "input": f"{spec.input_size}x{spec.input_size}x{spec.channels}",
+                     "features": spec.feature_dim, "weights": weights, "description": spec.description})
+    return pd.DataFrame(rows)
+
+
+def _presets(_: Registry) -> pd.DataFrame:
+    return pd.DataFrame([{"preset": p.name, "backbone": p.backbone, "limit": p.limit or "all",
+                          "description": p.description} for p in PRESETS.values()])
+
+
+def list_table(what: str, registry: Registry) -> str:
+    frame = {"methods": _methods, "datasets": _datasets, "backbones": _backbones, "presets": _presets}[what](registry)
+    with pd.option_context("display.max_colwidth", 120, "display.width", 250):
+        return frame.to_string(index=False)

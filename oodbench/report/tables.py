@@ -1,0 +1,65 @@
+"""Paper-style tables built from store records (never from formatted strings).
+
+The MIM-paper layout: rows are methods, columns are OOD sets x {AUROC, AUPR-OUT} plus their
+average over OOD sets. Values are means over seeds; cells whose method failed or produced
+non-finite scores are reported as such and left out of the average.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+MIM_METRICS = (("auroc", "AUROC"), ("aupr_out", "AUPR"))
+AVERAGE = "Average"
+
+
+def _ordered(values: pd.Series) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def mim_layout(results: pd.DataFrame) -> pd.DataFrame:
+    """Numeric MIM-paper table: index methods, columns (OOD set or 'Average', metric label).
+
+    NaN marks a cell without a valid value (failed or non-finite); :func:`cell_status` says why.
+    """
+    methods, oods = _ordered(results["method"]), _ordered(results["ood_dataset"])
+    ok = results[results["status"] == "ok"]
+    columns = pd.MultiIndex.from_tuples([(o, label) for o in [*oods, AVERAGE] for _, label in MIM_METRICS])
+    table = pd.DataFrame(np.nan, index=pd.Index(methods, name="method"), columns=columns)
+    means = ok.groupby(["method", "ood_dataset"])[[m for m, _ in MIM_METRICS]].mean()
+    for (method, ood), row in means.iterrows():
+        for metric, label in MIM_METRICS:
+            table.loc[method, (ood, label)] = row[metric]
+    for _, label in MIM_METRICS:
+        per_ood = table[[(o, label) for o in oods]]
+        table[(AVERAGE, label)] = per_ood.mean(axis=1, skipna=False)
+    return table
+
+
+def cell_status(results: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(method, OOD set) -> 'failed' / 'nonfinite' for cells without a valid value in any seed."""
+    bad = results[results["status"] != "ok"]
+    return {(r.method, r.ood_dataset): r.status for r in bad.itertuples()}
+
+
+def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
+    """The MIM-paper layout as aligned text for the terminal, with a caption."""
+    table = mim_layout(results)
+    status = cell_status(results)
+    text = table.map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "")
+    for (method, ood), why in status.items():
+        for _, label in MIM_METRICS:
+            text.loc[method, (ood, label)] = why
+    for method in text.index:
+        if any(m == method for m, _ in status):
+            for _, label in MIM_METRICS:
+                if not text.loc[method, (AVERAGE, label)]:
+                    text.loc[method, (AVERAGE, label)] = "-"
+    seeds = results["seed"].nunique()
+    ids = ", ".join(_ordered(results["id_dataset"]))
+    caption = (
+        f"ID {ids}, backbone {', '.join(_ordered(results['backbone']))}; AUROC and AUPR-OUT (OOD positive), "
+        f"{'mean over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}"
+    )
+    return caption + "\n" + text.to_string()

@@ -1,0 +1,162 @@
+"""The results database: SQLite, one row per (run, method, parameters, checkpoint, ID, OOD, seed).
+
+Every metric is stored as a raw float, with the ID accuracy, fit and score time, peak memory and
+the paths of the per-sample score files (``scores/`` next to the database). A run row keeps the
+command, resolved configuration, package versions, git commit and hardware.
+
+Writes are atomic: score files are written to a temporary name and renamed; all rows of one
+method are inserted in one transaction. A killed run leaves complete rows or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from oodbench.metrics import METRIC_NAMES
+
+RESULT_COLUMNS = {
+    "run_id": "TEXT NOT NULL",
+    "method": "TEXT NOT NULL",
+    "params": "TEXT NOT NULL",
+    "params_hash": "TEXT NOT NULL",
+    "method_version": "TEXT",
+    "backbone": "TEXT NOT NULL",
+    "checkpoint": "TEXT NOT NULL",
+    "checkpoint_origin": "TEXT",
+    "id_dataset": "TEXT NOT NULL",
+    "ood_dataset": "TEXT NOT NULL",
+    "seed": "INTEGER NOT NULL",
+    "status": "TEXT NOT NULL",
+    "error": "TEXT",
+    **{name: "REAL" for name in METRIC_NAMES},
+    "id_accuracy": "REAL",
+    "fit_time_s": "REAL",
+    "score_time_s": "REAL",
+    "peak_memory_mb": "REAL",
+    "n_id": "INTEGER",
+    "n_ood": "INTEGER",
+    "nonfinite_id": "INTEGER",
+    "nonfinite_ood": "INTEGER",
+    "id_scores_path": "TEXT",
+    "ood_scores_path": "TEXT",
+    "protocol": "TEXT",
+    "created": "REAL",
+}
+
+RUN_COLUMNS = {
+    "run_id": "TEXT PRIMARY KEY",
+    "started": "REAL",
+    "finished": "REAL",
+    "status": "TEXT",
+    "command": "TEXT",
+    "config": "TEXT",
+    "versions": "TEXT",
+    "git_commit": "TEXT",
+    "hardware": "TEXT",
+    "wall_time_s": "REAL",
+    "images_forwarded": "INTEGER",
+    "stages": "TEXT",
+    "provenance": "TEXT",
+}
+
+
+def _create_statements() -> list[str]:
+    runs = ", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())
+    results = ", ".join(f"{k} {v}" for k, v in RESULT_COLUMNS.items())
+    return [
+        f"CREATE TABLE IF NOT EXISTS runs ({runs})",
+        f"CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY AUTOINCREMENT, {results}, "
+        "UNIQUE (run_id, method, params_hash, checkpoint, id_dataset, ood_dataset, seed))",
+        "CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id)",
+    ]
+
+
+class ResultStore:
+    """Read and write runs and results; per-sample scores live in ``<dir>/scores/``."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.scores_dir = self.path.parent / "scores"
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=30)
+        with connection:
+            for statement in _create_statements():
+                connection.execute(statement)
+        return connection
+
+    def start_run(self, run_id: str, **fields: Any) -> None:
+        row = {"run_id": run_id, "started": time.time(), "status": "running", **_jsonify(fields)}
+        with self._connect() as connection:
+            connection.execute(
+                f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+
+    def finish_run(self, run_id: str, status: str, **fields: Any) -> None:
+        row = {"finished": time.time(), "status": status, **_jsonify(fields)}
+        with self._connect() as connection:
+            connection.execute(
+                f"UPDATE runs SET {', '.join(f'{k} = ?' for k in row)} WHERE run_id = ?", [*row.values(), run_id]
+            )
+
+    def save_scores(self, key: str, scores: np.ndarray) -> str:
+        """Write one score array (once per content key) and return its path."""
+        self.scores_dir.mkdir(parents=True, exist_ok=True)
+        path = self.scores_dir / f"{key}.npy"
+        if not path.exists():
+            tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+            np.save(tmp, np.asarray(scores, dtype=np.float32))
+            os.replace(tmp, path)
+        return str(path)
+
+    def add_results(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Insert rows in one transaction (all or none); a repeated cell of the same run is replaced."""
+        rows = [{**_jsonify(r), "created": time.time()} for r in rows]
+        if not rows:
+            return
+        unknown = set().union(*rows) - set(RESULT_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown result columns: {sorted(unknown)}")
+        with self._connect() as connection:
+            for row in rows:
+                connection.execute(
+                    f"INSERT OR REPLACE INTO results ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()),
+                )
+
+    def results(self, run_id: str | None = None) -> pd.DataFrame:
+        query, args = "SELECT * FROM results", []
+        if run_id is not None:
+            query, args = query + " WHERE run_id = ?", [run_id]
+        with self._connect() as connection:
+            return pd.read_sql_query(query + " ORDER BY id", connection, params=args)
+
+    def runs(self) -> pd.DataFrame:
+        with self._connect() as connection:
+            return pd.read_sql_query("SELECT * FROM runs ORDER BY started", connection)
+
+    def latest_run_id(self) -> str | None:
+        with self._connect() as connection:
+            row = connection.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+
+def _jsonify(fields: dict[str, Any]) -> dict[str, Any]:
+    """Store dicts and lists as JSON text; numpy scalars as Python numbers."""
+    out = {}
+    for key, value in fields.items():
+        if isinstance(value, (dict, list, tuple)):
+            value = json.dumps(value, sort_keys=True, default=str)
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
