@@ -208,6 +208,20 @@ def list_image_files(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
+def folder_image_set(
+    path: Path, labelled: bool = False, classes: Sequence[str] | None = None, count: int | None = None
+) -> ImageSet:
+    """The images below a directory (ImageFolder layout when ``labelled``), decoded on demand."""
+    if not path.is_dir():
+        raise DataError(f"image folder {path} not found", "create it or correct the path")
+    files = list_image_files(path)
+    _check_count(len(files), count, str(path))
+    members = [p.relative_to(path).as_posix() for p in files]
+    index = _class_index(members, classes, str(path)) if labelled else None
+    labels = np.array([_label_of(m, labelled, index) for m in members], dtype=np.int64)
+    return ImageSet(labels=labels, load=lambda i: open_image(files[i], str(files[i])), names=[str(p) for p in files])
+
+
 class ImageFolderSource(Source):
     """A directory of images in ImageFolder layout; identified by its file names, sizes and times."""
 
@@ -223,23 +237,14 @@ class ImageFolderSource(Source):
         self.labelled = labelled
         self.classes = tuple(classes) if classes else None
 
-    def _files(self) -> list[Path]:
+    def identity(self, ctx: SourceContext) -> dict:
         if not self.path.is_dir():
             raise DataError(f"image folder {self.path} not found", "create it or correct the path")
-        files = list_image_files(self.path)
-        _check_count(len(files), self.count, str(self.path))
-        return files
-
-    def identity(self, ctx: SourceContext) -> dict:
-        listing = [(p.relative_to(self.path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in self._files()]
+        listing = [(p.relative_to(self.path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in list_image_files(self.path)]
         return {"kind": "imagefolder", "listing": stable_hash(listing, 32), "labelled": self.labelled, "classes": self.classes}
 
     def read(self, ctx: SourceContext, fmt: ImageFormat) -> ImageSet:
-        files = self._files()
-        members = [p.relative_to(self.path).as_posix() for p in files]
-        index = _class_index(members, self.classes, str(self.path)) if self.labelled else None
-        labels = np.array([_label_of(m, self.labelled, index) for m in members], dtype=np.int64)
-        return ImageSet(labels=labels, load=lambda i: open_image(files[i], str(files[i])), names=[str(p) for p in files])
+        return folder_image_set(self.path, self.labelled, self.classes, self.count)
 
     def describe(self) -> str:
         return f"folder {self.path}"

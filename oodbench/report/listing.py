@@ -44,7 +44,13 @@ def _presets(_: Registry) -> pd.DataFrame:
                           "description": p.description} for p in PRESETS.values()])
 
 
+def left_aligned(frame: pd.DataFrame) -> str:
+    """A plain left-aligned text table (pandas right-aligns text columns)."""
+    cells = [list(map(str, frame.columns))] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(frame.columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
 def list_table(what: str, registry: Registry) -> str:
     frame = {"methods": _methods, "datasets": _datasets, "backbones": _backbones, "presets": _presets}[what](registry)
-    with pd.option_context("display.max_colwidth", 120, "display.width", 250):
-        return frame.to_string(index=False)
+    return left_aligned(frame)

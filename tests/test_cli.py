@@ -1,0 +1,176 @@
+"""Integration tests: the real CLI on real offline data, fake files in real formats, and plugins."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import fakes
+from oodbench.cli import main
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _rows(results: Path, table: str = "results") -> list[sqlite3.Row]:
+    database = results / "oodbench.sqlite"
+    if not database.exists():
+        return []
+    with sqlite3.connect(database) as connection:
+        connection.row_factory = sqlite3.Row
+        return connection.execute(f"SELECT * FROM {table}").fetchall()
+
+
+@pytest.fixture
+def tiny_catalog(tmp_path) -> Path:
+    """A catalog of small zip archives: a 10-class ID set and one OOD set."""
+    data = tmp_path / "data"
+    data.mkdir()
+    classes = [f"class{i}" for i in range(10)]
+    fakes.zip_folder(data / "train.zip", 200, classes, seed=1)
+    fakes.zip_folder(data / "test.zip", 50, classes, seed=2)
+    fakes.zip_folder(data / "ood.zip", 40, None, seed=3)
+    catalog = data / "catalog.toml"
+    catalog.write_text(
+        '[datasets.tiny]\nrole = "id"\nnum_classes = 10\n'
+        f'[datasets.tiny.splits.train]\npath = "train.zip"\nsha256 = "{_sha256(data / "train.zip")}"\ncount = 200\n'
+        f'[datasets.tiny.splits.test]\npath = "test.zip"\nsha256 = "{_sha256(data / "test.zip")}"\ncount = 50\n'
+        '[datasets.tiny-ood]\nrole = "ood"\n'
+        f'[datasets.tiny-ood.splits.test]\npath = "ood.zip"\nsha256 = "{_sha256(data / "ood.zip")}"\ncount = 40\n'
+    )
+    return catalog
+
+
+def _run_tiny(catalog: Path, results: Path, *extra: str) -> int:
+    return main(["run", "--preset", "smoke", "--id", "tiny", "--catalog", str(catalog), "--results", str(results), *extra])
+
+
+def test_smoke_run_on_the_offline_catalog_then_a_cached_rerun(catalog, shared_cache, tmp_path, capsys):
+    args = ["run", "--preset", "smoke", "--id", "cifar10-jpeg", "--ood", "tin-crop-32,mnist-test,gaussian",
+            "--methods", "msp,energy,odin,mahalanobis", "--catalog", str(catalog),
+            "--cache-dir", str(shared_cache), "--results", str(tmp_path / "results")]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "tin-crop-32" in first and "mahalanobis" in first and "12/12 cells ok" in first
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    assert "images through the classifier: 0" in second
+    stages = next(line for line in second.splitlines() if line.startswith("stages:"))
+    assert set(re.findall(r"(\d+) computed", stages)) == {"0"}
+    assert len(_rows(tmp_path / "results")) == 24
+    runs = _rows(tmp_path / "results", "runs")
+    assert runs[0]["images_forwarded"] > 0 and runs[1]["images_forwarded"] == 0
+
+
+def test_cifar100_smoke_run_on_fake_pickles(tmp_path, capsys):
+    fakes.cifar(tmp_path / "data" / "cifar", hundred=True, per_class_train=3, per_class_test=1)
+    code = main(["run", "--preset", "smoke", "--id", "cifar100", "--ood", "gaussian,uniform",
+                 "--methods", "msp,energy,mahalanobis,vim,klmatching", "--data-root", str(tmp_path / "data"),
+                 "--no-download", "--results", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "ID accuracy on cifar100/test" in out and "10/10 cells ok" in out
+
+
+def test_default_ood_list_of_cifar_needs_the_mim_sets(tmp_path, capsys):
+    fakes.cifar(tmp_path / "data" / "cifar", hundred=False)
+    code = main(["run", "--preset", "smoke", "--id", "cifar10", "--methods", "msp", "--no-download",
+                 "--data-root", str(tmp_path / "data"), "--results", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Imagenet/test not found" in err and "fix:" in err
+    assert _rows(tmp_path / "results") == []
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("sha256", "sha256 of"),
+    ("truncate", "not a readable zip archive"),
+    ("bad-image", "cannot decode image"),
+])
+def test_catalog_errors_are_clear_and_write_nothing(tiny_catalog, tmp_path, capsys, damage, message):
+    data = tiny_catalog.parent
+    test_zip = data / "test.zip"
+    if damage == "truncate":
+        test_zip.write_bytes(test_zip.read_bytes()[: test_zip.stat().st_size // 2])
+    elif damage == "bad-image":
+        with zipfile.ZipFile(test_zip, "a") as archive:
+            archive.writestr("class0/broken.png", b"\x89PNG\r\n\x1a\nnot really an image")
+        text = tiny_catalog.read_text().replace("count = 50", "count = 51")
+        tiny_catalog.write_text(text)
+    if damage != "sha256":
+        text = tiny_catalog.read_text()
+        old = text.split('path = "test.zip"\nsha256 = "')[1].split('"')[0]
+        tiny_catalog.write_text(text.replace(old, _sha256(test_zip)))
+    else:
+        test_zip.write_bytes(test_zip.read_bytes() + b"appended")
+    code = _run_tiny(tiny_catalog, tmp_path / "results")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "test.zip" in err and "fix:" in err
+    assert err.count("error:") == 1
+    assert _rows(tmp_path / "results") == [] and _rows(tmp_path / "results", "runs") == []
+
+
+def test_plugin_method_runs_next_to_builtins_and_broken_plugins_are_reported(tiny_catalog, tmp_path, capsys):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "negmsp.py").write_text(
+        "from oodbench.api import Method, Reads\n"
+        "class Confident(Method):\n"
+        "    name = 'confident'\n"
+        "    citation = 'a test plugin'\n"
+        "    reads = frozenset({Reads.LOGITS})\n"
+        "    def score(self, data):\n"
+        "        return data.logits.softmax(1).max(1).values\n"
+    )
+    (plugins / "broken.py").write_text("import not_a_module_that_exists\n")
+    code = _run_tiny(tiny_catalog, tmp_path / "results", "--plugins", str(plugins), "--methods", "msp,confident")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "broken.py" in captured.err and "ModuleNotFoundError" in captured.err
+    assert "confident" in captured.out and "msp" in captured.out
+    methods = {row["method"] for row in _rows(tmp_path / "results")}
+    assert methods == {"msp", "confident"}
+
+
+def test_a_failing_method_marks_its_cells_and_the_run_goes_on(tiny_catalog, tmp_path, capsys):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "crash.py").write_text(
+        "from oodbench.api import Method, Reads\n"
+        "class Crash(Method):\n"
+        "    name = 'crash'\n"
+        "    reads = frozenset({Reads.LOGITS})\n"
+        "    def score(self, data):\n"
+        "        raise ValueError('boom')\n"
+    )
+    code = _run_tiny(tiny_catalog, tmp_path / "results", "--plugins", str(plugins), "--methods", "crash,msp")
+    out = capsys.readouterr().out
+    assert code == 1 and "failed" in out
+    statuses = {(row["method"], row["status"]) for row in _rows(tmp_path / "results")}
+    assert statuses == {("crash", "failed"), ("msp", "ok")}
+
+
+def test_unknown_names_get_a_suggestion(tiny_catalog, tmp_path, capsys):
+    assert _run_tiny(tiny_catalog, tmp_path / "results", "--methods", "mahalanobi") == 2
+    assert "did you mean 'mahalanobis'" in capsys.readouterr().err
+
+
+def test_list_methods_shows_the_ten_builtins_with_capabilities(capsys):
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    for name in ["msp", "odin", "energy", "mahalanobis", "entropy", "maxlogit", "klmatching", "dice", "rmd", "vim"]:
+        assert f"\n{name} " in out
+    assert "images" in out and "fit on ID train" in out and "ICLR 2018" in out
+
+
+def test_demo_runs_without_arguments(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "digits-heldout" in out and "photo-patches" in out and "40/40 cells ok" in out
