@@ -18,7 +18,13 @@ import sklearn.datasets
 from PIL import Image
 
 from oodbench.api import DatasetSpec
-from oodbench.data.source import ImageFormat, ImageSet, Source, SourceContext, open_image
+from oodbench.data.source import (
+    ImageFormat,
+    ImageSet,
+    Source,
+    SourceContext,
+    open_image,
+)
 
 ID_CLASSES = (0, 1, 2, 3, 4, 5)
 HELDOUT_CLASSES = (6, 7, 8, 9)

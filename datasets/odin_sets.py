@@ -9,7 +9,12 @@ Files live in ``<data root>/odin/`` in the layout of the released archives.
 
 from __future__ import annotations
 
-from pytorch_ood.dataset.img import LSUNCrop, LSUNResize, TinyImageNetCrop, TinyImageNetResize
+from pytorch_ood.dataset.img import (
+    LSUNCrop,
+    LSUNResize,
+    TinyImageNetCrop,
+    TinyImageNetResize,
+)
 
 from oodbench.api import DatasetSpec
 from oodbench.data.download import DownloadedFiles, image_folder_reader

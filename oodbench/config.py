@@ -47,7 +47,7 @@ PRESETS: dict[str, Preset] = {
         Preset("demo", "digits, a tiny CNN trained on the spot, no network needed (under 2 minutes)",
                backbone="cnn-digits", pretrained=False, train=True, id_dataset="digits"),
         Preset("smoke", "a tiny CNN and a few hundred images: seconds",
-               backbone="cnn-small", pretrained=False, train=True, epochs=2, limit=300, train_limit=1000),
+               backbone="cnn-small", pretrained=False, train=True, epochs=6, limit=300, train_limit=2000),
         Preset("quick", "CPU-sized: WRN-16-2 trained by oodbench, 2,000 test images per set",
                backbone="wrn-16-2", pretrained=False, train=True, limit=2000),
         Preset("paper", "published setting: WRN-40-2, pytorch-ood's pre-trained weights, full test sets",

@@ -45,3 +45,11 @@ def catalog() -> Path:
 def shared_cache(tmp_path_factory) -> Path:
     """One artifact cache for the integration tests, so catalog archives are decoded once per session."""
     return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture
+def tiny_catalog(tmp_path) -> Path:
+    """A catalog of small zip archives: a 10-class ID set ``tiny`` and an OOD set ``tiny-ood``."""
+    from helpers import make_tiny_catalog
+
+    return make_tiny_catalog(tmp_path / "data")

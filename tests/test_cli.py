@@ -2,53 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import sqlite3
 import zipfile
-from pathlib import Path
-
-import pytest
 
 import fakes
+import pytest
+from helpers import run_tiny, sha256, store_rows
+
 from oodbench.cli import main
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _rows(results: Path, table: str = "results") -> list[sqlite3.Row]:
-    database = results / "oodbench.sqlite"
-    if not database.exists():
-        return []
-    with sqlite3.connect(database) as connection:
-        connection.row_factory = sqlite3.Row
-        return connection.execute(f"SELECT * FROM {table}").fetchall()
-
-
-@pytest.fixture
-def tiny_catalog(tmp_path) -> Path:
-    """A catalog of small zip archives: a 10-class ID set and one OOD set."""
-    data = tmp_path / "data"
-    data.mkdir()
-    classes = [f"class{i}" for i in range(10)]
-    fakes.zip_folder(data / "train.zip", 200, classes, seed=1)
-    fakes.zip_folder(data / "test.zip", 50, classes, seed=2)
-    fakes.zip_folder(data / "ood.zip", 40, None, seed=3)
-    catalog = data / "catalog.toml"
-    catalog.write_text(
-        '[datasets.tiny]\nrole = "id"\nnum_classes = 10\n'
-        f'[datasets.tiny.splits.train]\npath = "train.zip"\nsha256 = "{_sha256(data / "train.zip")}"\ncount = 200\n'
-        f'[datasets.tiny.splits.test]\npath = "test.zip"\nsha256 = "{_sha256(data / "test.zip")}"\ncount = 50\n'
-        '[datasets.tiny-ood]\nrole = "ood"\n'
-        f'[datasets.tiny-ood.splits.test]\npath = "ood.zip"\nsha256 = "{_sha256(data / "ood.zip")}"\ncount = 40\n'
-    )
-    return catalog
-
-
-def _run_tiny(catalog: Path, results: Path, *extra: str) -> int:
-    return main(["run", "--preset", "smoke", "--id", "tiny", "--catalog", str(catalog), "--results", str(results), *extra])
 
 
 def test_smoke_run_on_the_offline_catalog_then_a_cached_rerun(catalog, shared_cache, tmp_path, capsys):
@@ -63,8 +24,8 @@ def test_smoke_run_on_the_offline_catalog_then_a_cached_rerun(catalog, shared_ca
     assert "images through the classifier: 0" in second
     stages = next(line for line in second.splitlines() if line.startswith("stages:"))
     assert set(re.findall(r"(\d+) computed", stages)) == {"0"}
-    assert len(_rows(tmp_path / "results")) == 24
-    runs = _rows(tmp_path / "results", "runs")
+    assert len(store_rows(tmp_path / "results")) == 24
+    runs = store_rows(tmp_path / "results", "runs")
     assert runs[0]["images_forwarded"] > 0 and runs[1]["images_forwarded"] == 0
 
 
@@ -84,7 +45,7 @@ def test_default_ood_list_of_cifar_needs_the_mim_sets(tmp_path, capsys):
                  "--data-root", str(tmp_path / "data"), "--results", str(tmp_path / "results")])
     err = capsys.readouterr().err
     assert code == 2 and "Imagenet/test not found" in err and "fix:" in err
-    assert _rows(tmp_path / "results") == []
+    assert store_rows(tmp_path / "results") == []
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -105,15 +66,15 @@ def test_catalog_errors_are_clear_and_write_nothing(tiny_catalog, tmp_path, caps
     if damage != "sha256":
         text = tiny_catalog.read_text()
         old = text.split('path = "test.zip"\nsha256 = "')[1].split('"')[0]
-        tiny_catalog.write_text(text.replace(old, _sha256(test_zip)))
+        tiny_catalog.write_text(text.replace(old, sha256(test_zip)))
     else:
         test_zip.write_bytes(test_zip.read_bytes() + b"appended")
-    code = _run_tiny(tiny_catalog, tmp_path / "results")
+    code = run_tiny(tiny_catalog, tmp_path / "results")
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and "test.zip" in err and "fix:" in err
     assert err.count("error:") == 1
-    assert _rows(tmp_path / "results") == [] and _rows(tmp_path / "results", "runs") == []
+    assert store_rows(tmp_path / "results") == [] and store_rows(tmp_path / "results", "runs") == []
 
 
 def test_plugin_method_runs_next_to_builtins_and_broken_plugins_are_reported(tiny_catalog, tmp_path, capsys):
@@ -129,12 +90,12 @@ def test_plugin_method_runs_next_to_builtins_and_broken_plugins_are_reported(tin
         "        return data.logits.softmax(1).max(1).values\n"
     )
     (plugins / "broken.py").write_text("import not_a_module_that_exists\n")
-    code = _run_tiny(tiny_catalog, tmp_path / "results", "--plugins", str(plugins), "--methods", "msp,confident")
+    code = run_tiny(tiny_catalog, tmp_path / "results", "--plugins", str(plugins), "--methods", "msp,confident")
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "broken.py" in captured.err and "ModuleNotFoundError" in captured.err
     assert "confident" in captured.out and "msp" in captured.out
-    methods = {row["method"] for row in _rows(tmp_path / "results")}
+    methods = {row["method"] for row in store_rows(tmp_path / "results")}
     assert methods == {"msp", "confident"}
 
 
@@ -149,15 +110,15 @@ def test_a_failing_method_marks_its_cells_and_the_run_goes_on(tiny_catalog, tmp_
         "    def score(self, data):\n"
         "        raise ValueError('boom')\n"
     )
-    code = _run_tiny(tiny_catalog, tmp_path / "results", "--plugins", str(plugins), "--methods", "crash,msp")
+    code = run_tiny(tiny_catalog, tmp_path / "results", "--plugins", str(plugins), "--methods", "crash,msp")
     out = capsys.readouterr().out
     assert code == 1 and "failed" in out
-    statuses = {(row["method"], row["status"]) for row in _rows(tmp_path / "results")}
+    statuses = {(row["method"], row["status"]) for row in store_rows(tmp_path / "results")}
     assert statuses == {("crash", "failed"), ("msp", "ok")}
 
 
 def test_unknown_names_get_a_suggestion(tiny_catalog, tmp_path, capsys):
-    assert _run_tiny(tiny_catalog, tmp_path / "results", "--methods", "mahalanobi") == 2
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "mahalanobi") == 2
     assert "did you mean 'mahalanobis'" in capsys.readouterr().err
 
 

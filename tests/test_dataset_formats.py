@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fakes
 import numpy as np
 import pytest
 
-import fakes
 from oodbench.data.arrays import materialize
 from oodbench.data.source import ImageFormat, SourceContext
 from oodbench.engine.cache import ArtifactCache

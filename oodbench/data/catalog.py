@@ -21,7 +21,12 @@ import tomllib
 from pathlib import Path
 
 from oodbench.api import DatasetSpec
-from oodbench.data.source import ImageFolderSource, NpzSource, Source, ZipImageFolderSource
+from oodbench.data.source import (
+    ImageFolderSource,
+    NpzSource,
+    Source,
+    ZipImageFolderSource,
+)
 from oodbench.errors import ConfigError
 
 CATALOG_ENV = "OODBENCH_CATALOG"

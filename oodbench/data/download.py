@@ -13,7 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from oodbench.data.source import ImageFormat, ImageSet, Source, SourceContext, folder_image_set, list_image_files
+from oodbench.data.source import (
+    ImageFormat,
+    ImageSet,
+    Source,
+    SourceContext,
+    folder_image_set,
+    list_image_files,
+)
 from oodbench.errors import DataError
 from oodbench.hashing import stable_hash
 

@@ -24,9 +24,9 @@ def verify(registry: Registry, names: list[str], paths: dict) -> int:
         spec = registry.dataset(name)
         for split, source in spec.splits.items():
             try:
-                identity = source.identity(context)
-                notes = identity.get("notes", "")
-                print(f"ok       {name}/{split}: {source.describe()}{'  (' + notes + ')' if notes else ''}")
+                official = source.identity(context).get("official")
+                remark = {True: "  (official release, md5 verified)", False: "  (readable, but not the official release files)"}.get(official, "")
+                print(f"ok       {name}/{split}: {source.describe()}{remark}")
             except DataError as error:
                 failures += 1
                 print(f"FAILED   {name}/{split}: {error.message}" + (f"\n         fix: {error.fix}" if error.fix else ""))

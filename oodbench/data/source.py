@@ -85,7 +85,7 @@ class Source(ABC):
     def read(self, ctx: SourceContext, fmt: ImageFormat) -> ImageSet:
         """The images and labels. Generated sources (noise) may produce ``fmt`` directly."""
 
-    def fetch(self, ctx: SourceContext) -> None:
+    def fetch(self, ctx: SourceContext) -> None:  # noqa: B027  (sources without a download need nothing)
         """Download the files into ``ctx.data_root`` if the source has a download and they are missing."""
 
     def describe(self) -> str:

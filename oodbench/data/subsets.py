@@ -27,6 +27,6 @@ def subset_indices(labels: np.ndarray, limit: int | None, seed: int = 0) -> np.n
     remainder_order = np.argsort(-(exact - take), kind="stable")
     take[remainder_order[: limit - take.sum()]] += 1
     chosen = [
-        rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take) if k > 0
+        rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take, strict=True) if k > 0
     ]
     return np.sort(np.concatenate(chosen))

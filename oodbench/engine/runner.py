@@ -30,7 +30,15 @@ import numpy as np
 import pytorch_ood
 import torch
 
-from oodbench.api import BackboneSpec, Capabilities, DatasetSpec, ImageBatches, Method, Reads, Representations
+from oodbench.api import (
+    BackboneSpec,
+    Capabilities,
+    DatasetSpec,
+    ImageBatches,
+    Method,
+    Reads,
+    Representations,
+)
 from oodbench.config import RunConfig
 from oodbench.data.arrays import SplitArrays, materialize
 from oodbench.data.batches import pixel_batches
@@ -41,7 +49,12 @@ from oodbench.engine.extract import Extraction, extract
 from oodbench.errors import ConfigError
 from oodbench.hashing import DigestMemo, code_version, stable_hash
 from oodbench.metrics import METRIC_NAMES, accuracy, detection_metrics
-from oodbench.models.checkpoints import Checkpoint, load_reference, load_registry, train_or_load
+from oodbench.models.checkpoints import (
+    Checkpoint,
+    load_reference,
+    load_registry,
+    train_or_load,
+)
 from oodbench.provenance import git_commit, hardware, package_versions
 from oodbench.registry import Registry
 from oodbench.store import ResultStore
@@ -58,6 +71,16 @@ class ForwardCounter:
 
     def __call__(self, count: int) -> None:
         self.images += count
+
+
+@dataclass
+class Network:
+    """The classifier methods are evaluated with: its checkpoint, the module on the device, ID accuracy."""
+
+    checkpoint: Checkpoint
+    model: torch.nn.Module
+    id_accuracy: float
+    seed: int
 
 
 @dataclass
@@ -148,7 +171,8 @@ class Benchmark:
             "pass --checkpoint FILE (or pytorch-ood:KEY), or --train to train one with the backbone's recipe",
         )
 
-    def _split(self, spec: DatasetSpec, split: str, fmt: ImageFormat, limit: int | None) -> SplitArrays:
+    def split(self, spec: DatasetSpec, split: str, fmt: ImageFormat, limit: int | None) -> SplitArrays:
+        """The materialised arrays of a split, limited to a deterministic subset of ``limit`` images."""
         return materialize(spec, split, fmt, self.context, self.cache).limited(limit)
 
     # -- stages ---------------------------------------------------------------------------
@@ -172,11 +196,11 @@ class Benchmark:
             )
         return self._extractions[memo]
 
-    def _representations(self, split: SplitArrays, caps: Capabilities, model: torch.nn.Module, checkpoint: Checkpoint) -> Representations:
-        device = self.compute.device
+    def _representations(self, split: SplitArrays, caps: Capabilities, network: Network) -> Representations:
+        device, model = self.compute.device, network.model
         reps = Representations(labels=torch.as_tensor(np.asarray(split.labels)).to(device), num_classes=model.num_classes)
         if caps.extracted:
-            extraction = self._extraction(model, checkpoint, split)
+            extraction = self._extraction(model, network.checkpoint, split)
             if Reads.LOGITS in caps.reads:
                 reps.logits = torch.from_numpy(np.asarray(extraction.logits)).to(device)
             if Reads.FEATURES in caps.reads:
@@ -193,12 +217,13 @@ class Benchmark:
             )
         return reps
 
-    def _fitted(self, plan: PlannedMethod, fit_key: str, train: SplitArrays, model, checkpoint: Checkpoint) -> tuple[Method, float]:
+    def _fitted(self, plan: PlannedMethod, fit_key: str, train: SplitArrays, network: Network) -> tuple[Method, float]:
         artifact = self.cache.get(FIT_STAGE, fit_key)
         if artifact is not None:
             return torch.load(artifact.file("method.pt"), map_location=self.compute.device, weights_only=False), artifact.meta["seconds"]
         method = plan.cls(plan.params)
-        representations = self._representations(train, plan.capabilities, model, checkpoint)
+        representations = self._representations(train, plan.capabilities, network)
+        torch.manual_seed(network.seed)
         started = time.perf_counter()
         method.fit(representations)
         seconds = time.perf_counter() - started
@@ -209,7 +234,7 @@ class Benchmark:
             self.say(f"note: fitted state of {plan.name} cannot be cached ({error}); it is refitted on the next run")
         return method, seconds
 
-    def _scores(self, plan: PlannedMethod, splits: list[SplitArrays], train: SplitArrays | None, model, checkpoint: Checkpoint) -> tuple[dict[str, ScoredSplit], float]:
+    def _scores(self, plan: PlannedMethod, splits: list[SplitArrays], train: SplitArrays | None, network: Network) -> tuple[dict[str, ScoredSplit], float]:
         """Scores of every split, from the cache or computed (fitting first when needed), and the fit time."""
         caps = plan.capabilities
         fit_key = stable_hash(
@@ -218,9 +243,10 @@ class Benchmark:
                 "params": dataclasses.asdict(plan.params),
                 "code": code_version(plan.cls),
                 "pytorch_ood": pytorch_ood.__version__,
-                "checkpoint": checkpoint.hash,
+                "checkpoint": network.checkpoint.hash,
                 "train": train.content_hash if caps.fits else None,
                 "precision": self.compute.precision,
+                "seed": network.seed,
             }
         )
         method, fit_seconds = None, 0.0
@@ -230,8 +256,9 @@ class Benchmark:
             artifact = self.cache.get(SCORE_STAGE, key)
             if artifact is None:
                 if method is None:
-                    method, fit_seconds = self._fitted(plan, fit_key, train, model, checkpoint) if caps.fits else (plan.cls(plan.params), 0.0)
-                representations = self._representations(split, caps, model, checkpoint)
+                    method, fit_seconds = self._fitted(plan, fit_key, train, network) if caps.fits else (plan.cls(plan.params), 0.0)
+                representations = self._representations(split, caps, network)
+                torch.manual_seed(network.seed)
                 started = time.perf_counter()
                 values = method.score(representations)
                 elapsed = time.perf_counter() - started
@@ -263,9 +290,9 @@ class Benchmark:
         needs_train = any(p.capabilities.fits for p in plans) or "train" in modes.values()
 
         fmt = ImageFormat(backbone.input_size, backbone.channels)
-        id_test = self._split(id_spec, evaluation_split(id_spec), fmt, config.limit)
-        oods = [self._split(spec, evaluation_split(spec), fmt, config.limit) for spec in ood_specs]
-        train = self._split(id_spec, "train", fmt, config.train_limit) if needs_train else None
+        id_test = self.split(id_spec, evaluation_split(id_spec), fmt, config.limit)
+        oods = [self.split(spec, evaluation_split(spec), fmt, config.limit) for spec in ood_specs]
+        train = self.split(id_spec, "train", fmt, config.train_limit) if needs_train else None
 
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         provenance = {
@@ -280,15 +307,17 @@ class Benchmark:
         status = "failed"
         try:
             for seed in config.seeds:
-                checkpoint = self._checkpoint(modes[seed], backbone, id_spec, train, seed)
-                model = self.compute.prepare(checkpoint.model).eval()
-                id_accuracy = accuracy(self._extraction(model, checkpoint, id_test).logits, id_test.labels)
-                self._check_accuracy(checkpoint, id_spec, id_test, id_accuracy)
-                provenance["checkpoints"][str(seed)] = {"hash": checkpoint.hash, "origin": checkpoint.origin, "id_accuracy": id_accuracy, "info": checkpoint.info}
-                self.say(f"seed {seed}: {checkpoint.origin} (hash {checkpoint.hash[:12]}), ID accuracy on {id_test.label}: {id_accuracy:.4f}")
+                network = self._network(self._checkpoint(modes[seed], backbone, id_spec, train, seed), id_test, seed)
+                self._check_accuracy(network, id_spec, id_test)
+                checkpoint = network.checkpoint
+                provenance["checkpoints"][str(seed)] = {"hash": checkpoint.hash, "origin": checkpoint.origin,
+                                                        "id_accuracy": network.id_accuracy, "info": checkpoint.info}
+                trained = checkpoint.info.get("wall_seconds")
+                history = f", trained {checkpoint.info['epochs']} epochs in {trained:.0f} s" if trained else ""
+                self.say(f"seed {seed}: {checkpoint.origin} (hash {checkpoint.hash[:12]}{history}), "
+                         f"ID accuracy on {id_test.label}: {network.id_accuracy:.4f}")
                 for plan in plans:
-                    rows = self._evaluate(plan, run_id, seed, backbone, checkpoint, model, id_spec, id_test, oods, train, id_accuracy)
-                    self.store.add_results(rows)
+                    self.store.add_results(self._evaluate(plan, run_id, backbone, network, id_spec, id_test, oods, train))
             status = "complete"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -300,7 +329,14 @@ class Benchmark:
                                   stages=self.cache.summary(), provenance=provenance)
         return RunOutcome(run_id, self.store.results(run_id), self.forwarded.images, wall, self.cache.summary(), self.notes)
 
-    def _check_accuracy(self, checkpoint: Checkpoint, id_spec: DatasetSpec, id_test: SplitArrays, observed: float) -> None:
+    def _network(self, checkpoint: Checkpoint, id_test: SplitArrays, seed: int) -> Network:
+        """The checkpoint's model on the device, with its accuracy on the ID test split."""
+        model = self.compute.prepare(checkpoint.model).eval()
+        id_accuracy = accuracy(self._extraction(model, checkpoint, id_test).logits, id_test.labels)
+        return Network(checkpoint, model, id_accuracy, seed)
+
+    def _check_accuracy(self, network: Network, id_spec: DatasetSpec, id_test: SplitArrays) -> None:
+        checkpoint, observed = network.checkpoint, network.id_accuracy
         known = checkpoint.known
         if known is None or known.expected_accuracy is None or known.dataset != id_spec.name:
             return
@@ -312,7 +348,10 @@ class Benchmark:
             self.notes.append(note)
             self.say(note)
 
-    def _evaluate(self, plan, run_id, seed, backbone, checkpoint, model, id_spec, id_test, oods, train, id_accuracy) -> list[dict]:
+    def _evaluate(self, plan: PlannedMethod, run_id: str, backbone: BackboneSpec, network: Network,
+                  id_spec: DatasetSpec, id_test: SplitArrays, oods: list[SplitArrays], train: SplitArrays | None) -> list[dict]:
+        """Result rows of one method for every OOD set (failed rows when the method raises)."""
+        checkpoint = network.checkpoint
         base = {
             "run_id": run_id,
             "method": plan.name,
@@ -323,8 +362,8 @@ class Benchmark:
             "checkpoint": checkpoint.hash,
             "checkpoint_origin": checkpoint.origin,
             "id_dataset": id_spec.name,
-            "seed": seed,
-            "id_accuracy": id_accuracy,
+            "seed": network.seed,
+            "id_accuracy": network.id_accuracy,
             "n_id": len(id_test),
             "protocol": {"fit_split": train.label if plan.capabilities.fits else None, "reads": plan.capabilities.describe(),
                          "id_split": id_test.label, "precision": self.compute.precision},
@@ -332,7 +371,7 @@ class Benchmark:
         if self.compute.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.compute.device)
         try:
-            scored, fit_seconds = self._scores(plan, [id_test, *oods], train, model, checkpoint)
+            scored, fit_seconds = self._scores(plan, [id_test, *oods], train, network)
         except Exception as error:  # a failing method marks its cells failed; the run goes on
             message = f"{type(error).__name__}: {error}"
             self.say(f"error: method {plan.name} failed: {message}\n{traceback.format_exc(limit=-3)}")

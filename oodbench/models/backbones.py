@@ -61,7 +61,7 @@ WRN_16_2 = BackboneSpec(
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     feature_dim=128,
-    recipe=TrainingRecipe(epochs=15, warmup_epochs=1.0),
+    recipe=TrainingRecipe(epochs=25, warmup_epochs=1.0),
     description="Wide ResNet 16-2: CPU-sized (0.7M parameters, 128-d features like WRN-40-2), trained by oodbench",
     citation=WRN_CITATION,
 )
@@ -74,7 +74,7 @@ CNN_SMALL = BackboneSpec(
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     feature_dim=64,
-    recipe=TrainingRecipe(epochs=2, lr=0.05),
+    recipe=TrainingRecipe(epochs=6, lr=0.05),
     description="six-layer CNN for the smoke preset: trains in seconds on a CPU",
 )
 

@@ -78,6 +78,7 @@ def train_classifier(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_with_warmup(total_steps, int(recipe.warmup_epochs * steps_per_epoch))
     )
+    scratch.mkdir(parents=True, exist_ok=True)
     state_file = scratch / "state.pt"
     start_epoch, last_loss = 0, float("nan")
     if state_file.is_file():

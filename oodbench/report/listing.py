@@ -48,7 +48,7 @@ def left_aligned(frame: pd.DataFrame) -> str:
     """A plain left-aligned text table (pandas right-aligns text columns)."""
     cells = [list(map(str, frame.columns))] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(frame.columns))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
 def list_table(what: str, registry: Registry) -> str:

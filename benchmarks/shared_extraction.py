@@ -1,0 +1,127 @@
+"""Cost of a full multi-method run relative to one bare forward pass, and bf16 vs fp32 accuracy.
+
+Measured in one process, on one machine, in one go:
+
+1. *bare*: one forward pass (logits + features) over every split the run uses (ID train, ID test,
+   the OOD sets), timed without any caching or method work;
+2. *run*: the 9 methods that read logits / features, with the backbone cached but extraction,
+   fitting and scoring fresh (empty cache for those stages): ratio run / bare, target <= 1.3;
+3. *odin*: ODIN alone (two forward passes and one backward pass per test image), reported apart;
+4. the whole 10-method run in float32 and in bfloat16 autocast (fresh each), on the same
+   checkpoint: AUROC difference per method (target: <= 0.002) and the speed ratio.
+
+Usage (the quick setting on the offline catalog; trains the WRN-16-2 backbone once if needed):
+
+    python benchmarks/shared_extraction.py --catalog ../shared/data/catalog.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from oodbench.config import RunConfig, default_home, get_preset
+from oodbench.data.source import ImageFormat
+from oodbench.engine.extract import forward_pass
+from oodbench.engine.runner import Benchmark
+from oodbench.models.checkpoints import STAGE as CHECKPOINT_STAGE
+from oodbench.registry import build_registry
+
+METHODS = ("msp", "energy", "entropy", "maxlogit", "klmatching", "mahalanobis", "dice", "rmd", "vim")
+GRADIENT_METHODS = ("odin",)
+
+
+def fresh_cache(shared: Path) -> Path:
+    """A new cache directory that shares the materialised arrays and checkpoints (read-only use)."""
+    root = Path(tempfile.mkdtemp(prefix="oodbench-bench-"))
+    for stage in ("arrays", CHECKPOINT_STAGE):
+        if (shared / stage).exists():
+            (root / stage).symlink_to((shared / stage).resolve())
+    (root / "digests.json").write_text((shared / "digests.json").read_text() if (shared / "digests.json").exists() else "{}")
+    return root
+
+
+def timed_run(registry, config: RunConfig) -> tuple[float, pd.DataFrame, Benchmark]:
+    bench = Benchmark(config, registry, say=lambda _: None)
+    started = time.perf_counter()
+    outcome = bench.run()
+    return time.perf_counter() - started, outcome.results, bench
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", action="append", default=[])
+    parser.add_argument("--id", default="cifar10-jpeg")
+    parser.add_argument("--ood", default="tin-crop-32,tin-resize-32,dtd10-32,mnist-test,gaussian,uniform")
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--cache-dir", type=Path, default=default_home() / "cache")
+    args = parser.parse_args()
+
+    registry = build_registry(catalogs=args.catalog)
+    preset = get_preset(args.preset)
+    scratch = Path(tempfile.mkdtemp(prefix="oodbench-bench-results-"))
+    base = RunConfig(
+        preset=preset.name, id_dataset=args.id, ood=tuple(args.ood.split(",")), methods=("msp",),
+        backbone=preset.backbone, pretrained=preset.pretrained, train=True, epochs=preset.epochs,
+        limit=preset.limit, train_limit=preset.train_limit, batch_size=preset.batch_size,
+        results_dir=scratch, cache_dir=args.cache_dir, command="benchmarks/shared_extraction.py",
+    )
+    print("preparing: data and backbone (cached after the first time) ...", flush=True)
+    _, _, prepared = timed_run(registry, base)
+    checkpoint_hash = prepared.store.results().iloc[-1]["checkpoint"]
+    checkpoint_file = args.cache_dir / CHECKPOINT_STAGE / checkpoint_hash / "model.pt"
+    if not checkpoint_file.is_file():
+        raise SystemExit(f"the benchmark needs a backbone trained by oodbench; {checkpoint_file} not found")
+    base = dataclasses.replace(base, checkpoint=str(checkpoint_file), train=False)
+
+    # 1. bare forward passes over every split of the run
+    bench = Benchmark(dataclasses.replace(base, cache_dir=fresh_cache(args.cache_dir)), registry, say=lambda _: None)
+    backbone = registry.backbone(base.backbone)
+    fmt = ImageFormat(backbone.input_size, backbone.channels)
+    id_spec = registry.dataset(base.id_dataset)
+    splits = [bench.split(id_spec, "train", fmt, base.train_limit), bench.split(id_spec, "test", fmt, base.limit)]
+    splits += [bench.split(registry.dataset(name), "test", fmt, base.limit) for name in base.ood]
+    from oodbench.models.checkpoints import load_reference
+
+    model = bench.compute.prepare(load_reference(backbone, base.checkpoint, id_spec.num_classes, bench.context.digests).model).eval()
+    images = sum(len(s) for s in splits)
+    forward_pass(model, splits[1], bench.compute, base.batch_size)  # warm-up
+    started = time.perf_counter()
+    for split in splits:
+        forward_pass(model, split, bench.compute, base.batch_size)
+    bare = time.perf_counter() - started
+    print(f"bare extraction: {images} images in {bare:.1f} s ({images / bare:.0f} img/s, {bench.compute.describe()})")
+
+    # 2. nine logit/feature methods, fresh extraction, fit and scores
+    run_seconds, _, _ = timed_run(registry, dataclasses.replace(base, methods=METHODS, cache_dir=fresh_cache(args.cache_dir)))
+    print(f"{len(METHODS)} methods, fresh extraction: {run_seconds:.1f} s -> ratio to bare extraction {run_seconds / bare:.2f}x (target <= 1.3x)")
+
+    # 3. the input-gradient method apart
+    odin_seconds, _, _ = timed_run(registry, dataclasses.replace(base, methods=GRADIENT_METHODS, cache_dir=fresh_cache(args.cache_dir)))
+    print(f"odin alone (2 forward + 1 backward pass per test image): {odin_seconds:.1f} s = {odin_seconds / bare:.2f}x the bare extraction")
+
+    # 4. bf16 vs fp32 on the same checkpoint
+    results, seconds = {}, {}
+    for precision in ("fp32", "bf16"):
+        config = dataclasses.replace(base, methods=METHODS + GRADIENT_METHODS, precision=precision, cache_dir=fresh_cache(args.cache_dir))
+        seconds[precision], results[precision], _ = timed_run(registry, config)
+    merged = results["fp32"].merge(results["bf16"], on=["method", "ood_dataset"], suffixes=("_fp32", "_bf16"))
+    merged["diff"] = (merged["auroc_bf16"] - merged["auroc_fp32"]).abs()
+    per_method = merged.groupby("method").agg(auroc_fp32=("auroc_fp32", "mean"), auroc_bf16=("auroc_bf16", "mean"), max_abs_diff=("diff", "max"))
+    print(f"\nbf16 vs fp32, whole 10-method run: fp32 {seconds['fp32']:.1f} s, bf16 {seconds['bf16']:.1f} s "
+          f"-> bf16 is {seconds['fp32'] / seconds['bf16']:.2f}x faster")
+    print("AUROC per method (mean over OOD sets) and the largest per-set difference (target <= 0.002):")
+    print(per_method.to_string(float_format=lambda v: f"{v:.4f}"))
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    main()

@@ -1,0 +1,48 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import fakes
+
+from oodbench.cli import main
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def store_rows(results: Path, table: str = "results") -> list[sqlite3.Row]:
+    """All rows of a table of the results store in ``results`` (none when it does not exist)."""
+    database = results / "oodbench.sqlite"
+    if not database.exists():
+        return []
+    with sqlite3.connect(database) as connection:
+        connection.row_factory = sqlite3.Row
+        return connection.execute(f"SELECT * FROM {table}").fetchall()
+
+
+def make_tiny_catalog(data: Path) -> Path:
+    """A catalog of small zip archives: a 10-class ID set ``tiny`` and an OOD set ``tiny-ood``."""
+    data.mkdir(parents=True, exist_ok=True)
+    classes = [f"class{i}" for i in range(10)]
+    fakes.zip_folder(data / "train.zip", 200, classes, seed=1)
+    fakes.zip_folder(data / "test.zip", 50, classes, seed=2)
+    fakes.zip_folder(data / "ood.zip", 40, None, seed=3)
+    catalog = data / "catalog.toml"
+    catalog.write_text(
+        '[datasets.tiny]\nrole = "id"\nnum_classes = 10\n'
+        f'[datasets.tiny.splits.train]\npath = "train.zip"\nsha256 = "{sha256(data / "train.zip")}"\ncount = 200\n'
+        f'[datasets.tiny.splits.test]\npath = "test.zip"\nsha256 = "{sha256(data / "test.zip")}"\ncount = 50\n'
+        '[datasets.tiny-ood]\nrole = "ood"\n'
+        f'[datasets.tiny-ood.splits.test]\npath = "ood.zip"\nsha256 = "{sha256(data / "ood.zip")}"\ncount = 40\n'
+    )
+    return catalog
+
+
+def run_tiny(catalog: Path, results: Path, *extra: str) -> int:
+    """``oodbench run`` with the smoke preset on the tiny catalog."""
+    return main(["run", "--preset", "smoke", "--id", "tiny", "--catalog", str(catalog), "--results", str(results), *extra])
