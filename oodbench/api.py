@@ -14,20 +14,17 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    ClassVar,
-    ContextManager,
-    Iterator,
-    Mapping,
-)
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Iterable, Iterator, Mapping
 
+import numpy as np
+import torch
 from torch import Tensor, nn
 
+from oodbench.data.batches import to_pixels
 from oodbench.data.source import Source
 from oodbench.errors import ConfigError
+from oodbench.progress import progress
 
 if TYPE_CHECKING:
     from oodbench.models.classifier import ImageClassifier
@@ -38,6 +35,7 @@ __all__ = [
     "Head",
     "Representations",
     "ImageBatches",
+    "TrainingContext",
     "Method",
     "NoParams",
     "DatasetSpec",
@@ -67,10 +65,15 @@ class Capabilities:
 
     ``fits`` means the method is fitted on the ID **training** split, reading there the same
     representations it reads at scoring time (those of ``reads`` that the shared extraction provides).
+    ``trains`` means the method fine-tunes the classifier (:meth:`Method.train`); it then reads
+    its representations from the fine-tuned network. ``aux`` means training needs auxiliary
+    outliers (``--aux``).
     """
 
     reads: frozenset[Reads]
     fits: bool = False
+    trains: bool = False
+    aux: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reads", frozenset(Reads(r) for r in self.reads))
@@ -82,8 +85,12 @@ class Capabilities:
 
     def describe(self) -> str:
         order = [r for r in Reads if r in self.reads]
-        text = "+".join(r.value for r in order)
-        return f"{text}, fit on ID train" if self.fits else text
+        parts = ["+".join(r.value for r in order)]
+        if self.trains:
+            parts.append("fine-tunes the classifier" + (" with aux outliers" if self.aux else ""))
+        if self.fits:
+            parts.append("fit on ID train")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,10 @@ class Representations:
     head: Head | None = None
     images: ImageBatches | None = None
     num_classes: int | None = None
+    #: while fitting: a directory kept across interruptions, for state saved between epochs
+    scratch: Path | None = None
+    #: the run's seed (the engine also seeds torch's global generator with it before fit and score)
+    seed: int = 0
 
     def require(self, name: str) -> Any:
         value = getattr(self, name)
@@ -149,6 +160,39 @@ class Representations:
                 f"the engine did not provide '{name}': the method must declare it in capabilities()"
             )
         return value
+
+
+@dataclass
+class TrainingContext:
+    """What :meth:`Method.train` gets: the classifier to fine-tune in place and the data.
+
+    ``model`` is a copy of the base classifier on the engine's device (pixels in [0, 1] in,
+    normalisation inside), in training mode unless the method switches it. Images are uint8
+    ``N x H x W x C`` arrays in the backbone's format; :meth:`pixels` turns a batch of them into
+    the model's input. ``scratch`` survives an interruption: save state there between epochs
+    (:class:`oodbench.models.training.EpochState`) and the stage resumes on the next run.
+    """
+
+    model: "ImageClassifier"
+    id_images: np.ndarray
+    id_labels: np.ndarray
+    aux_images: np.ndarray | None
+    num_classes: int
+    seed: int
+    device: torch.device
+    channels_last: bool
+    precision: Callable[[], ContextManager]
+    scratch: Path
+    desc: str
+    on_images: Callable[[int], None] = lambda count: None
+
+    def pixels(self, images: np.ndarray) -> Tensor:
+        """A uint8 ``B x H x W x C`` batch as the model's float input ``B x C x H x W`` in [0, 1]."""
+        return to_pixels(images, self.device, self.channels_last)
+
+    def progress(self, iterable: Iterable, desc: str, total: int | None = None, unit: str = "batch") -> Iterable:
+        """The engine's progress display (bar on a terminal, periodic lines in a log)."""
+        return progress(iterable, desc=f"{self.desc} {desc}", total=total, unit=unit)
 
 
 @dataclass(frozen=True)
@@ -173,6 +217,8 @@ class Method:
     dataset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     reads: ClassVar[frozenset[Reads]] = frozenset()
     fits: ClassVar[bool] = False
+    trains: ClassVar[bool] = False
+    uses_aux: ClassVar[bool] = False
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -197,7 +243,11 @@ class Method:
         return dataclasses.replace(cls.Params(), **values)
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(reads=self.reads, fits=self.fits)
+        return Capabilities(reads=self.reads, fits=self.fits, trains=self.trains, aux=self.uses_aux)
+
+    def train(self, context: "TrainingContext") -> dict:
+        """Fine-tune ``context.model`` in place (only called when ``trains``); returns a summary."""
+        raise NotImplementedError(f"{type(self).__name__} declares trains=True but does not implement train()")
 
     def fit(self, train: Representations) -> None:
         """Fit on representations of the ID training split (only called when ``fits``)."""

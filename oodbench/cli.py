@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", choices=sorted(PRESETS), help="defaults: demo (no --id), else quick on CPU / paper on GPU")
     run.add_argument("--id", dest="id_dataset", help="in-distribution dataset")
     run.add_argument("--ood", type=_csv, help="OOD datasets, comma-separated (default: the ID set's list)")
-    run.add_argument("--methods", type=_csv, help="methods, comma-separated (default: all registered)")
+    run.add_argument("--methods", type=_csv, help="methods, comma-separated (default: all that do not fine-tune the classifier)")
     run.add_argument("--backbone", help="backbone architecture (default: the preset's)")
     run.add_argument("--checkpoint", help="state-dict file, or pytorch-ood:KEY of pytorch-ood's model registry")
     run.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default: 0)")
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train", dest="train", action="store_true", default=None, help="train the backbone when no checkpoint is known")
     run.add_argument("--no-train", dest="train", action="store_false", help="never train the backbone")
     run.add_argument("--batch-size", type=int, help="inference batch size")
+    run.add_argument("--variant", action="append", default=[], metavar="LABEL=METHOD:NAME=VALUE,...",
+                     help="also run METHOD under LABEL with other parameters, e.g. 'bal-Lt=bal:use_shuffle=false' (repeatable)")
+    run.add_argument("--aux", help="auxiliary outlier dataset (role aux) for training-time methods such as oe")
     run.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
                      help="override a method parameter, e.g. odin.eps=0.002 (repeatable)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
@@ -116,6 +119,23 @@ def _parse_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
     return params
 
 
+def _parse_variants(items: Sequence[str]) -> dict[str, tuple[str, dict[str, str]]]:
+    variants: dict[str, tuple[str, dict[str, str]]] = {}
+    for item in items:
+        label, _, spec = item.partition("=")
+        method, _, assignments = spec.partition(":")
+        if not label or not method:
+            raise ConfigError(f"--variant {item!r} is not LABEL=METHOD[:NAME=VALUE,...]", "e.g. --variant bal-Lt=bal:use_shuffle=false")
+        overrides = {}
+        for assignment in filter(None, assignments.split(",")):
+            key, _, value = assignment.partition("=")
+            if not key or not value:
+                raise ConfigError(f"--variant {item!r}: {assignment!r} is not NAME=VALUE")
+            overrides[key] = value
+        variants[label] = (method, overrides)
+    return variants
+
+
 def _home_paths(args: argparse.Namespace) -> dict:
     home = default_home()
     return {"cache_dir": args.cache_dir or home / "cache", "data_root": args.data_root or home / "data",
@@ -145,7 +165,13 @@ def resolve_run_config(args: argparse.Namespace, registry) -> RunConfig:
     if id_dataset is None:
         raise ConfigError(f"preset '{preset.name}' needs an ID dataset", "pass --id NAME (see: oodbench list datasets)")
     id_spec = registry.dataset(id_dataset)
-    methods = args.methods or sorted(registry.methods)
+    variants = _parse_variants(args.variant)
+    methods = args.methods or sorted(n for n, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains)
+    methods = list(dict.fromkeys([*methods, *variants]))
+    bases = {variants.get(m, (m, {}))[0] for m in methods}
+    params = {m: dict(values) for m, values in preset.method_params.items() if m in bases}
+    for method, values in _parse_params(args.param).items():
+        params.setdefault(method, {}).update(values)
     return RunConfig(
         preset=preset.name,
         id_dataset=id_dataset,
@@ -162,7 +188,9 @@ def resolve_run_config(args: argparse.Namespace, registry) -> RunConfig:
         batch_size=args.batch_size or preset.batch_size,
         device=args.device,
         precision=args.precision,
-        params=_parse_params(args.param),
+        params=params,
+        variants=variants,
+        aux=args.aux or preset.aux,
         results_dir=args.results,
         command=command_line(),
         **_home_paths(args),
@@ -215,6 +243,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

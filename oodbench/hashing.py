@@ -92,17 +92,23 @@ class DigestMemo:
 
 
 def code_version(obj: Any) -> str:
-    """A hash of the source file defining ``obj`` (a module, class or function).
+    """A hash of the code (not the docstrings or comments) of the module defining ``obj``.
 
     Part of every cache key of a stage whose result depends on that code, so editing a method
-    or the training recipe invalidates exactly the artifacts it produced.
+    or the training recipe invalidates exactly the artifacts it produced, while editing its
+    documentation does not.
     """
+    import ast
     import inspect
     import sys
 
     module = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", ""), None)
     try:
-        source = inspect.getsource(module) if module is not None else repr(obj)
-    except (OSError, TypeError):
-        source = repr(obj)
-    return hashlib.sha256(source.encode()).hexdigest()[:12]
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError):
+        return hashlib.sha256(repr(obj).encode()).hexdigest()[:12]
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:12]

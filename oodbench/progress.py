@@ -1,36 +1,78 @@
-"""Progress bars with rate and ETA for every long stage (tqdm on stderr).
+"""Progress with rate and ETA for every long stage.
 
-Bars are drawn when stderr is a terminal; ``OODBENCH_PROGRESS=1`` forces them on (e.g. in a
-logged batch job) and ``OODBENCH_PROGRESS=0`` off.
+On a terminal: tqdm bars on stderr that disappear when done. Elsewhere (a log file, CI): a plain
+line on stderr every 30 seconds with count, rate and ETA, and a closing line for stages that took
+that long, so a logged batch job shows where it is. ``OODBENCH_PROGRESS=1`` forces bars,
+``OODBENCH_PROGRESS=0`` silences both.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable, TypeVar
+import time
+from typing import Any, Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
+LOG_INTERVAL_S = 30.0
 
 
-def progress_enabled() -> bool:
-    setting = os.environ.get("OODBENCH_PROGRESS", "").lower()
-    if setting:
-        return setting not in {"0", "false", "no", "off"}
-    return sys.stderr.isatty()
+def _setting() -> str:
+    return os.environ.get("OODBENCH_PROGRESS", "").lower()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class LoggedProgress:
+    """Iterates like tqdm, writing an occasional status line instead of a bar."""
+
+    def __init__(self, iterable: Iterable[T], desc: str, total: int | None, unit: str, interval: float = LOG_INTERVAL_S) -> None:
+        self.iterable = iterable
+        self.desc = desc
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.unit = unit
+        self.interval = interval
+        self.postfix = ""
+
+    def set_postfix(self, **values: Any) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def _line(self, done: int, elapsed: float, final: bool) -> str:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if final:
+            text = f"{self.desc}: done, {done} {self.unit} in {_clock(elapsed)} ({rate:.1f} {self.unit}/s)"
+        elif self.total:
+            eta = (self.total - done) / rate if rate > 0 else 0.0
+            text = f"{self.desc}: {done}/{self.total} {self.unit} ({100 * done / self.total:.0f}%), {rate:.1f} {self.unit}/s, ETA {_clock(eta)}"
+        else:
+            text = f"{self.desc}: {done} {self.unit}, {rate:.1f} {self.unit}/s"
+        return text + (f", {self.postfix}" if self.postfix else "")
+
+    def __iter__(self) -> Iterator[T]:
+        start = last = time.monotonic()
+        done = 0
+        for item in self.iterable:
+            yield item
+            done += 1
+            now = time.monotonic()
+            if now - last >= self.interval:
+                print(self._line(done, now - start, final=False), file=sys.stderr, flush=True)
+                last = now
+        elapsed = time.monotonic() - start
+        if elapsed >= self.interval:
+            print(self._line(done, elapsed, final=True), file=sys.stderr, flush=True)
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
-    """Wrap ``iterable`` in a bar showing count, rate and ETA; the bar disappears when done."""
-    return tqdm(
-        iterable,
-        desc=desc,
-        total=total,
-        unit=unit,
-        leave=False,
-        disable=not progress_enabled(),
-        dynamic_ncols=True,
-        mininterval=0.5,
-    )
+    """Wrap ``iterable`` in a progress display suited to where stderr goes (see the module doc)."""
+    setting = _setting()
+    if setting in {"0", "false", "no", "off"}:
+        return LoggedProgress(iterable, desc, total, unit, interval=float("inf"))
+    if setting in {"1", "true", "yes", "on"} or sys.stderr.isatty():
+        return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True, mininterval=0.5)
+    return LoggedProgress(iterable, desc, total, unit)

@@ -26,12 +26,14 @@ def store_rows(results: Path, table: str = "results") -> list[sqlite3.Row]:
 
 
 def make_tiny_catalog(data: Path) -> Path:
-    """A catalog of small zip archives: a 10-class ID set ``tiny`` and an OOD set ``tiny-ood``."""
+    """A catalog of small zip archives: a 10-class ID set ``tiny``, an OOD set ``tiny-ood`` and
+    auxiliary outliers ``tiny-aux`` (48x48 images, resized like the real auxiliary sets)."""
     data.mkdir(parents=True, exist_ok=True)
     classes = [f"class{i}" for i in range(10)]
     fakes.zip_folder(data / "train.zip", 200, classes, seed=1)
     fakes.zip_folder(data / "test.zip", 50, classes, seed=2)
     fakes.zip_folder(data / "ood.zip", 40, None, seed=3)
+    fakes.zip_folder(data / "aux.zip", 60, None, size=48, seed=4)
     catalog = data / "catalog.toml"
     catalog.write_text(
         '[datasets.tiny]\nrole = "id"\nnum_classes = 10\n'
@@ -39,6 +41,8 @@ def make_tiny_catalog(data: Path) -> Path:
         f'[datasets.tiny.splits.test]\npath = "test.zip"\nsha256 = "{sha256(data / "test.zip")}"\ncount = 50\n'
         '[datasets.tiny-ood]\nrole = "ood"\n'
         f'[datasets.tiny-ood.splits.test]\npath = "ood.zip"\nsha256 = "{sha256(data / "ood.zip")}"\ncount = 40\n'
+        '[datasets.tiny-aux]\nrole = "aux"\n'
+        f'[datasets.tiny-aux.splits.train]\npath = "aux.zip"\nsha256 = "{sha256(data / "aux.zip")}"\ncount = 60\n'
     )
     return catalog
 

@@ -134,4 +134,6 @@ def test_demo_runs_without_arguments(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["run"]) == 0
     out = capsys.readouterr().out
-    assert "digits-heldout" in out and "photo-patches" in out and "40/40 cells ok" in out
+    assert "digits-heldout" in out and "photo-patches" in out
+    ok, total = map(int, re.search(r"(\d+)/(\d+) cells ok", out).groups())
+    assert ok == total >= 40

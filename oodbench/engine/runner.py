@@ -17,6 +17,7 @@ dataset by name.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import resource
@@ -38,6 +39,7 @@ from oodbench.api import (
     Method,
     Reads,
     Representations,
+    TrainingContext,
 )
 from oodbench.config import RunConfig
 from oodbench.data.arrays import SplitArrays, materialize
@@ -61,6 +63,7 @@ from oodbench.store import ResultStore
 
 FIT_STAGE = "fits"
 SCORE_STAGE = "scores"
+FINETUNE_STAGE = "finetune"
 
 
 @dataclass
@@ -81,6 +84,17 @@ class Network:
     model: torch.nn.Module
     id_accuracy: float
     seed: int
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The splits of a run: ID test, OOD sets, ID train (when needed) and auxiliary outliers (when needed)."""
+
+    id_spec: DatasetSpec
+    id_test: SplitArrays
+    oods: list[SplitArrays]
+    train: SplitArrays | None
+    aux: SplitArrays | None
 
 
 @dataclass
@@ -144,16 +158,20 @@ class Benchmark:
     # -- planning -------------------------------------------------------------------------
 
     def _plan_methods(self, id_dataset: str) -> list[PlannedMethod]:
-        planned = []
-        unknown_params = set(self.config.params) - set(self.config.methods)
+        """Each entry of --methods (a method or a --variant label) with its resolved parameters."""
+        config = self.config
+        bases = {config.variants.get(name, (name, {}))[0] for name in config.methods}
+        unknown_params = set(config.params) - bases
         if unknown_params:
             raise ConfigError(
                 f"--param names method(s) {sorted(unknown_params)} that are not in --methods",
                 "add them to --methods or drop the parameter",
             )
-        for name in self.config.methods:
-            cls = self.registry.method(name)
-            params = cls.parameters_for(id_dataset, self.config.params.get(name))
+        planned = []
+        for name in config.methods:
+            base, overrides = config.variants.get(name, (name, {}))
+            cls = self.registry.method(base)
+            params = cls.parameters_for(id_dataset, {**config.params.get(base, {}), **overrides})
             planned.append(PlannedMethod(name, cls, params, cls(params).capabilities()))
         return planned
 
@@ -198,7 +216,8 @@ class Benchmark:
 
     def _representations(self, split: SplitArrays, caps: Capabilities, network: Network) -> Representations:
         device, model = self.compute.device, network.model
-        reps = Representations(labels=torch.as_tensor(np.asarray(split.labels)).to(device), num_classes=model.num_classes)
+        reps = Representations(labels=torch.as_tensor(np.asarray(split.labels)).to(device), num_classes=model.num_classes,
+                               seed=network.seed)
         if caps.extracted:
             extraction = self._extraction(model, network.checkpoint, split)
             if Reads.LOGITS in caps.reads:
@@ -223,10 +242,12 @@ class Benchmark:
             return torch.load(artifact.file("method.pt"), map_location=self.compute.device, weights_only=False), artifact.meta["seconds"]
         method = plan.cls(plan.params)
         representations = self._representations(train, plan.capabilities, network)
+        representations.scratch = self.cache.scratch(FIT_STAGE, fit_key)
         torch.manual_seed(network.seed)
         started = time.perf_counter()
         method.fit(representations)
         seconds = time.perf_counter() - started
+        self.cache.drop_scratch(FIT_STAGE, fit_key)
         try:
             with self.cache.put(FIT_STAGE, fit_key, {"method": plan.name, "seconds": seconds}) as directory:
                 torch.save(method, directory / "method.pt")
@@ -239,10 +260,7 @@ class Benchmark:
         caps = plan.capabilities
         fit_key = stable_hash(
             {
-                "method": plan.name,
-                "params": dataclasses.asdict(plan.params),
-                "code": code_version(plan.cls),
-                "pytorch_ood": pytorch_ood.__version__,
+                **_method_identity(plan),
                 "checkpoint": network.checkpoint.hash,
                 "train": train.content_hash if caps.fits else None,
                 "precision": self.compute.precision,
@@ -287,16 +305,18 @@ class Benchmark:
             raise ConfigError(f"no OOD datasets given and '{id_spec.name}' has no default list", "pass --ood NAME[,NAME...]")
         plans = self._plan_methods(id_spec.name)
         modes = {seed: self._checkpoint_mode(backbone, id_spec, seed) for seed in config.seeds}
-        needs_train = any(p.capabilities.fits for p in plans) or "train" in modes.values()
+        needs_train = any(p.capabilities.fits or p.capabilities.trains for p in plans) or "train" in modes.values()
+        aux_spec = self._aux_spec(plans)
 
         fmt = ImageFormat(backbone.input_size, backbone.channels)
         id_test = self.split(id_spec, evaluation_split(id_spec), fmt, config.limit)
         oods = [self.split(spec, evaluation_split(spec), fmt, config.limit) for spec in ood_specs]
         train = self.split(id_spec, "train", fmt, config.train_limit) if needs_train else None
+        aux = self.split(aux_spec, "train" if "train" in aux_spec.splits else evaluation_split(aux_spec), fmt, None) if aux_spec else None
 
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         provenance = {
-            "datasets": {s.label: {"content_hash": s.content_hash, "count": len(s), "notes": list(s.notes)} for s in [id_test, *oods, *([train] if train else [])]},
+            "datasets": {s.label: {"content_hash": s.content_hash, "count": len(s), "notes": list(s.notes)} for s in [id_test, *oods, *([train] if train else []), *([aux] if aux else [])]},
             "compute": self.compute.describe(),
             "checkpoints": {},
         }
@@ -316,8 +336,9 @@ class Benchmark:
                 history = f", trained {checkpoint.info['epochs']} epochs in {trained:.0f} s" if trained else ""
                 self.say(f"seed {seed}: {checkpoint.origin} (hash {checkpoint.hash[:12]}{history}), "
                          f"ID accuracy on {id_test.label}: {network.id_accuracy:.4f}")
+                data = RunData(id_spec, id_test, oods, train, aux)
                 for plan in plans:
-                    self.store.add_results(self._evaluate(plan, run_id, backbone, network, id_spec, id_test, oods, train))
+                    self.store.add_results(self._evaluate(plan, run_id, backbone, network, data))
             status = "complete"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -335,6 +356,77 @@ class Benchmark:
         id_accuracy = accuracy(self._extraction(model, checkpoint, id_test).logits, id_test.labels)
         return Network(checkpoint, model, id_accuracy, seed)
 
+    def _aux_spec(self, plans: list[PlannedMethod]) -> DatasetSpec | None:
+        """The auxiliary outlier dataset, when a planned method trains with one."""
+        needing = [p.name for p in plans if p.capabilities.aux]
+        if not needing:
+            return None
+        if not self.config.aux:
+            aux_sets = sorted(n for n, spec in self.registry.datasets.items() if spec.role == "aux") or ["none registered"]
+            raise ConfigError(f"method(s) {', '.join(needing)} train with auxiliary outliers but no --aux was given",
+                              f"pass --aux NAME; datasets with role aux: {', '.join(aux_sets)}")
+        spec = self.registry.dataset(self.config.aux)
+        if spec.role != "aux":
+            raise ConfigError(f"--aux {spec.name} has role '{spec.role}': training on an evaluation set would leak it into the results",
+                              "use a dataset of role aux (oodbench list datasets)")
+        return spec
+
+    def _trained_network(self, plan: PlannedMethod, base: Network, data: RunData) -> Network:
+        """The classifier fine-tuned by a training-time method, from the cache or trained now."""
+        caps = plan.capabilities
+        key = stable_hash({**_method_identity(plan), "base": base.checkpoint.hash, "train": data.train.content_hash,
+                           "aux": data.aux.content_hash if caps.aux else None, "seed": base.seed,
+                           "precision": self.compute.precision})
+        model = copy.deepcopy(base.model)
+        artifact = self.cache.get(FINETUNE_STAGE, key)
+        if artifact is None:
+            context = TrainingContext(
+                model=model, id_images=data.train.images, id_labels=np.asarray(data.train.labels),
+                aux_images=data.aux.images if caps.aux else None, num_classes=model.num_classes, seed=base.seed,
+                device=self.compute.device, channels_last=self.compute.channels_last, precision=self.compute.autocast,
+                scratch=self.cache.scratch(FINETUNE_STAGE, key), desc=f"{plan.name} (seed {base.seed})",
+                on_images=self.forwarded,
+            )
+            torch.manual_seed(base.seed)
+            started = time.perf_counter()
+            info = plan.cls(plan.params).train(context) or {}
+            info = {**info, "train_seconds": time.perf_counter() - started, "method": plan.name, "base": base.checkpoint.origin}
+            with self.cache.put(FINETUNE_STAGE, key, info) as directory:
+                torch.save(model.state_dict(), directory / "model.pt")
+            self.cache.drop_scratch(FINETUNE_STAGE, key)
+            artifact = self.cache.open(FINETUNE_STAGE, key)
+        else:
+            model.load_state_dict(torch.load(artifact.file("model.pt"), map_location=self.compute.device, weights_only=True))
+        checkpoint = Checkpoint(model, key, f"{plan.name} fine-tune of {base.checkpoint.origin}", None, dict(artifact.meta))
+        network = self._network(checkpoint, data.id_test, base.seed)
+        self.say(f"  {plan.name}: fine-tuned in {artifact.meta['train_seconds']:.0f} s, ID accuracy "
+                 f"{network.id_accuracy:.4f} (base {base.id_accuracy:.4f})")
+        return network
+
+    def _row_base(self, plan: PlannedMethod, run_id: str, backbone: BackboneSpec, network: Network, data: "RunData") -> dict:
+        """The columns every result row of one method shares."""
+        checkpoint, caps = network.checkpoint, plan.capabilities
+        return {
+            "run_id": run_id,
+            "method": plan.name,
+            "params": dataclasses.asdict(plan.params),
+            "params_hash": stable_hash(dataclasses.asdict(plan.params), 12),
+            "method_version": code_version(plan.cls),
+            "backbone": backbone.name,
+            "checkpoint": checkpoint.hash,
+            "checkpoint_origin": checkpoint.origin,
+            "id_dataset": data.id_spec.name,
+            "aux_dataset": data.aux.dataset if caps.aux and data.aux is not None else None,
+            "seed": network.seed,
+            "id_accuracy": network.id_accuracy,
+            "train_time_s": checkpoint.info.get("train_seconds") if caps.trains else None,
+            "n_id": len(data.id_test),
+            "protocol": {"fit_split": data.train.label if caps.fits else None, "reads": caps.describe(),
+                         "id_split": data.id_test.label, "precision": self.compute.precision,
+                         "trained_on": data.train.label if caps.trains else None,
+                         "aux_split": data.aux.label if caps.aux and data.aux is not None else None},
+        }
+
     def _check_accuracy(self, network: Network, id_spec: DatasetSpec, id_test: SplitArrays) -> None:
         checkpoint, observed = network.checkpoint, network.id_accuracy
         known = checkpoint.known
@@ -348,35 +440,21 @@ class Benchmark:
             self.notes.append(note)
             self.say(note)
 
-    def _evaluate(self, plan: PlannedMethod, run_id: str, backbone: BackboneSpec, network: Network,
-                  id_spec: DatasetSpec, id_test: SplitArrays, oods: list[SplitArrays], train: SplitArrays | None) -> list[dict]:
+    def _evaluate(self, plan: PlannedMethod, run_id: str, backbone: BackboneSpec, base_network: Network, data: "RunData") -> list[dict]:
         """Result rows of one method for every OOD set (failed rows when the method raises)."""
-        checkpoint = network.checkpoint
-        base = {
-            "run_id": run_id,
-            "method": plan.name,
-            "params": dataclasses.asdict(plan.params),
-            "params_hash": stable_hash(dataclasses.asdict(plan.params), 12),
-            "method_version": code_version(plan.cls),
-            "backbone": backbone.name,
-            "checkpoint": checkpoint.hash,
-            "checkpoint_origin": checkpoint.origin,
-            "id_dataset": id_spec.name,
-            "seed": network.seed,
-            "id_accuracy": network.id_accuracy,
-            "n_id": len(id_test),
-            "protocol": {"fit_split": train.label if plan.capabilities.fits else None, "reads": plan.capabilities.describe(),
-                         "id_split": id_test.label, "precision": self.compute.precision},
-        }
+        id_test, oods, train = data.id_test, data.oods, data.train
         if self.compute.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.compute.device)
         try:
+            network = self._trained_network(plan, base_network, data) if plan.capabilities.trains else base_network
             scored, fit_seconds = self._scores(plan, [id_test, *oods], train, network)
         except Exception as error:  # a failing method marks its cells failed; the run goes on
             message = f"{type(error).__name__}: {error}"
             self.say(f"error: method {plan.name} failed: {message}\n{traceback.format_exc(limit=-3)}")
             self.notes.append(f"method {plan.name} failed: {message}")
+            base = self._row_base(plan, run_id, backbone, base_network, data)
             return [{**base, "ood_dataset": s.dataset, "n_ood": len(s), "status": "failed", "error": message} for s in oods]
+        base = self._row_base(plan, run_id, backbone, network, data)
         memory = peak_memory_mb(self.compute.device)
         id_scored = scored[id_test.label]
         id_path = self.store.save_scores(id_scored.key, id_scored.scores)
@@ -396,6 +474,13 @@ class Benchmark:
             }
             rows.append(row)
         return rows
+
+
+def _method_identity(plan: PlannedMethod) -> dict:
+    """What identifies a method's computation: the method (not a variant's label), parameters, its
+    source code, pytorch-ood's version."""
+    return {"method": plan.cls.name, "params": dataclasses.asdict(plan.params), "code": code_version(plan.cls),
+            "pytorch_ood": pytorch_ood.__version__}
 
 
 def _metric_cells(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict:

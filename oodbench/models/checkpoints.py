@@ -113,10 +113,11 @@ def train_or_load(
     on_images: Callable[[int], None] | None = None,
 ) -> Checkpoint:
     """A classifier trained with the CE recipe, from the cache when the same training ran before."""
+    model = build_classifier(backbone, num_classes)
     key = stable_hash(
         {
             "backbone": backbone.name,
-            "architecture": code_version(backbone.build),
+            "architecture": code_version(type(model.net)),
             "num_classes": num_classes,
             "train": train.content_hash,
             "recipe": recipe,
@@ -125,7 +126,6 @@ def train_or_load(
             "training": code_version(training),
         }
     )
-    model = build_classifier(backbone, num_classes)
     artifact = cache.get(STAGE, key)
     if artifact is None:
         model = compute.prepare(model)

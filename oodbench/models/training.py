@@ -41,10 +41,31 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], f
     return factor
 
 
-def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+class EpochState:
+    """Training state kept between epochs in a scratch directory, so an interrupted stage resumes.
+
+    ``save(epoch, ...)`` writes the state dicts of the given objects (model, optimiser, schedule,
+    ...) atomically after an epoch; ``restore(...)`` loads them back into the same objects and
+    returns the number of finished epochs and the extra values saved with them.
+    """
+
+    def __init__(self, scratch: Path, device: torch.device) -> None:
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.path = scratch / "state.pt"
+        self.device = device
+
+    def restore(self, **objects) -> tuple[int, dict]:
+        if not self.path.is_file():
+            return 0, {}
+        state = torch.load(self.path, map_location=self.device, weights_only=False)
+        for name, obj in objects.items():
+            obj.load_state_dict(state["objects"][name])
+        return state["epoch"], state["extra"]
+
+    def save(self, epoch: int, extra: dict | None = None, **objects) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"epoch": epoch, "extra": extra or {}, "objects": {k: o.state_dict() for k, o in objects.items()}}, tmp)
+        os.replace(tmp, self.path)
 
 
 def train_classifier(
@@ -78,15 +99,9 @@ def train_classifier(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_with_warmup(total_steps, int(recipe.warmup_epochs * steps_per_epoch))
     )
-    scratch.mkdir(parents=True, exist_ok=True)
-    state_file = scratch / "state.pt"
-    start_epoch, last_loss = 0, float("nan")
-    if state_file.is_file():
-        state = torch.load(state_file, map_location=compute.device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch, last_loss = state["epoch"], state["loss"]
+    state = EpochState(scratch, compute.device)
+    start_epoch, extra = state.restore(model=model, optimizer=optimizer, schedule=schedule)
+    last_loss = extra.get("loss", float("nan"))
     labels_t = torch.as_tensor(labels, dtype=torch.long)
     started = time.perf_counter()
     for epoch in range(start_epoch, recipe.epochs):
@@ -109,14 +124,10 @@ def train_classifier(
             running += loss.item()
             if on_images is not None:
                 on_images(len(index))
-            if hasattr(bar, "set_postfix") and step % 20 == 0:
+            if step % 20 == 0:
                 bar.set_postfix(loss=f"{running / (step + 1):.3f}")
         last_loss = running / max(1, steps_per_epoch)
-        _save_state(
-            state_file,
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-             "epoch": epoch + 1, "loss": last_loss},
-        )
+        state.save(epoch + 1, {"loss": last_loss}, model=model, optimizer=optimizer, schedule=schedule)
     model.eval()
     return {"epochs": recipe.epochs, "resumed_from_epoch": start_epoch, "final_train_loss": last_loss,
             "train_seconds": time.perf_counter() - started, "train_images": n}

@@ -1,0 +1,183 @@
+"""Unit tests of MIM, OE and BAL on small tensors: each piece does what methods.md specifies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from oodbench.methods import bal, mim, oe
+from torch import nn
+
+from oodbench.models.classifier import ImageClassifier
+from oodbench.registry import build_registry
+
+REGISTRY = build_registry()
+
+
+# -- MIM ------------------------------------------------------------------------------------------
+
+def test_mixup_averages_k_images_with_equal_weights():
+    batch, k = 16, 5
+    one_hot = torch.eye(batch)  # image i is the indicator of position i
+    mixed = mim.multiple_input_mixup(one_hot, k, torch.Generator().manual_seed(0))
+    counts = mixed * k
+    assert torch.allclose(counts, counts.round()) and (counts.sum(dim=1) == k).all()
+    assert ((counts.round() / k) == mixed).all()  # every weight is a multiple of 1/k
+
+
+def test_mixup_uses_k_independent_permutations():
+    batch, k = 8, 3
+    one_hot = torch.eye(batch)
+    generator = torch.Generator().manual_seed(1)
+    # each permutation is used once per output position: every image appears exactly k times overall
+    mixed = mim.multiple_input_mixup(one_hot, k, generator)
+    assert torch.allclose((mixed * k).sum(dim=0), torch.full((batch,), float(k)))
+    # repeats within one mixed image happen (independent permutations), so they are not one permutation reused
+    repeats = 0
+    for seed in range(50):
+        counts = (mim.multiple_input_mixup(one_hot, k, torch.Generator().manual_seed(seed)) * k).round()
+        repeats += int((counts > 1).any())
+    assert repeats > 0
+    single = mim.multiple_input_mixup(one_hot, 1, torch.Generator().manual_seed(2))
+    assert sorted(single.argmax(dim=1).tolist()) == list(range(batch))
+
+
+def test_mixed_images_are_augmented_with_the_given_probability():
+    pixels = torch.rand(400, 3, 8, 8)
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    assert torch.equal(mim.augment_mixed(pixels, 0.0, generator), pixels)
+    changed = (mim.augment_mixed(pixels, 0.5, generator) != pixels).flatten(1).any(dim=1).float().mean()
+    assert 0.4 < changed < 0.6
+    everything = mim.augment_mixed(pixels, 1.0, generator)
+    assert (everything != pixels).flatten(1).any(dim=1).all()
+
+
+def test_augmentation_happens_in_pixel_space_and_the_model_normalises():
+    pixels = torch.rand(4, 3, 8, 8)
+    augmented = mim.augment_mixed(pixels, 1.0, torch.Generator().manual_seed(0))
+    assert augmented.min() >= 0 and augmented.max() <= 1  # pixel range kept: no normalised values went in
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    net.features = lambda x: x.flatten(1)
+    net.fc = nn.Linear(3 * 8 * 8, 4)
+    model = ImageClassifier(net, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
+    normalised = (pixels - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / 0.2
+    torch.testing.assert_close(model(pixels), net.fc(normalised.flatten(1)))
+    torch.testing.assert_close(model.normalize(pixels) * model.std + model.mean, pixels)
+
+
+def test_uniform_cross_entropy():
+    logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    expected = (math.log(2) + (-0.5 * (2 - math.log(math.exp(2) + 1)) - 0.5 * (0 - math.log(math.exp(2) + 1)))) / 2
+    assert mim.uniform_cross_entropy(logits).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_mim_defaults_follow_the_id_dataset():
+    cls = REGISTRY.method("mim")
+    assert (cls.parameters_for("cifar10").k, cls.parameters_for("cifar10").p_aug) == (10, 0.5)
+    assert (cls.parameters_for("cifar100").k, cls.parameters_for("cifar100").p_aug) == (5, 1.0)
+    assert cls.parameters_for("cifar10-jpeg").k == 10
+    assert cls(cls.Params()).capabilities().trains
+
+
+# -- OE -------------------------------------------------------------------------------------------
+
+def test_oe_loss_matches_a_hand_computed_example():
+    logits_in, targets = torch.tensor([[2.0, 0.0]]), torch.tensor([0])
+    logits_out = torch.tensor([[1.0, 1.0], [3.0, 0.0]])
+    ce = math.log(1 + math.exp(-2))
+    out1 = -(1.0 - (1 + math.log(2)))
+    out2 = -(1.5 - math.log(math.exp(3) + 1))
+    expected = ce + 0.5 * (out1 + out2) / 2
+    assert oe.outlier_exposure_loss(logits_in, targets, logits_out, 0.5).item() == pytest.approx(expected, abs=1e-6)
+    combined_average = (ce + 0.5 * (out1 + out2)) / 3  # pytorch-ood's form: one mean over all three samples
+    assert expected != pytest.approx(combined_average, abs=1e-3)
+
+
+def test_oe_cosine_schedule_goes_from_lr_to_lr_min():
+    factor = oe.cosine_annealing(100, 1e-3, 1e-6)
+    assert factor(0) == pytest.approx(1.0) and factor(100) == pytest.approx(1e-3)
+    assert REGISTRY.method("oe")(None).capabilities().aux
+
+
+# -- BAL ------------------------------------------------------------------------------------------
+
+class TableD(nn.Module):
+    """A discriminator whose logit is ``sum(f) + c``: every loss term is computable by hand."""
+
+    def forward(self, f, c):
+        return f.sum(dim=1) + c.float()
+
+
+def _log_sigmoid(x: float) -> float:
+    return max(-math.log1p(math.exp(-x)), math.log(1e-4))
+
+
+def test_bal_losses_on_a_hand_checkable_batch():
+    d = TableD()
+    f, c = torch.tensor([[1.0, 0.0], [0.0, -1.0]]), torch.tensor([0, 1])   # logits 1 and 0
+    fake, fake_c = torch.tensor([[0.5, 0.0]]), torch.tensor([1])            # logit 1.5
+    assert bal.gan_loss(d, f, c, fake, fake_c).item() == pytest.approx(
+        -(_log_sigmoid(1) + _log_sigmoid(0)) / 2 - _log_sigmoid(-1.5), abs=1e-6)
+    wrong = torch.tensor([1, 0])                                            # logits 2 and -1
+    assert bal.shuffle_loss(d, f, c, wrong).item() == pytest.approx(
+        ((_log_sigmoid(2) - _log_sigmoid(1)) + (_log_sigmoid(-1) - _log_sigmoid(0))) / 2, abs=1e-6)
+    ood, ood_c = torch.tensor([[-3.0, 0.0]]), torch.tensor([0])             # logit -3
+    assert bal.uniform_loss(d, f, c, ood, ood_c, 0.7).item() == pytest.approx(
+        0.7 * _log_sigmoid(-3) - (_log_sigmoid(1) + _log_sigmoid(0)) / 2, abs=1e-6)
+    nearest = torch.tensor([2.0])
+    assert bal.generator_objective(d, fake, fake_c, nearest, 0.01).item() == pytest.approx(_log_sigmoid(-1.5) + 0.02, abs=1e-6)
+
+
+def test_bal_helpers():
+    generator = torch.Generator().manual_seed(0)
+    f = torch.randn(64, 5)
+    box, labels = bal.box_samples(f, 3, generator)
+    assert (box >= f.min(0).values).all() and (box <= f.max(0).values).all() and labels.max() < 3
+    c = torch.randint(3, (200,), generator=generator)
+    assert (bal.shuffled_labels(c, 3, generator) != c).all()
+    feats, feat_labels = torch.randn(30, 4), torch.arange(30) % 3
+    gen, gen_labels = torch.randn(7, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    brute = torch.stack([(feats[feat_labels == gen_labels[i]] - gen[i]).abs().sum(1).min() for i in range(7)])
+    torch.testing.assert_close(bal.nearest_l1(gen, gen_labels, feats, feat_labels), brute)
+
+
+def test_bal_gradients_reach_generator_and_discriminator():
+    torch.manual_seed(0)
+    method = REGISTRY.method("bal")(None)
+    g, d = bal.Generator(8, 3, 6, 16), bal.Discriminator(3, 6, 16)
+    f, c = torch.randn(32, 6), torch.randint(3, (32,))
+    method.discriminator_loss(d, g, f, c, 3, torch.Generator().manual_seed(0)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+    d.zero_grad()
+    method.generator_loss(d, g, 32, 3, f, c, torch.Generator().manual_seed(1)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+
+
+def test_bal_fgsm_step_lowers_the_discriminator():
+    torch.manual_seed(0)
+    d = bal.Discriminator(3, 6, 16)
+    f, c = torch.randn(100, 6), torch.randint(3, (100,))
+    stepped = bal.fgsm_toward_boundary(d, f, c, torch.full((100,), 0.05))
+    with torch.no_grad():
+        assert (torch.sigmoid(d(stepped, c)) < torch.sigmoid(d(f, c))).float().mean() > 0.95
+
+
+def test_bal_fit_and_score_separate_off_manifold_features(tmp_path):
+    from oodbench.api import Representations
+
+    rng = np.random.default_rng(0)
+    means = rng.normal(0, 3, (3, 6))
+    labels = np.repeat(np.arange(3), 200)
+    features = torch.tensor(means[labels] + rng.normal(0, 0.5, (600, 6)), dtype=torch.float32)
+    logits = features @ torch.tensor(means.T, dtype=torch.float32)
+    cls = REGISTRY.method("bal")
+    method = cls(cls.parameters_for("x", {"epochs": "15", "batch_size": "64"}))
+    method.fit(Representations(features=features, logits=logits, labels=torch.tensor(labels), num_classes=3,
+                               scratch=tmp_path, seed=0))
+    inliers = method.score(Representations(features=features[:100], logits=logits[:100]))
+    far = torch.tensor(rng.normal(0, 3, (100, 6)) * 4, dtype=torch.float32)
+    outliers = method.score(Representations(features=far, logits=far @ torch.tensor(means.T, dtype=torch.float32)))
+    assert outliers.median() > inliers.median()

@@ -1,0 +1,60 @@
+"""Smoke-preset runs of the training-time methods through the CLI; cached reruns do not retrain."""
+
+from __future__ import annotations
+
+import re
+
+import fakes
+from helpers import run_tiny, store_rows
+
+from oodbench.cli import main
+
+
+def _stage_counts(out: str) -> dict[str, tuple[int, int]]:
+    line = next(line for line in out.splitlines() if line.startswith("stages:"))
+    return {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"(\w+): (\d+) cached, (\d+) computed", line)}
+
+
+def test_mim_oe_bal_smoke_run_then_cached_rerun(tiny_catalog, tmp_path, capsys):
+    args = ("--methods", "msp,mim,oe,bal", "--aux", "tiny-aux")
+    assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
+    first = capsys.readouterr().out
+    assert "mim: fine-tuned" in first and "oe: fine-tuned" in first
+    assert _stage_counts(first)["finetune"] == (0, 2) and _stage_counts(first)["fits"] == (0, 1)
+    assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
+    second = capsys.readouterr().out
+    assert "images through the classifier: 0" in second
+    assert _stage_counts(second)["finetune"] == (2, 0) and "fits" not in _stage_counts(second)
+    rows = store_rows(tmp_path / "results")
+    by_method = {r["method"]: r for r in rows if r["run_id"] == rows[-1]["run_id"]}
+    assert by_method["oe"]["aux_dataset"] == "tiny-aux" and by_method["mim"]["aux_dataset"] is None
+    assert by_method["mim"]["checkpoint"] != by_method["msp"]["checkpoint"]
+    assert by_method["bal"]["checkpoint"] == by_method["msp"]["checkpoint"]
+    assert by_method["oe"]["train_time_s"] > 0 and by_method["msp"]["train_time_s"] is None
+
+
+def test_training_methods_need_an_auxiliary_set_of_role_aux(tiny_catalog, tmp_path, capsys):
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "oe") == 2
+    assert "--aux" in capsys.readouterr().err
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "oe", "--aux", "tiny-ood") == 2
+    assert "role 'ood'" in capsys.readouterr().err
+
+
+def test_variants_rerun_a_method_with_other_parameters(tiny_catalog, tmp_path, capsys):
+    code = run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp",
+                    "--variant", "bal-Lt=bal:use_shuffle=false,use_uniform=false", "--variant", "bal-all=bal")
+    assert code == 0
+    rows = {r["method"]: r for r in store_rows(tmp_path / "results")}
+    assert set(rows) == {"msp", "bal-Lt", "bal-all"}
+    assert '"use_shuffle": false' in rows["bal-Lt"]["params"] and '"use_shuffle": true' in rows["bal-all"]["params"]
+
+
+def test_cifar100_path_for_the_training_methods(tiny_catalog, tmp_path, capsys):
+    fakes.cifar(tmp_path / "cifar-data" / "cifar", hundred=True, per_class_train=3, per_class_test=1)
+    code = main(["run", "--preset", "smoke", "--id", "cifar100", "--ood", "gaussian", "--methods", "mim,oe,bal",
+                 "--aux", "tiny-aux", "--catalog", str(tiny_catalog), "--data-root", str(tmp_path / "cifar-data"),
+                 "--no-download", "--results", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = {r["method"]: r for r in store_rows(tmp_path / "results")}
+    assert '"k": 5' in rows["mim"]["params"] and '"p_aug": 1.0' in rows["mim"]["params"]
