@@ -2,8 +2,13 @@
 
 A pre-trained classifier is fine-tuned for one epoch on the ID training split, in **eval mode**
 (BatchNorm statistics frozen, dropout off; all parameters trained), with SGD (lr 1e-4,
-momentum 0.9, no weight decay, no schedule), batches of 128 in the stored order (no shuffling)
-and no augmentation of the ID images. Per batch ``x`` of ``B`` images:
+momentum 0.9, no weight decay, no schedule), batches of 128 without reshuffling and no
+augmentation of the ID images. "Without reshuffling" means one fixed order: the original iterates
+CIFAR's stored order, which the dataset already randomised; ImageFolder archives (every catalog
+set) store images sorted by class, and class-sorted batches wreck the fine-tune (measured on
+cifar10-jpeg with WRN-16-2: ID accuracy 0.878 -> 0.709). So the split is visited in one random
+permutation drawn from the seed (``fixed_order=False`` visits the stored order instead).
+Per batch ``x`` of ``B`` images:
 
 - ``L_id = CE(f(x), y)``;
 - ``k`` independent permutations of the batch; synthetic outlier ``i`` is the plain average of
@@ -46,6 +51,8 @@ class MimParams:
     momentum: float = 0.9
     epochs: int = 1
     batch_size: int = 128
+    #: visit the stored order (True) or one seeded random permutation of it (False, see above)
+    fixed_order: bool = False
 
 
 def multiple_input_mixup(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
@@ -98,14 +105,15 @@ class MIM(Method):
         labels = torch.as_tensor(context.id_labels, dtype=torch.long)
         n = len(labels)
         steps = math.ceil(n / p.batch_size)
+        order = np.arange(n) if p.fixed_order else torch.randperm(n, generator=torch.Generator().manual_seed(context.seed)).numpy()
         losses = extra.get("losses", [])
         for epoch in range(start, p.epochs):
             generator = torch.Generator().manual_seed(context.seed * 7919 + epoch)
             total = 0.0
             bar = context.progress(range(steps), f"epoch {epoch + 1}/{p.epochs}", total=steps)
             for step in bar:
-                index = slice(step * p.batch_size, min(n, (step + 1) * p.batch_size))
-                x = context.pixels(np.asarray(context.id_images[index]))
+                index = np.sort(order[step * p.batch_size : (step + 1) * p.batch_size])
+                x = context.pixels(context.id_images[index])
                 y = labels[index].to(context.device)
                 mixed = augment_mixed(multiple_input_mixup(x, p.k, generator), p.p_aug, generator)
                 with context.precision():

@@ -87,6 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
     _common(run)
 
+    run.add_argument("--report", action="store_true", help="render the HTML report of this run at the end")
+
+    report = commands.add_parser("report", help="render the HTML report (tables, plots, statistics, exports)")
+    which = report.add_mutually_exclusive_group()
+    which.add_argument("--run", help="a run id")
+    which.add_argument("--latest", action="store_true", help="the latest run (the default)")
+    which.add_argument("--all", action="store_true", help="every run in the store (the latest result of each cell)")
+    report.add_argument("--id", dest="id_dataset", help="only this ID dataset")
+    report.add_argument("--out", type=Path, help="output directory (default: reports/<run id or 'all'>)")
+    report.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
+    report.add_argument("--replicates", type=int, default=1000, help="bootstrap replicates (default: 1000)")
+    report.add_argument("--screenshot", action="store_true", help="also save a full-page PNG (needs Chromium and websocket-client)")
+
+    compare = commands.add_parser("compare", help="per-cell differences between two runs, regressions marked")
+    compare.add_argument("run_a")
+    compare.add_argument("run_b")
+    compare.add_argument("--threshold", type=float, default=0.005, help="a worse value by more than this is a regression")
+    compare.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
+
     listing = commands.add_parser("list", help="list methods, datasets, backbones or presets")
     listing.add_argument("what", choices=["methods", "datasets", "backbones", "presets"])
     _common(listing)
@@ -214,7 +233,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"stages: {outcome.stages}")
     print(f"images through the classifier: {outcome.images_forwarded}")
     print(f"results: {config.results_dir / 'oodbench.sqlite'}")
+    if args.report:
+        render_report(config.results_dir, outcome.run_id, Path("reports") / outcome.run_id)
     return 0 if ok.all() else 1
+
+
+def render_report(results_dir: Path, run: str | None, out: Path, all_runs: bool = False, id_dataset: str | None = None,
+                  replicates: int = 1000, screenshot: bool = False) -> Path:
+    from oodbench.report.html import Selection, build_report
+    from oodbench.store import ResultStore
+
+    path = build_report(ResultStore(results_dir / "oodbench.sqlite"), Selection(run=run, all=all_runs, id_dataset=id_dataset),
+                        out, replicates)
+    print(f"report: {path}")
+    if screenshot:
+        from oodbench.report.browser import visit
+
+        page = visit(path)
+        (out / "report.png").write_bytes(page.screenshot)
+        print(f"screenshot: {out / 'report.png'} ({len(page.errors)} console errors, {len(page.network_requests)} network requests)")
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from oodbench.store import ResultStore
+
+    run = None if args.all else (args.run or ResultStore(args.results / "oodbench.sqlite").require().latest_run_id())
+    out = args.out or Path("reports") / (run or "all")
+    render_report(args.results, run, out, all_runs=args.all, id_dataset=args.id_dataset, replicates=args.replicates,
+                  screenshot=args.screenshot)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from oodbench.report.compare import compare_runs, format_comparison
+    from oodbench.store import ResultStore
+
+    merged, notes = compare_runs(ResultStore(args.results / "oodbench.sqlite").require(), args.run_a, args.run_b, args.threshold)
+    print(format_comparison(merged, notes, args.run_a, args.run_b, args.threshold))
+    return 1 if merged["regression"].any() else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -250,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "train": cmd_train}
+    handlers = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "list": cmd_list, "data": cmd_data, "train": cmd_train}
     try:
         return handlers[args.command](args)
     except OodbenchError as error:

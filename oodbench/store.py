@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from oodbench.errors import ConfigError
 from oodbench.metrics import METRIC_NAMES
 
 RESULT_COLUMNS = {
@@ -87,6 +88,12 @@ class ResultStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.scores_dir = self.path.parent / "scores"
+
+    def require(self) -> "ResultStore":
+        """This store, if its database exists (reading never creates one)."""
+        if not self.path.exists():
+            raise ConfigError(f"no results store at {self.path}", "run `oodbench run ...` first, or pass --results DIR")
+        return self
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,16 +11,28 @@ REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO.parent / "shared" / "data" / "catalog.toml"
 
 
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Tests never touch the network: any connection attempt fails immediately."""
+    """Tests never touch the network: connections to anything but this machine fail immediately
+    (the browser test talks to a local Chromium over loopback)."""
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
 
-    def refuse(*args, **kwargs):
-        raise OSError("network access is disabled in the oodbench tests")
+    def local_connect(self, address, *args, **kwargs):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in LOOPBACK and not host.startswith("/"):
+            raise OSError(f"network access to {host} is disabled in the oodbench tests")
+        return connect(self, address, *args, **kwargs)
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    def local_getaddrinfo(host, *args, **kwargs):
+        if host not in LOOPBACK:
+            raise OSError(f"name resolution of {host} is disabled in the oodbench tests")
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", local_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", local_getaddrinfo)
 
 
 @pytest.fixture(autouse=True)

@@ -63,3 +63,23 @@ def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
         f"{'mean over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}"
     )
     return caption + "\n" + text.to_string()
+
+
+BAL_METRICS = ("fpr95_id_pos", "aupr_in", "aupr_out", "auroc", "detection_error", "id_accuracy")
+#: Metrics where lower is better (the best value of a column is its minimum).
+LOWER_IS_BETTER = {"fpr95_id_pos", "fpr95_ood_pos", "detection_error"}
+
+
+def bal_layout(results: pd.DataFrame) -> pd.DataFrame:
+    """BAL-paper table: rows (OOD set, method), columns FPR@95TPR(ID+), AUPR-IN, AUPR-OUT, AUROC,
+    detection error and the ID accuracy of the scoring network; means over seeds of valid cells."""
+    ok = results[results["status"] == "ok"]
+    table = ok.groupby(["ood_dataset", "method"], sort=False)[list(BAL_METRICS)].mean()
+    order = pd.MultiIndex.from_product([_ordered(results["ood_dataset"]), _ordered(results["method"])])
+    return table.reindex([i for i in order if i in table.index])
+
+
+def latest_cells(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (ID set, method, OOD set, seed): the most recent, when several runs are selected."""
+    ordered = results.sort_values("created", kind="stable")
+    return ordered.drop_duplicates(["id_dataset", "method", "ood_dataset", "seed"], keep="last").sort_index()

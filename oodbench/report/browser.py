@@ -1,0 +1,136 @@
+"""Open a report in headless Chromium over the DevTools protocol: console messages, network
+requests, and a full-page screenshot.
+
+Used by the browser test (the report must render with no console errors and no network
+requests) and by ``oodbench report --screenshot``. Needs a Chromium binary (Debian's
+``chromium`` package) and the ``websocket-client`` package (the ``browser`` extra).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from oodbench.errors import ConfigError
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+#: flags that keep a headless Chromium from reaching out on its own (updates, sync, field trials)
+QUIET_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-default-apps", "--hide-scrollbars", "--mute-audio")
+
+
+def find_chromium() -> str | None:
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@dataclass
+class PageVisit:
+    """What loading one page produced."""
+
+    console: list[dict] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    screenshot: bytes | None = None
+
+    @property
+    def errors(self) -> list[str]:
+        found = [m["text"] for m in self.console if m.get("level") in {"error", "warning"}]
+        return found + self.exceptions
+
+    @property
+    def network_requests(self) -> list[str]:
+        """Requests that would leave the machine (anything but file: and data: URLs)."""
+        return [url for url in self.requests if not url.startswith(("file:", "data:", "about:"))]
+
+
+class _DevTools:
+    def __init__(self, url: str) -> None:
+        import websocket
+
+        self.socket = websocket.create_connection(url, timeout=60, suppress_origin=True)
+        self.next_id = 0
+        self.events: list[dict] = []
+
+    def call(self, method: str, **params) -> dict:
+        self.next_id += 1
+        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"DevTools {method}: {message['error']}")
+                return message.get("result", {})
+            self.events.append(message)
+
+    def drain(self, seconds: float) -> None:
+        self.socket.settimeout(0.2)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                self.events.append(json.loads(self.socket.recv()))
+            except Exception:  # a receive timeout: no event pending
+                continue
+        self.socket.settimeout(60)
+
+
+def visit(page: Path, screenshot: bool = True, width: int = 1400) -> PageVisit:
+    """Load ``page`` in headless Chromium and record console output, requests and a screenshot."""
+    chromium = find_chromium()
+    if chromium is None:
+        raise ConfigError("no Chromium found", "install it (Debian: apt-get install chromium)")
+    profile = tempfile.mkdtemp(prefix="oodbench-chromium-")
+    process = subprocess.Popen([chromium, *QUIET_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                                f"--window-size={width},900", "about:blank"], stderr=subprocess.PIPE, text=True)
+    try:
+        browser_url = None
+        for line in process.stderr:
+            if "DevTools listening on" in line:
+                browser_url = line.split("DevTools listening on", 1)[1].strip()
+                break
+        if browser_url is None:
+            raise RuntimeError("Chromium did not start its DevTools endpoint")
+        browser = _DevTools(browser_url)
+        target = browser.call("Target.createTarget", url="about:blank")["targetId"]
+        port_and_host = browser_url.split("/devtools/")[0]
+        tab = _DevTools(f"{port_and_host}/devtools/page/{target}")
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            tab.call(f"{domain}.enable")
+        tab.call("Page.navigate", url=page.resolve().as_uri())
+        tab.drain(3.0)
+        result = PageVisit()
+        for event in tab.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.consoleAPICalled":
+                text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+                result.console.append({"level": params.get("type"), "text": text})
+            elif method == "Log.entryAdded":
+                entry = params.get("entry", {})
+                result.console.append({"level": entry.get("level"), "text": entry.get("text", "")})
+            elif method == "Runtime.exceptionThrown":
+                result.exceptions.append(params.get("exceptionDetails", {}).get("text", "exception"))
+            elif method == "Network.requestWillBeSent":
+                result.requests.append(params.get("request", {}).get("url", ""))
+        if screenshot:
+            size = tab.call("Page.getLayoutMetrics")["cssContentSize"]
+            tab.call("Emulation.setDeviceMetricsOverride", width=width, height=int(size["height"]) + 1, deviceScaleFactor=1, mobile=False)
+            shot = tab.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+            result.screenshot = base64.b64decode(shot["data"])
+        return result
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -1,0 +1,173 @@
+"""``oodbench report``: one self-contained HTML file (CSS inline, figures as inline SVG) plus
+LaTeX, Markdown and CSV exports next to it, all built from store records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from oodbench import __version__
+from oodbench.errors import ConfigError
+from oodbench.metrics import METRIC_LABELS
+from oodbench.report import plots
+from oodbench.report.export import best_mask, to_latex, to_markdown
+from oodbench.report.leaderboard import leaderboard
+from oodbench.report.published import published_vs_reproduced
+from oodbench.report.tables import BAL_METRICS, bal_layout, cell_status, latest_cells, mim_layout
+from oodbench.store import ResultStore
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+METRIC_CARD = [
+    ("Outlier score", "every method outputs a score where higher means more likely OOD (the negative of a paper's confidence)"),
+    ("AUROC", "area under the ROC curve; the probability that a random OOD sample scores above a random ID sample (ties count half); symmetric"),
+    ("AUPR-IN", "average precision with ID as the positive class (ranked by the negated score)"),
+    ("AUPR-OUT", "average precision with OOD as the positive class; the MIM paper's \u201cAUPR\u201d column"),
+    ("FPR@95TPR(OOD+)", "share of ID samples flagged as OOD at the first threshold that catches 95% of the OOD samples (pytorch-ood, OpenOOD)"),
+    ("FPR@95TPR(ID+)", "share of OOD samples accepted as ID at the first threshold that accepts 95% of the ID samples (ODIN, Energy, BAL, ATOM papers)"),
+    ("Detection error", "min over thresholds of 0.5 (1 - TPR) + 0.5 FPR (BAL's \u201cDet Err\u201d)"),
+    ("ID accuracy", "top-1 accuracy on the ID test split of the network that produced the scores (fine-tuned networks for training-time methods)"),
+    ("Intervals", "95% percentile bootstrap over test samples (ID and OOD resampled, 1,000 replicates); ties: paired bootstrap on the same samples"),
+]
+
+
+@dataclass
+class Selection:
+    """Which results a report covers."""
+
+    run: str | None = None
+    latest: bool = False
+    all: bool = False
+    id_dataset: str | None = None
+
+
+@dataclass
+class Section:
+    """Everything the template shows for one ID dataset."""
+
+    id_dataset: str
+    caption: str
+    mim: pd.DataFrame
+    mim_best: pd.DataFrame
+    status: dict
+    bal: pd.DataFrame
+    bal_best: pd.DataFrame
+    board: pd.DataFrame
+    published: pd.DataFrame
+    figures: dict = field(default_factory=dict)
+    exports: dict = field(default_factory=dict)
+
+
+def select_results(store: ResultStore, selection: Selection) -> tuple[pd.DataFrame, list[str]]:
+    """Result rows of the selection (one row per cell, the latest when runs repeat a cell) and the run ids."""
+    store.require()
+    if selection.all:
+        results = store.results()
+    else:
+        run = selection.run or store.latest_run_id()
+        if run is None:
+            raise ConfigError(f"the store {store.path} holds no runs", "run `oodbench run ...` first")
+        results = store.results(run)
+        if results.empty:
+            known = ", ".join(store.runs()["run_id"].tail(5))
+            raise ConfigError(f"run '{run}' has no results in {store.path}", f"recent runs: {known}")
+    if selection.id_dataset:
+        results = results[results["id_dataset"] == selection.id_dataset]
+        if results.empty:
+            raise ConfigError(f"no results for ID dataset '{selection.id_dataset}' in the selection")
+    return latest_cells(results), sorted(results["run_id"].unique())
+
+
+@lru_cache(maxsize=4096)
+def load_scores(path: str) -> np.ndarray:
+    return np.load(path)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int) -> Section:
+    cells = results[results["id_dataset"] == id_dataset]
+    seeds = sorted(cells["seed"].unique())
+    mim = mim_layout(cells)
+    bal = bal_layout(cells).rename(columns=METRIC_LABELS)
+    caption = (f"ID {id_dataset}, backbone {', '.join(cells['backbone'].unique())}; "
+               f"{'mean over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'seed ' + str(seeds[0])}")
+    section = Section(id_dataset, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
+                      leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells))
+    slug = _slug(id_dataset)
+    for name, table, title in (("mim", mim, "AUROC / AUPR-OUT (MIM-paper layout)"), ("bal", bal, "BAL-paper layout")):
+        for suffix, render in (("tex", to_latex), ("md", to_markdown)):
+            file = f"{name}_{slug}.{suffix}"
+            _write(out / file, render(table, f"{title}, {caption}"))
+            section.exports[f"{name} ({suffix})"] = file
+    ok = cells[cells["status"] == "ok"]
+    if not ok.empty:
+        section.figures = {
+            "heatmap": plots.heatmap(mim.dropna(how="all")),
+            "curves": plots.curves(cells, load_scores),
+            "histograms": plots.histograms(cells, load_scores),
+            "cost": plots.cost_vs_auroc(cells),
+            "accuracy": plots.accuracy_vs_auroc(cells),
+        }
+    return section
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _provenance(store: ResultStore, run_ids: list[str]) -> list[dict]:
+    runs = store.runs()
+    out = []
+    for row in runs[runs["run_id"].isin(run_ids)].itertuples():
+        provenance = json.loads(row.provenance) if isinstance(row.provenance, str) else {}
+        out.append({
+            "run_id": row.run_id, "status": row.status, "command": row.command,
+            "started": pd.Timestamp(row.started, unit="s").strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "wall_time_s": row.wall_time_s, "git_commit": row.git_commit, "images_forwarded": row.images_forwarded,
+            "stages": row.stages,
+            "config": json.loads(row.config) if isinstance(row.config, str) else {},
+            "versions": json.loads(row.versions) if isinstance(row.versions, str) else {},
+            "hardware": json.loads(row.hardware) if isinstance(row.hardware, str) else {},
+            "datasets": provenance.get("datasets", {}), "checkpoints": provenance.get("checkpoints", {}),
+            "compute": provenance.get("compute", ""), "notes": provenance.get("notes", []),
+        })
+    return out
+
+
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"]),
+                                     undefined=jinja2.StrictUndefined)
+    environment.filters["num"] = lambda v, d=4: "" if v is None or pd.isna(v) else f"{v:.{d}f}"
+    environment.filters["signed"] = lambda v, d=4: "" if v is None or pd.isna(v) else f"{v:+.{d}f}"
+    environment.filters["label"] = lambda c: " / ".join(map(str, c)) if isinstance(c, tuple) else str(c)
+    return environment
+
+
+def build_report(store: ResultStore, selection: Selection, out: Path, replicates: int = 1000) -> Path:
+    """Render the report of ``selection`` into ``out/report.html`` (exports beside it); returns its path."""
+    results, run_ids = select_results(store, selection)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = [_section(results, id_dataset, out, replicates) for id_dataset in dict.fromkeys(results["id_dataset"])]
+    raw = results.drop(columns=["id"], errors="ignore")
+    raw.to_csv(out / "results.csv.tmp", index=False)
+    os.replace(out / "results.csv.tmp", out / "results.csv")
+    html = _environment().get_template("report.html.j2").render(
+        title=f"oodbench report: {', '.join(run_ids) if len(run_ids) <= 3 else str(len(run_ids)) + ' runs'}",
+        sections=sections, metric_card=METRIC_CARD, runs=_provenance(store, run_ids), version=__version__,
+        bal_metrics=[METRIC_LABELS[m] for m in BAL_METRICS], generated=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    _write(out / "report.html", html)
+    return out / "report.html"

@@ -1,0 +1,139 @@
+"""The HTML report, its exports, the leaderboard statistics, the browser check and run comparison."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import run_tiny
+
+from oodbench.cli import main
+from oodbench.report.browser import find_chromium
+from oodbench.report.leaderboard import leaderboard
+from oodbench.store import ResultStore
+
+
+class CellParser(HTMLParser):
+    """Collects the data-* attributes and text of table cells of the MIM-layout table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[dict] = []
+        self._open: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "td" and "data-metric" in attributes:
+            self._open = {**attributes, "text": ""}
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open["text"] += data
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._open is not None:
+            self.cells.append(self._open)
+            self._open = None
+
+
+@pytest.fixture
+def two_seed_report(tiny_catalog, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp,energy,mahalanobis", "--seeds", "0,1") == 0
+    assert main(["report", "--latest", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "report"),
+                 "--replicates", "200"]) == 0
+    assert "report:" in capsys.readouterr().out
+    return tmp_path / "report", ResultStore(tmp_path / "results" / "oodbench.sqlite")
+
+
+def test_mim_table_numbers_equal_the_store_at_the_shown_precision(two_seed_report):
+    out, store = two_seed_report
+    parser = CellParser()
+    parser.feed((out / "report.html").read_text())
+    results = store.results()
+    assert len(parser.cells) == 3 * 2 * 2  # 3 methods x (1 OOD set + average) x 2 metrics
+    for cell in parser.cells:
+        rows = results[results["method"] == cell["data-method"]]
+        if cell["data-ood"] != "Average":
+            rows = rows[rows["ood_dataset"] == cell["data-ood"]]
+        expected = rows[cell["data-metric"]].mean()
+        assert cell["text"].strip() == f"{expected:.4f}", cell
+
+
+def test_leaderboard_shows_mean_std_over_two_seeds_and_intervals(two_seed_report):
+    out, _ = two_seed_report
+    html = (out / "report.html").read_text()
+    board = html[html.index('<table class="leaderboard">'):]
+    board = board[: board.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", board, flags=re.S)[1:]
+    assert len(rows) == 3
+    for row in rows:
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)]
+        assert re.fullmatch(r"0\.\d{4}", cells[3]) and cells[4] == "2"
+        assert re.fullmatch(r"\[\d\.\d{4}, \d\.\d{4}\]", cells[5])
+
+
+def test_latex_export_is_booktabs_with_the_best_in_bold(two_seed_report):
+    out, store = two_seed_report
+    latex = (out / "mim_tiny.tex").read_text()
+    assert all(rule in latex for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", r"\end{tabular}"))
+    assert latex.count("{") == latex.count("}")
+    body = latex[latex.index(r"\midrule") + len(r"\midrule"): latex.index(r"\bottomrule")].strip().splitlines()
+    columns = latex.split(r"\begin{tabular}{")[1].split("}")[0]
+    assert all(line.count("&") == len(columns) - 1 and line.endswith(r"\\") for line in body)
+    cells = [[c.strip() for c in line.rstrip("\\ ").split("&")] for line in body]
+    for j in range(1, len(columns)):
+        values = [float(re.sub(r"\\textbf\{(.*)\}", r"\1", row[j])) for row in cells]
+        bold = [row[j].startswith(r"\textbf") for row in cells]
+        assert bold == [v == max(values) for v in values]
+    markdown = (out / "mim_tiny.md").read_text()
+    for row in cells:
+        plain = [re.sub(r"\\textbf\{(.*)\}", r"\1", c) for c in row]
+        assert all(value in markdown for value in plain)
+
+
+def test_identical_scores_are_marked_tied(tmp_path):
+    rng = np.random.default_rng(0)
+    id_scores, ood_scores = rng.normal(0, 1, 300), rng.normal(1, 1, 300)
+    np.save(tmp_path / "id.npy", id_scores)
+    np.save(tmp_path / "ood.npy", ood_scores)
+    np.save(tmp_path / "bad.npy", ood_scores - 1.5)
+    rows = [{"method": m, "seed": 0, "ood_dataset": "o", "status": "ok", "id_scores_path": str(tmp_path / "id.npy"),
+             "ood_scores_path": str(tmp_path / p), "auroc": a} for m, p, a in
+            (("first", "ood.npy", 0.76), ("twin", "ood.npy", 0.76), ("weak", "bad.npy", 0.2))]
+    board = leaderboard(pd.DataFrame(rows), np.load, replicates=200)
+    assert board.loc["first", "best"] and board.loc["twin", "tied"] and not board.loc["weak", "tied"]
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+def test_report_renders_in_headless_chromium_without_errors_or_network(two_seed_report):
+    from oodbench.report.browser import visit
+
+    out, _ = two_seed_report
+    page = visit(out / "report.html")
+    assert page.errors == [] and page.network_requests == []
+    assert page.screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_marks_regressions(tiny_catalog, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert run_tiny(tiny_catalog, results, "--methods", "msp") == 0
+    store = ResultStore(results / "oodbench.sqlite")
+    runs = store.runs()["run_id"].tolist()
+    first = store.results(runs[0]).iloc[0].to_dict()
+    worse = {**first, "run_id": "worse", "auroc": first["auroc"] - 0.1}
+    store.start_run("worse", command="test")
+    store.add_results([{k: v for k, v in worse.items() if k not in {"id", "created"}}])
+    capsys.readouterr()
+    assert main(["compare", runs[0], "worse", "--results", str(results)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "1 regression(s) in 1 matched cells" in out
+    assert main(["compare", runs[0], runs[0], "--results", str(results)]) == 0
+
+
+def test_report_without_a_store_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", "--results", str(tmp_path / "nothing")]) == 2
+    assert "no results store" in capsys.readouterr().err
