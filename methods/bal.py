@@ -13,8 +13,10 @@ paper's description is the specification, and the choices it leaves open are mar
   the discriminator, ``f~ = f - eps * sign(dD(f; c)/df)``, ``eps`` drawn per sample from
   ``N(eps_mean, eps_std)`` (*choice*: 0.1 and 0.05, in units of the feature standard deviation):
   :func:`fgsm_toward_boundary`;
-- discriminator losses (``log`` of a probability below 1e-4 is floored there, *choice*: the
-  paper's terms that push ``D`` down are otherwise unbounded below):
+- discriminator losses (*choice*: the terms the losses *minimise* without bound, ``log D`` of the
+  shuffled and OOD pairs and the generator's ``log(1 - D)``, are floored at log(1e-4); the
+  cross-entropy terms ``-log D(real)`` and ``-log(1 - D(fake))`` are not, so a wrong
+  discriminator always gets a gradient back):
 
   * ``L_t = -E log D(f; c) - E log(1 - D(G(z; c); c))`` (vanilla conditional GAN)
   * ``L_s = E[log D(f; T(c)) - log D(f; c)]`` with ``T(c)`` a random label other than ``c``
@@ -75,6 +77,9 @@ class BalParams:
     eps_std: float = 0.05
     #: ID features per class the generator's L1 nearest-neighbour term searches (redrawn each epoch)
     l1_pool: int = 256
+    #: "minimax": L_G = E log(1 - D(G)) as the paper writes it; "nonsaturating": E -log D(G)
+    #: (Goodfellow et al. 2014, section 3), which keeps the generator learning when D rejects its samples
+    generator_loss: str = "minimax"
 
 
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
@@ -111,13 +116,18 @@ class Discriminator(nn.Module):
 
 
 def log_d(logit: Tensor) -> Tensor:
-    """``log D`` floored at log(1e-4)."""
-    return F.logsigmoid(logit).clamp(min=LOG_FLOOR)
+    """``log D`` from the discriminator's logit."""
+    return F.logsigmoid(logit)
 
 
 def log_one_minus_d(logit: Tensor) -> Tensor:
-    """``log(1 - D)`` floored at log(1e-4)."""
-    return F.logsigmoid(-logit).clamp(min=LOG_FLOOR)
+    """``log(1 - D)`` from the discriminator's logit."""
+    return F.logsigmoid(-logit)
+
+
+def floored(log_probability: Tensor) -> Tensor:
+    """A log-probability that a loss minimises, floored at log(1e-4) so the minimum is finite."""
+    return log_probability.clamp(min=LOG_FLOOR)
 
 
 def box_samples(features: Tensor, classes: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -164,17 +174,26 @@ def gan_loss(d: Discriminator, f: Tensor, c: Tensor, fake: Tensor, fake_labels: 
 
 def shuffle_loss(d: Discriminator, f: Tensor, c: Tensor, wrong: Tensor) -> Tensor:
     """``L_s = E[log D(f; T(c)) - log D(f; c)]``."""
-    return (log_d(d(f, wrong)) - log_d(d(f, c))).mean()
+    return (floored(log_d(d(f, wrong))) - log_d(d(f, c))).mean()
 
 
 def uniform_loss(d: Discriminator, f: Tensor, c: Tensor, ood: Tensor, ood_labels: Tensor, lambda_c: float) -> Tensor:
     """``L_u = lambda_c * E log D(f^; c^) - E log D(f; c)`` over OOD pairs ``(f^, c^)``."""
-    return lambda_c * log_d(d(ood, ood_labels)).mean() - log_d(d(f, c)).mean()
+    return lambda_c * floored(log_d(d(ood, ood_labels))).mean() - log_d(d(f, c)).mean()
 
 
-def generator_objective(d: Discriminator, fake: Tensor, fake_labels: Tensor, nearest: Tensor, lambda_l1: float) -> Tensor:
-    """``L_G = E log(1 - D(G(z; c); c)) + lambda * E min ||f_c - G(z; c)||_1`` (``nearest`` holds the minima)."""
-    return log_one_minus_d(d(fake, fake_labels)).mean() + lambda_l1 * nearest.mean()
+def generator_objective(d: Discriminator, fake: Tensor, fake_labels: Tensor, nearest: Tensor, lambda_l1: float,
+                        form: str = "minimax") -> Tensor:
+    """``L_G = E log(1 - D(G(z; c); c)) + lambda * E min ||f_c - G(z; c)||_1`` (``nearest`` holds the minima);
+    ``form="nonsaturating"`` replaces the first term by ``-E log D(G(z; c); c)``."""
+    logit = d(fake, fake_labels)
+    if form == "minimax":
+        adversarial = floored(log_one_minus_d(logit)).mean()
+    elif form == "nonsaturating":
+        adversarial = -log_d(logit).mean()
+    else:
+        raise ValueError(f"bal.generator_loss must be 'minimax' or 'nonsaturating', not {form!r}")
+    return adversarial + lambda_l1 * nearest.mean()
 
 
 class BAL(Method):
@@ -215,7 +234,8 @@ class BAL(Method):
         z = torch.randn(batch, g.noise_dim, generator=generator).to(features.device)
         fake_labels = torch.randint(classes, (batch,), generator=generator).to(features.device)
         fake = g(z, fake_labels)
-        return generator_objective(d, fake, fake_labels, nearest_l1(fake, fake_labels, features, labels), p.lambda_l1)
+        return generator_objective(d, fake, fake_labels, nearest_l1(fake, fake_labels, features, labels), p.lambda_l1,
+                                   p.generator_loss)
 
     def fit(self, train: Representations) -> None:
         p = self.params

@@ -111,8 +111,9 @@ class TableD(nn.Module):
         return f.sum(dim=1) + c.float()
 
 
-def _log_sigmoid(x: float) -> float:
-    return max(-math.log1p(math.exp(-x)), math.log(1e-4))
+def _log_sigmoid(x: float, floor: bool = False) -> float:
+    value = -math.log1p(math.exp(-x))
+    return max(value, math.log(1e-4)) if floor else value
 
 
 def test_bal_losses_on_a_hand_checkable_batch():
@@ -124,11 +125,13 @@ def test_bal_losses_on_a_hand_checkable_batch():
     wrong = torch.tensor([1, 0])                                            # logits 2 and -1
     assert bal.shuffle_loss(d, f, c, wrong).item() == pytest.approx(
         ((_log_sigmoid(2) - _log_sigmoid(1)) + (_log_sigmoid(-1) - _log_sigmoid(0))) / 2, abs=1e-6)
-    ood, ood_c = torch.tensor([[-3.0, 0.0]]), torch.tensor([0])             # logit -3
+    ood, ood_c = torch.tensor([[-3.0, 0.0], [-20.0, 0.0]]), torch.tensor([0, 0])   # logits -3 and -20 (floored)
     assert bal.uniform_loss(d, f, c, ood, ood_c, 0.7).item() == pytest.approx(
-        0.7 * _log_sigmoid(-3) - (_log_sigmoid(1) + _log_sigmoid(0)) / 2, abs=1e-6)
+        0.7 * (_log_sigmoid(-3) + math.log(1e-4)) / 2 - (_log_sigmoid(1) + _log_sigmoid(0)) / 2, abs=1e-6)
     nearest = torch.tensor([2.0])
     assert bal.generator_objective(d, fake, fake_c, nearest, 0.01).item() == pytest.approx(_log_sigmoid(-1.5) + 0.02, abs=1e-6)
+    confident_fake = torch.tensor([[30.0, 0.0]])                             # D(fake) ~ 1: a large, unfloored loss
+    assert bal.gan_loss(d, f, c, confident_fake, torch.tensor([0])).item() > 25
 
 
 def test_bal_helpers():
