@@ -101,6 +101,7 @@ class ResultStore:
         with connection:
             for statement in _create_statements():
                 connection.execute(statement)
+            _add_missing_columns(connection)
         return connection
 
     def start_run(self, run_id: str, **fields: Any) -> None:
@@ -157,6 +158,15 @@ class ResultStore:
         with self._connect() as connection:
             row = connection.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
         return row[0] if row else None
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Bring a store written by an older oodbench up to the current schema (new columns are NULL there)."""
+    for table, columns in (("runs", RUN_COLUMNS), ("results", RESULT_COLUMNS)):
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind.replace(' NOT NULL', '')}")
 
 
 def _jsonify(fields: dict[str, Any]) -> dict[str, Any]:

@@ -105,3 +105,14 @@ def test_store_rows_are_written_per_method_in_one_transaction(tmp_path):
         assert connection.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
     store.add_results([good, {**good, "ood_dataset": "o2"}])
     assert len(store.results("r1")) == 2
+
+
+def test_a_store_of_an_older_schema_gains_the_new_columns(tmp_path):
+    from oodbench.store import RESULT_COLUMNS, ResultStore
+
+    database = tmp_path / "oodbench.sqlite"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, run_id TEXT, method TEXT)")
+        connection.execute("INSERT INTO results (run_id, method) VALUES ('old', 'msp')")
+    frame = ResultStore(database).results()
+    assert set(RESULT_COLUMNS) <= set(frame.columns) and frame.loc[0, "method"] == "msp"
