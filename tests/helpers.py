@@ -50,3 +50,20 @@ def make_tiny_catalog(data: Path) -> Path:
 def run_tiny(catalog: Path, results: Path, *extra: str) -> int:
     """``oodbench run`` with the smoke preset on the tiny catalog."""
     return main(["run", "--preset", "smoke", "--id", "tiny", "--catalog", str(catalog), "--results", str(results), *extra])
+
+
+def write_plugin(directory: Path, name: str, score_body: str) -> Path:
+    """A plugin file defining one logits-reading method ``name`` whose ``score`` runs ``score_body``
+    (statements using ``data``; the last one returns the scores)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    body = "\n".join(f"        {line}" for line in score_body.strip().splitlines())
+    path = directory / f"{name}.py"
+    path.write_text(
+        "from oodbench.api import Method, Reads\n"
+        f"class Plugin(Method):\n"
+        f"    name = {name!r}\n"
+        f"    citation = 'a test plugin'\n"
+        f"    reads = frozenset({{Reads.LOGITS}})\n"
+        f"    def score(self, data):\n{body}\n"
+    )
+    return path

@@ -7,7 +7,7 @@ import zipfile
 
 import fakes
 import pytest
-from helpers import run_tiny, sha256, store_rows
+from helpers import run_tiny, sha256, store_rows, write_plugin
 
 from oodbench.cli import main
 
@@ -79,16 +79,7 @@ def test_catalog_errors_are_clear_and_write_nothing(tiny_catalog, tmp_path, caps
 
 def test_plugin_method_runs_next_to_builtins_and_broken_plugins_are_reported(tiny_catalog, tmp_path, capsys):
     plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "negmsp.py").write_text(
-        "from oodbench.api import Method, Reads\n"
-        "class Confident(Method):\n"
-        "    name = 'confident'\n"
-        "    citation = 'a test plugin'\n"
-        "    reads = frozenset({Reads.LOGITS})\n"
-        "    def score(self, data):\n"
-        "        return data.logits.softmax(1).max(1).values\n"
-    )
+    write_plugin(plugins, "confident", "return data.logits.softmax(1).max(1).values")
     (plugins / "broken.py").write_text("import not_a_module_that_exists\n")
     code = run_tiny(tiny_catalog, tmp_path / "results", "--plugins", str(plugins), "--methods", "msp,confident")
     captured = capsys.readouterr()
@@ -101,15 +92,7 @@ def test_plugin_method_runs_next_to_builtins_and_broken_plugins_are_reported(tin
 
 def test_a_failing_method_marks_its_cells_and_the_run_goes_on(tiny_catalog, tmp_path, capsys):
     plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "crash.py").write_text(
-        "from oodbench.api import Method, Reads\n"
-        "class Crash(Method):\n"
-        "    name = 'crash'\n"
-        "    reads = frozenset({Reads.LOGITS})\n"
-        "    def score(self, data):\n"
-        "        raise ValueError('boom')\n"
-    )
+    write_plugin(plugins, "crash", "raise ValueError('boom')")
     code = run_tiny(tiny_catalog, tmp_path / "results", "--plugins", str(plugins), "--methods", "crash,msp")
     out = capsys.readouterr().out
     assert code == 1 and "failed" in out

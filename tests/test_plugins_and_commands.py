@@ -8,7 +8,7 @@ from pathlib import Path
 
 import fakes
 import torch
-from helpers import run_tiny, store_rows
+from helpers import run_tiny, store_rows, write_plugin
 
 from oodbench.cli import main
 from oodbench.registry import build_registry
@@ -37,18 +37,7 @@ def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch):
 
 def test_checkpoint_file_two_seeds_and_nonfinite_scores(tiny_catalog, tmp_path, capsys):
     plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "nan.py").write_text(
-        "import torch\n"
-        "from oodbench.api import Method, Reads\n"
-        "class Half(Method):\n"
-        "    name = 'halfnan'\n"
-        "    reads = frozenset({Reads.LOGITS})\n"
-        "    def score(self, data):\n"
-        "        s = -data.logits.max(1).values\n"
-        "        s[::2] = float('nan')\n"
-        "        return s\n"
-    )
+    write_plugin(plugins, "halfnan", "s = -data.logits.max(1).values\ns[::2] = float('nan')\nreturn s")
     assert main(["train", "--id", "tiny", "--backbone", "cnn-small", "--epochs", "1",
                  "--catalog", str(tiny_catalog), "--out", str(tmp_path / "model.pt")]) == 0
     out = capsys.readouterr().out

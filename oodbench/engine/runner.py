@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import pickle
 import resource
 import secrets
 import time
@@ -251,7 +252,7 @@ class Benchmark:
         try:
             with self.cache.put(FIT_STAGE, fit_key, {"method": plan.name, "seconds": seconds}) as directory:
                 torch.save(method, directory / "method.pt")
-        except (TypeError, AttributeError, RuntimeError) as error:  # unpicklable fitted state
+        except (pickle.PicklingError, TypeError, AttributeError, RuntimeError) as error:  # unpicklable fitted state
             self.say(f"note: fitted state of {plan.name} cannot be cached ({error}); it is refitted on the next run")
         return method, seconds
 
