@@ -56,6 +56,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     group.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                        help="auto: bfloat16 autocast on CPUs with native bf16, else float32")
+    group.add_argument("--no-compile", dest="compile", action="store_false",
+                       help="train classifiers eagerly instead of through torch.compile (used on bf16 CPUs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +209,7 @@ def resolve_run_config(args: argparse.Namespace, registry) -> RunConfig:
         batch_size=args.batch_size or preset.batch_size,
         device=args.device,
         precision=args.precision,
+        compile=args.compile,
         params=params,
         variants=variants,
         aux=args.aux or preset.aux,

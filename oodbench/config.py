@@ -94,6 +94,7 @@ class RunConfig:
     batch_size: int = 256
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = True
     params: dict[str, dict[str, str]] = field(default_factory=dict)
     #: label -> (method, parameter overrides): a method run again under another name and parameters
     variants: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from oodbench.api import TrainingRecipe
-from oodbench.engine.device import Compute
+from oodbench.engine import device
+from oodbench.engine.device import CompiledModule, Compute
 from oodbench.models.architectures import SmallCNN
 from oodbench.models.classifier import ImageClassifier
-from oodbench.models.training import cosine_with_warmup, train_classifier
+from oodbench.models.training import COMPILE_MIN_STEPS, cosine_with_warmup, train_classifier, uses_compile
 
 FP32 = Compute(torch.device("cpu"), "fp32", channels_last=False)
 RECIPE = TrainingRecipe(epochs=2, lr=0.05, batch_size=16)
@@ -52,3 +53,26 @@ def test_cosine_schedule_with_warmup():
     factor = cosine_with_warmup(total_steps=100, warmup_steps=10)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(55) == pytest.approx(0.5) and factor(100) == pytest.approx(0.0)
+
+
+def test_only_long_trainings_on_a_compiling_device_are_compiled():
+    compiling = Compute(torch.device("cpu"), "bf16", channels_last=True, compile=True)
+    long_recipe = TrainingRecipe(epochs=COMPILE_MIN_STEPS, batch_size=16)
+    assert uses_compile(compiling, 16, long_recipe)
+    assert not uses_compile(compiling, 16, TrainingRecipe(epochs=COMPILE_MIN_STEPS - 1, batch_size=16))
+    assert not uses_compile(FP32, 16, long_recipe)
+
+
+def test_a_failed_compilation_falls_back_to_the_eager_module(monkeypatch, capsys):
+    def broken_compile(module):
+        def call(*args):
+            raise RuntimeError("no C compiler")
+        return call
+
+    monkeypatch.setattr(device.torch, "compile", broken_compile)
+    model = _model().eval()
+    pixels = torch.rand(2, 3, 8, 8)
+    forward = CompiledModule(model, enabled=True)
+    torch.testing.assert_close(forward(pixels), model(pixels))
+    torch.testing.assert_close(forward(pixels), model(pixels))
+    assert capsys.readouterr().err.count("torch.compile failed (RuntimeError: no C compiler)") == 1

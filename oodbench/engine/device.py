@@ -3,11 +3,15 @@
 ``auto`` picks CUDA, then Apple MPS, then the CPU. On a CPU with native bfloat16 (AVX512-BF16 or
 AMX) ``auto`` precision is bfloat16 autocast with channels-last memory (about 2.8x faster
 inference and 1.9x faster training on the 2-core development machine); elsewhere float32.
+There, long classifier trainings also run through ``torch.compile`` (about 1.3x faster training
+steps after a half-minute compilation; ``--no-compile`` turns it off), falling back to eager
+execution if compilation fails.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +41,7 @@ class Compute:
     device: torch.device
     precision: str
     channels_last: bool
+    compile: bool = False
 
     def autocast(self) -> ContextManager:
         """bfloat16 autocast when the precision is ``bf16``; a no-op otherwise."""
@@ -51,10 +56,32 @@ class Compute:
 
     def describe(self) -> str:
         layout = ", channels-last" if self.channels_last else ""
-        return f"{self.device} ({self.precision}{layout})"
+        compiled = ", compiled training" if self.compile else ""
+        return f"{self.device} ({self.precision}{layout}{compiled})"
 
 
-def select_compute(device: str = "auto", precision: str = "auto") -> Compute:
+class CompiledModule:
+    """Calls ``torch.compile(module)``; if compilation fails, says so once and runs ``module`` eagerly.
+
+    Compilation happens at the first call, so a failure there leaves no partial state behind.
+    """
+
+    def __init__(self, module: torch.nn.Module, enabled: bool) -> None:
+        self.module = module
+        self.compiled = torch.compile(module) if enabled else None
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as error:  # inductor / dynamo failures differ by platform and compiler
+                print(f"note: torch.compile failed ({type(error).__name__}: {str(error)[:200]}); training eagerly",
+                      file=sys.stderr, flush=True)
+                self.compiled = None
+        return self.module(*args, **kwargs)
+
+
+def select_compute(device: str = "auto", precision: str = "auto", compile: bool = True) -> Compute:
     """Resolve ``--device`` and ``--precision`` into a :class:`Compute`."""
     if device == "auto":
         if torch.cuda.is_available():
@@ -73,4 +100,5 @@ def select_compute(device: str = "auto", precision: str = "auto") -> Compute:
         raise ConfigError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         precision = "bf16" if resolved.type == "cpu" and cpu_has_native_bf16() else "fp32"
-    return Compute(device=resolved, precision=precision, channels_last=precision == "bf16" and resolved.type == "cpu")
+    on_fast_cpu = precision == "bf16" and resolved.type == "cpu"
+    return Compute(device=resolved, precision=precision, channels_last=on_fast_cpu, compile=compile and on_fast_cpu)

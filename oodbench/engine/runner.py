@@ -150,7 +150,7 @@ class Benchmark:
         self.say = say
         self.cache = ArtifactCache(config.cache_dir)
         self.store = ResultStore(config.results_dir / "oodbench.sqlite")
-        self.compute: Compute = select_compute(config.device, config.precision)
+        self.compute: Compute = select_compute(config.device, config.precision, config.compile)
         self.context = SourceContext(config.data_root, config.download, DigestMemo(config.cache_dir / "digests.json"))
         self.forwarded = ForwardCounter()
         self.notes: list[str] = []

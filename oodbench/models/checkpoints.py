@@ -123,6 +123,7 @@ def train_or_load(
             "recipe": recipe,
             "seed": seed,
             "precision": compute.precision,
+            "compiled": training.uses_compile(compute, len(train), recipe),
             "training": code_version(training),
         }
     )

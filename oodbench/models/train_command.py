@@ -23,7 +23,7 @@ def train_command(registry: Registry, args: argparse.Namespace, paths: dict) -> 
     if spec.role != "id":
         raise ConfigError(f"--id {spec.name} has role '{spec.role}'; training needs a labelled ID dataset")
     backbone = registry.backbone(args.backbone)
-    compute = select_compute(args.device, args.precision)
+    compute = select_compute(args.device, args.precision, args.compile)
     cache = ArtifactCache(paths["cache_dir"])
     context = SourceContext(paths["data_root"], paths["download"], DigestMemo(paths["cache_dir"] / "digests.json"))
     fmt = ImageFormat(backbone.input_size, backbone.channels)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from oodbench.api import TrainingRecipe
 from oodbench.data.augment import random_crop_flip
 from oodbench.data.batches import to_pixels
-from oodbench.engine.device import Compute
+from oodbench.engine.device import CompiledModule, Compute
 from oodbench.models.classifier import ImageClassifier
 from oodbench.progress import progress
 
@@ -39,6 +39,19 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], f
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
 
     return factor
+
+
+#: Trainings shorter than this many steps run eagerly: compiling costs about half a minute.
+COMPILE_MIN_STEPS = 2000
+
+
+def steps_per_epoch(count: int, recipe: TrainingRecipe) -> int:
+    return count // min(recipe.batch_size, count)
+
+
+def uses_compile(compute: Compute, count: int, recipe: TrainingRecipe) -> bool:
+    """Whether a training of ``count`` images with ``recipe`` runs through ``torch.compile``."""
+    return compute.compile and recipe.epochs * steps_per_epoch(count, recipe) >= COMPILE_MIN_STEPS
 
 
 class EpochState:
@@ -87,8 +100,8 @@ def train_classifier(
     torch.manual_seed(seed)
     n = images.shape[0]
     batch_size = min(recipe.batch_size, n)
-    steps_per_epoch = n // batch_size
-    total_steps = recipe.epochs * steps_per_epoch
+    steps = steps_per_epoch(n, recipe)
+    total_steps = recipe.epochs * steps
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
@@ -97,26 +110,27 @@ def train_classifier(
         weight_decay=recipe.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, cosine_with_warmup(total_steps, int(recipe.warmup_epochs * steps_per_epoch))
+        optimizer, cosine_with_warmup(total_steps, int(recipe.warmup_epochs * steps))
     )
     state = EpochState(scratch, compute.device)
     start_epoch, extra = state.restore(model=model, optimizer=optimizer, schedule=schedule)
     last_loss = extra.get("loss", float("nan"))
     labels_t = torch.as_tensor(labels, dtype=torch.long)
+    forward = CompiledModule(model, uses_compile(compute, n, recipe))
     started = time.perf_counter()
     for epoch in range(start_epoch, recipe.epochs):
         model.train()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(n, generator=generator)
         running = 0.0
-        bar = progress(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{recipe.epochs}", unit="batch")
+        bar = progress(range(steps), desc=f"{desc} epoch {epoch + 1}/{recipe.epochs}", unit="batch")
         for step in bar:
             index = np.sort(order[step * batch_size : (step + 1) * batch_size].numpy())
             pixels = to_pixels(images[index], compute.device, compute.channels_last)
             target = labels_t[index].to(compute.device)
             pixels = random_crop_flip(pixels, recipe.crop_padding, recipe.flip, generator)
             with compute.autocast():
-                loss = F.cross_entropy(model(pixels).float(), target)
+                loss = F.cross_entropy(forward(pixels).float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -126,7 +140,7 @@ def train_classifier(
                 on_images(len(index))
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{running / (step + 1):.3f}")
-        last_loss = running / max(1, steps_per_epoch)
+        last_loss = running / max(1, steps)
         state.save(epoch + 1, {"loss": last_loss}, model=model, optimizer=optimizer, schedule=schedule)
     model.eval()
     return {"epochs": recipe.epochs, "resumed_from_epoch": start_epoch, "final_train_loss": last_loss,
