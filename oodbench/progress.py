@@ -1,8 +1,9 @@
 """Progress with rate and ETA for every long stage.
 
 On a terminal: tqdm bars on stderr that disappear when done. Elsewhere (a log file, CI): a plain
-line on stderr every 30 seconds with count, rate and ETA, and a closing line for stages that took
-that long, so a logged batch job shows where it is. ``OODBENCH_PROGRESS=1`` forces bars,
+line on stderr with count, rate and ETA whenever 30 seconds have passed since the last such line
+(of this stage or an earlier one, so a run of many short epochs is logged too), and a closing line
+for stages that took that long, so a logged batch job shows where it is. ``OODBENCH_PROGRESS=1`` forces bars,
 ``OODBENCH_PROGRESS=0`` silences both.
 """
 
@@ -31,6 +32,9 @@ def _clock(seconds: float) -> str:
 class LoggedProgress:
     """Iterates like tqdm, writing an occasional status line instead of a bar."""
 
+    #: when any logged progress last wrote a line (shared, so short stages in a row are logged)
+    last_line_at: float | None = None
+
     def __init__(self, iterable: Iterable[T], desc: str, total: int | None, unit: str, interval: float = LOG_INTERVAL_S) -> None:
         self.iterable = iterable
         self.desc = desc
@@ -53,19 +57,24 @@ class LoggedProgress:
             text = f"{self.desc}: {done} {self.unit}, {rate:.1f} {self.unit}/s"
         return text + (f", {self.postfix}" if self.postfix else "")
 
+    def _print(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+        LoggedProgress.last_line_at = time.monotonic()
+
     def __iter__(self) -> Iterator[T]:
-        start = last = time.monotonic()
+        start = time.monotonic()
+        if LoggedProgress.last_line_at is None:
+            LoggedProgress.last_line_at = start
         done = 0
         for item in self.iterable:
             yield item
             done += 1
             now = time.monotonic()
-            if now - last >= self.interval:
-                print(self._line(done, now - start, final=False), file=sys.stderr, flush=True)
-                last = now
+            if now - LoggedProgress.last_line_at >= self.interval:
+                self._print(self._line(done, now - start, final=False))
         elapsed = time.monotonic() - start
         if elapsed >= self.interval:
-            print(self._line(done, elapsed, final=True), file=sys.stderr, flush=True)
+            self._print(self._line(done, elapsed, final=True))
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
