@@ -12,6 +12,7 @@ from helpers import run_tiny
 
 from oodbench.cli import main
 from oodbench.report.browser import find_chromium
+from oodbench.report.export import best_mask
 from oodbench.report.leaderboard import leaderboard
 from oodbench.store import ResultStore
 
@@ -137,3 +138,11 @@ def test_compare_marks_regressions(tiny_catalog, tmp_path, capsys):
 def test_report_without_a_store_is_a_clear_error(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path / "nothing")]) == 2
     assert "no results store" in capsys.readouterr().err
+
+
+def test_tables_with_a_block_per_ood_set_mark_the_best_within_each_block():
+    rows = pd.MultiIndex.from_tuples([("a", "m1"), ("a", "m2"), ("b", "m1"), ("b", "m2")], names=["ood", "method"])
+    table = pd.DataFrame({"AUROC": [0.9, 0.8, 0.6, 0.7], "FPR@95TPR(ID+)": [0.2, 0.3, 0.5, 0.5]}, index=rows)
+    best = best_mask(table)
+    assert best["AUROC"].tolist() == [True, False, False, True]
+    assert best["FPR@95TPR(ID+)"].tolist() == [True, False, True, True]

@@ -1,7 +1,8 @@
 """Exports of the report's tables: LaTeX (booktabs, best per column in bold), Markdown, CSV.
 
 The numbers come from the numeric tables (store values), formatted once here; the best value of
-each column is the maximum, or the minimum for error-type metrics (FPR, detection error).
+each column (within each OOD set for tables with one block of rows per OOD set) is the maximum, or
+the minimum for error-type metrics (FPR, detection error).
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ def _lower_is_better(column) -> bool:
 
 
 def best_mask(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """True where a cell holds its column's best value at the shown precision (ties all marked)."""
+    """True where a cell holds its column's best value at the shown precision (ties all marked).
+
+    With two-level rows (OOD set, method), the best is taken within each OOD set's block of rows,
+    as in the BAL paper's tables: methods compete on the same OOD data, not across data sets.
+    """
+    blocks = table.groupby(level=0, sort=False) if isinstance(table.index, pd.MultiIndex) else [(None, table)]
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
-    for column in table.columns:
-        values = pd.to_numeric(table[column], errors="coerce").round(digits)
-        if values.notna().any():
-            mask[column] = values == (values.min() if _lower_is_better(column) else values.max())
+    for _, block in blocks:
+        for column in table.columns:
+            values = pd.to_numeric(block[column], errors="coerce").round(digits)
+            if values.notna().any():
+                best = values.min() if _lower_is_better(column) else values.max()
+                mask.loc[block.index, column] = (values == best).to_numpy()
     return mask
 
 
