@@ -248,7 +248,8 @@ class Benchmark:
         started = time.perf_counter()
         method.fit(representations)
         seconds = time.perf_counter() - started
-        self.say(f"  {plan.name}: fitted on {train.label} in {seconds:.0f} s")
+        if seconds >= 1:  # a training stage worth naming (GAN, statistics over a large split)
+            self.say(f"  {plan.name}: fitted on {train.label} in {seconds:.0f} s")
         self.cache.drop_scratch(FIT_STAGE, fit_key)
         try:
             with self.cache.put(FIT_STAGE, fit_key, {"method": plan.name, "seconds": seconds}) as directory:
