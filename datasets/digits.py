@@ -23,6 +23,7 @@ from oodbench.data.source import (
     ImageSet,
     Source,
     SourceContext,
+    no_labels,
     open_image,
 )
 
@@ -62,7 +63,7 @@ class DigitsSource(Source):
         if self.split is not None:
             index = _digit_split(targets, self.split)
             images, targets = images[index], targets[index]
-        labels = np.searchsorted(np.array(self.classes), targets) if self.labelled else np.full(len(targets), -1)
+        labels = np.searchsorted(np.array(self.classes), targets) if self.labelled else no_labels(len(targets))
         return ImageSet(labels=labels.astype(np.int64), array=images)
 
     def describe(self) -> str:

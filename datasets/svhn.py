@@ -33,7 +33,7 @@ def read_svhn_mat(path: Path) -> np.ndarray:
 
 def _read(root: Path) -> ImageSet:
     images = read_svhn_mat(root / FILENAME)
-    return ImageSet(labels=np.full(len(images), -1, dtype=np.int64), array=images)
+    return ImageSet.unlabelled(images)
 
 
 SVHN = DatasetSpec(

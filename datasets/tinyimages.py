@@ -26,7 +26,7 @@ def _read(root: Path) -> ImageSet:
         raise DataError(f"cannot read {path}: {error}", "delete it and let oodbench download it again") from None
     if images.dtype != np.uint8 or images.ndim != 4:
         raise DataError(f"{path} holds {images.dtype} {images.shape}, expected uint8 N x 32 x 32 x 3")
-    return ImageSet(labels=np.full(len(images), -1, dtype=np.int64), array=images)
+    return ImageSet.unlabelled(images)
 
 
 TINYIMAGES300K = DatasetSpec(

@@ -50,6 +50,11 @@ class SourceContext:
     digests: DigestMemo
 
 
+def no_labels(count: int) -> np.ndarray:
+    """Labels of ``count`` images without a class: -1 each (OOD and auxiliary sets)."""
+    return np.full(count, -1, dtype=np.int64)
+
+
 @dataclass
 class ImageSet:
     """The raw images of one split: either a decoded uint8 array or a per-item loader.
@@ -63,6 +68,11 @@ class ImageSet:
     load: Callable[[int], Image.Image | np.ndarray] | None = None
     names: Sequence[str] | None = None
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def unlabelled(cls, array: np.ndarray) -> "ImageSet":
+        """A decoded array of images without classes."""
+        return cls(labels=no_labels(len(array)), array=array)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -269,7 +279,7 @@ class NpzSource(Source):
         try:
             with np.load(self.path) as data:
                 images = np.asarray(data["images"])
-                labels = np.asarray(data["labels"]) if "labels" in data else np.full(len(images), -1)
+                labels = np.asarray(data["labels"]) if "labels" in data else no_labels(len(images))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise DataError(f"cannot read arrays from {self.path}: {error}", "it needs an 'images' array") from None
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
