@@ -19,7 +19,6 @@ Usage (the quick setting on the offline catalog; trains the WRN-16-2 backbone on
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import tempfile
 import time
@@ -29,32 +28,36 @@ import numpy as np
 import pandas as pd
 import torch
 
-from oodbench.config import RunConfig, default_home, get_preset
-from oodbench.data.source import ImageFormat
-from oodbench.engine.extract import forward_pass
-from oodbench.engine.runner import Benchmark
+import oodbench
+from oodbench.config import default_home
+from oodbench.data.arrays import materialize
+from oodbench.data.source import ImageFormat, SourceContext
+from oodbench.engine.cache import ArtifactCache
+from oodbench.engine.device import select_compute
+from oodbench.engine.stages.extract import forward_pass
+from oodbench.hashing import DigestMemo
 from oodbench.models.checkpoints import STAGE as CHECKPOINT_STAGE
+from oodbench.models.checkpoints import load_file
 from oodbench.registry import build_registry
 
-METHODS = ("msp", "energy", "entropy", "maxlogit", "klmatching", "mahalanobis", "dice", "rmd", "vim")
-GRADIENT_METHODS = ("odin",)
+METHODS = ["msp", "energy", "entropy", "maxlogit", "klmatching", "mahalanobis", "dice", "rmd", "vim"]
+GRADIENT_METHODS = ["odin"]
 
 
 def fresh_cache(shared: Path) -> Path:
     """A new cache directory that shares the materialised arrays and checkpoints (read-only use)."""
     root = Path(tempfile.mkdtemp(prefix="oodbench-bench-"))
-    for stage in ("arrays", CHECKPOINT_STAGE):
+    for stage in ("materialise", CHECKPOINT_STAGE):
         if (shared / stage).exists():
             (root / stage).symlink_to((shared / stage).resolve())
     (root / "digests.json").write_text((shared / "digests.json").read_text() if (shared / "digests.json").exists() else "{}")
     return root
 
 
-def timed_run(registry, config: RunConfig) -> tuple[float, pd.DataFrame, Benchmark]:
-    bench = Benchmark(config, registry, say=lambda _: None)
+def timed_run(**options) -> tuple[float, pd.DataFrame]:
     started = time.perf_counter()
-    outcome = bench.run()
-    return time.perf_counter() - started, outcome.results, bench
+    result = oodbench.run(quiet=True, **options)
+    return time.perf_counter() - started, result.records
 
 
 def main() -> None:
@@ -67,57 +70,51 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="a trained backbone's state dict (default: train or reuse the preset's)")
     args = parser.parse_args()
 
-    registry = build_registry(catalogs=args.catalog)
-    preset = get_preset(args.preset)
     scratch = Path(tempfile.mkdtemp(prefix="oodbench-bench-results-"))
-    base = RunConfig(
-        preset=preset.name, id_dataset=args.id, ood=tuple(args.ood.split(",")), methods=("msp",),
-        backbone=preset.backbone, pretrained=preset.pretrained, train=True, epochs=preset.epochs,
-        limit=preset.limit, train_limit=preset.train_limit, batch_size=preset.batch_size,
-        results_dir=scratch, cache_dir=args.cache_dir, command="benchmarks/shared_extraction.py",
-    )
+    common = {"id": args.id, "ood": args.ood.split(","), "preset": args.preset, "catalogs": args.catalog, "results": scratch}
     if args.checkpoint is None:
         print("preparing: data and backbone (cached after the first time) ...", flush=True)
-        _, _, prepared = timed_run(registry, base)
-        checkpoint_hash = prepared.store.results().iloc[-1]["checkpoint"]
-        args.checkpoint = args.cache_dir / CHECKPOINT_STAGE / checkpoint_hash / "model.pt"
+        _, records = timed_run(methods=["msp"], cache_dir=args.cache_dir, **common)
+        args.checkpoint = args.cache_dir / CHECKPOINT_STAGE / records.iloc[-1]["checkpoint"] / "model.pt"
     if not args.checkpoint.is_file():
         raise SystemExit(f"the benchmark needs a backbone's state dict; {args.checkpoint} not found")
-    base = dataclasses.replace(base, checkpoint=str(args.checkpoint), train=False)
+    common.update(checkpoint=str(args.checkpoint), train=False)
 
     # 1. bare forward passes over every split of the run
-    bench = Benchmark(dataclasses.replace(base, cache_dir=fresh_cache(args.cache_dir)), registry, say=lambda _: None)
-    backbone = registry.backbone(base.backbone)
+    registry = build_registry(catalogs=args.catalog)
+    preset = registry.preset(args.preset)
+    backbone, id_spec = registry.backbone(preset.backbone), registry.dataset(args.id)
     fmt = ImageFormat(backbone.input_size, backbone.channels)
-    id_spec = registry.dataset(base.id_dataset)
-    splits = [bench.split(id_spec, "train", fmt, base.train_limit), bench.split(id_spec, "test", fmt, base.limit)]
-    splits += [bench.split(registry.dataset(name), "test", fmt, base.limit) for name in base.ood]
-    from oodbench.models.checkpoints import load_reference
-
-    model = bench.compute.prepare(load_reference(backbone, base.checkpoint, id_spec.num_classes, bench.context.digests).model).eval()
+    cache_dir = fresh_cache(args.cache_dir)
+    cache, context = ArtifactCache(cache_dir), SourceContext(default_home() / "data", False, DigestMemo(cache_dir / "digests.json"))
+    splits = [materialize(id_spec, "train", fmt, context, cache, preset.train_limit),
+              materialize(id_spec, "test", fmt, context, cache, preset.limit)]
+    splits += [materialize(registry.dataset(name), "test", fmt, context, cache, preset.limit) for name in common["ood"]]
+    compute = select_compute()
+    model = compute.prepare(load_file(backbone, args.checkpoint, id_spec.num_classes)).eval()
     images = sum(len(s) for s in splits)
     for split in splits:  # read the memory-mapped arrays once, so neither measurement pays for the disk
         np.asarray(split.images).sum()
-    forward_pass(model, splits[1], bench.compute, base.batch_size)  # warm-up
+    forward_pass(model, splits[1], compute, preset.batch_size)  # warm-up
     started = time.perf_counter()
     for split in splits:
-        forward_pass(model, split, bench.compute, base.batch_size)
+        forward_pass(model, split, compute, preset.batch_size)
     bare = time.perf_counter() - started
-    print(f"bare extraction: {images} images in {bare:.1f} s ({images / bare:.0f} img/s, {bench.compute.describe()})")
+    print(f"bare extraction: {images} images in {bare:.1f} s ({images / bare:.0f} img/s, {compute.describe()})")
 
     # 2. nine logit/feature methods, fresh extraction, fit and scores
-    run_seconds, _, _ = timed_run(registry, dataclasses.replace(base, methods=METHODS, cache_dir=fresh_cache(args.cache_dir)))
+    run_seconds, _ = timed_run(methods=METHODS, cache_dir=fresh_cache(args.cache_dir), **common)
     print(f"{len(METHODS)} methods, fresh extraction: {run_seconds:.1f} s -> ratio to bare extraction {run_seconds / bare:.2f}x (target <= 1.3x)")
 
     # 3. the input-gradient method apart
-    odin_seconds, _, _ = timed_run(registry, dataclasses.replace(base, methods=GRADIENT_METHODS, cache_dir=fresh_cache(args.cache_dir)))
+    odin_seconds, _ = timed_run(methods=GRADIENT_METHODS, cache_dir=fresh_cache(args.cache_dir), **common)
     print(f"odin alone (2 forward + 1 backward pass per test image): {odin_seconds:.1f} s = {odin_seconds / bare:.2f}x the bare extraction")
 
     # 4. bf16 vs fp32 on the same checkpoint
     results, seconds = {}, {}
     for precision in ("fp32", "bf16"):
-        config = dataclasses.replace(base, methods=METHODS + GRADIENT_METHODS, precision=precision, cache_dir=fresh_cache(args.cache_dir))
-        seconds[precision], results[precision], _ = timed_run(registry, config)
+        seconds[precision], results[precision] = timed_run(methods=METHODS + GRADIENT_METHODS, precision=precision,
+                                                           cache_dir=fresh_cache(args.cache_dir), **common)
     merged = results["fp32"].merge(results["bf16"], on=["method", "ood_dataset"], suffixes=("_fp32", "_bf16"))
     merged["diff"] = (merged["auroc_bf16"] - merged["auroc_fp32"]).abs()
     per_method = merged.groupby("method").agg(auroc_fp32=("auroc_fp32", "mean"), auroc_bf16=("auroc_bf16", "mean"), max_abs_diff=("diff", "max"))

@@ -33,7 +33,8 @@ paper's description is the specification, and the choices it leaves open are mar
 training mean and standard deviation; ``G`` and ``D`` are MLPs with two hidden layers of 256
 units (LeakyReLU 0.2); ``D`` is a projection discriminator (Miyato & Koyama, ICLR 2018:
 ``psi(phi(f)) + <embed(c), phi(f)>``); noise size 64; Adam (lr 2e-4, betas 0.5 / 0.999); 30
-epochs of batches of 256; one D step and one G step per batch.
+epochs of batches of 256; one D step and one G step per batch. The fitted state is the
+discriminator's weights and the feature standardisation; the generator is only needed to train.
 """
 
 from __future__ import annotations
@@ -46,9 +47,8 @@ import torch.nn.functional as F
 from pytorch_ood.detector import MaxSoftmax
 from torch import Tensor, nn
 
-from oodbench.api import Method, Reads, Representations
+from oodbench.api import FitInputs, Method, Reads, ScoreInputs
 from oodbench.models.training import EpochState
-from oodbench.progress import progress
 
 LOG_FLOOR = math.log(1e-4)
 
@@ -203,6 +203,8 @@ class BAL(Method):
     Params = BalParams
     reads = frozenset({Reads.LOGITS, Reads.FEATURES})
     fits = True
+    #: the smoke preset trains the GAN for 2 epochs (seconds) instead of 30
+    preset_defaults = {"smoke": {"epochs": 2}}
 
     def discriminator_loss(self, d: Discriminator, g: Generator, f: Tensor, c: Tensor, classes: int,
                            generator: torch.Generator) -> Tensor:
@@ -237,43 +239,43 @@ class BAL(Method):
         return generator_objective(d, fake, fake_labels, nearest_l1(fake, fake_labels, features, labels), p.lambda_l1,
                                    p.generator_loss)
 
-    def fit(self, train: Representations) -> None:
+    def fit(self, train: FitInputs) -> dict:
         p = self.params
-        raw, labels = train.require("features").float(), train.require("labels").long()
-        classes, dim = int(train.num_classes or labels.max().item() + 1), raw.shape[1]
-        self.mean, self.std = raw.mean(dim=0), raw.std(dim=0).clamp(min=1e-6)
-        features = (raw - self.mean) / self.std
-        self.generator = Generator(p.noise_dim, classes, dim, p.hidden).to(features.device)
-        self.discriminator = Discriminator(classes, dim, p.hidden).to(features.device)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=p.lr, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=p.lr, betas=(0.5, 0.999))
-        state = EpochState(train.scratch, features.device) if train.scratch is not None else None
-        start = state.restore(g=self.generator, d=self.discriminator, opt_g=opt_g, opt_d=opt_d)[0] if state else 0
+        raw, labels = train.features.float(), train.labels.long()
+        classes, dim = train.num_classes, raw.shape[1]
+        mean, std = raw.mean(dim=0), raw.std(dim=0).clamp(min=1e-6)
+        features = (raw - mean) / std
+        generator = Generator(p.noise_dim, classes, dim, p.hidden).to(features.device)
+        discriminator = Discriminator(classes, dim, p.hidden).to(features.device)
+        opt_g = torch.optim.Adam(generator.parameters(), lr=p.lr, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=p.lr, betas=(0.5, 0.999))
+        state = EpochState(train.scratch, features.device)
+        start = state.restore(g=generator, d=discriminator, opt_g=opt_g, opt_d=opt_d)[0]
         steps = max(1, features.shape[0] // p.batch_size)
         for epoch in range(start, p.epochs):
             rng = torch.Generator().manual_seed(train.seed * 7919 + epoch)
             order = torch.randperm(features.shape[0], generator=rng).to(features.device)
             pool = class_pool(labels, p.l1_pool, rng)
-            for step in progress(range(steps), desc=f"bal GAN epoch {epoch + 1}/{p.epochs}", unit="batch"):
+            for step in train.progress(range(steps), desc=f"bal GAN epoch {epoch + 1}/{p.epochs}", unit="batch"):
                 index = order[step * p.batch_size : (step + 1) * p.batch_size]
                 f, c = features[index], labels[index]
-                loss_d = self.discriminator_loss(self.discriminator, self.generator, f, c, classes, rng)
+                loss_d = self.discriminator_loss(discriminator, generator, f, c, classes, rng)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
-                loss_g = self.generator_loss(self.discriminator, self.generator, len(f), classes, features[pool], labels[pool], rng)
+                loss_g = self.generator_loss(discriminator, generator, len(f), classes, features[pool], labels[pool], rng)
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
-            if state:
-                state.save(epoch + 1, g=self.generator, d=self.discriminator, opt_g=opt_g, opt_d=opt_d)
-        self.generator.eval()
-        self.discriminator.eval()
+            state.save(epoch + 1, g=generator, d=discriminator, opt_g=opt_g, opt_d=opt_d)
+        return {"mean": mean, "std": std, "discriminator": discriminator.state_dict()}
 
     @torch.no_grad()
-    def score(self, data: Representations) -> Tensor:
-        logits, features = data.require("logits").float(), data.require("features").float()
+    def score(self, data: ScoreInputs) -> Tensor:
+        logits, features = data.logits.float(), data.features.float()
+        discriminator = Discriminator(data.num_classes, features.shape[1], self.params.hidden).to(features.device).eval()
+        discriminator.load_state_dict(self.state["discriminator"])
         p1 = -MaxSoftmax.score(logits)
         predicted = logits.argmax(dim=1)
-        p2 = torch.sigmoid(self.discriminator((features - self.mean) / self.std, predicted))
+        p2 = torch.sigmoid(discriminator((features - self.state["mean"]) / self.state["std"], predicted))
         return -(p1 * p2)

@@ -3,7 +3,8 @@
 Each weight's contribution ``w_kj * mean_j`` (``mean_j`` the mean ID **training** feature) is
 computed; the fraction ``p`` of smallest contributions is dropped and the energy score of the
 resulting logits is the outlier score (:class:`pytorch_ood.detector.DICE`). ``p = 0.65`` is the
-value the MIM paper used for its table (the DICE paper's CIFAR default is 0.9).
+value the MIM paper used for its table (the DICE paper's CIFAR default is 0.9). Fitted state: the
+sparsified weight matrix; the bias comes from the head at scoring time.
 """
 
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pytorch_ood.detector import DICE as DICEDetector
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations
+from oodbench.api import FitInputs, Head, Method, Reads, ScoreInputs
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,14 @@ class DICE(Method):
     reads = frozenset({Reads.FEATURES, Reads.HEAD})
     fits = True
 
-    def fit(self, train: Representations) -> None:
-        head = train.require("head")
-        self.detector = DICEDetector(encoder=None, w=head.weight, b=head.bias, p=self.params.p)
-        self.detector.fit_features(train.require("features"), train.require("labels"))
+    def _detector(self, head: Head) -> DICEDetector:
+        return DICEDetector(encoder=None, w=head.weight, b=head.bias, p=self.params.p)
 
-    def score(self, data: Representations) -> Tensor:
-        return self.detector.predict_features(data.require("features"))
+    def fit(self, train: FitInputs) -> dict:
+        detector = self._detector(train.head).fit_features(train.features, train.labels)
+        return {"masked_weight": detector.masked_w}
+
+    def score(self, data: ScoreInputs) -> Tensor:
+        detector = self._detector(data.head)
+        detector.masked_w = self.state["masked_weight"]
+        return detector.predict_features(data.features)

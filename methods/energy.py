@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pytorch_ood.detector import EnergyBased
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations
+from oodbench.api import Method, Reads, ScoreInputs
 
 
 @dataclass(frozen=True)
@@ -25,5 +25,5 @@ class Energy(Method):
     Params = EnergyParams
     reads = frozenset({Reads.LOGITS})
 
-    def score(self, data: Representations) -> Tensor:
-        return EnergyBased.score(data.require("logits"), t=self.params.temperature)
+    def score(self, data: ScoreInputs) -> Tensor:
+        return EnergyBased.score(data.logits, t=self.params.temperature)

@@ -7,7 +7,7 @@ oodbench computes it on logits, as defined.
 from pytorch_ood.detector import Entropy as EntropyDetector
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations
+from oodbench.api import Method, Reads, ScoreInputs
 
 
 class Entropy(Method):
@@ -16,5 +16,5 @@ class Entropy(Method):
     summary = "entropy of the softmax distribution"
     reads = frozenset({Reads.LOGITS})
 
-    def score(self, data: Representations) -> Tensor:
-        return EntropyDetector.score(data.require("logits"))
+    def score(self, data: ScoreInputs) -> Tensor:
+        return EntropyDetector.score(data.logits)

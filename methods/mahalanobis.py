@@ -20,29 +20,16 @@ from pytorch_ood.detector import Mahalanobis as MahalanobisDetector
 from pytorch_ood.detector import MahalanobisODIN
 from torch import Tensor
 
-from oodbench.api import Capabilities, Method, Reads, Representations
+from oodbench.api import Capabilities, FitInputs, Method, Reads, ScoreInputs
+
+#: the fitted state: class means and the precision of the shared covariance
+FITTED = ("mu", "precision")
 
 
 @dataclass(frozen=True)
 class MahalanobisParams:
     #: input preprocessing step in pixel units; 0 disables it (and the extra gradient passes)
     eps: float = 0.0
-
-
-class _LateEncoder:
-    """The feature encoder handed to pytorch-ood, bound to the network only while scoring.
-
-    It pickles without the network, so a fitted detector can be cached on its own.
-    """
-
-    def __init__(self) -> None:
-        self.model = None
-
-    def __call__(self, pixels: Tensor) -> Tensor:
-        return self.model.features(pixels).float()
-
-    def __getstate__(self) -> dict:
-        return {"model": None}
 
 
 class Mahalanobis(Method):
@@ -55,22 +42,20 @@ class Mahalanobis(Method):
         reads = {Reads.FEATURES} | ({Reads.IMAGES} if self.params.eps > 0 else set())
         return Capabilities(reads=frozenset(reads), fits=True)
 
-    def fit(self, train: Representations) -> None:
-        features, labels = train.require("features"), train.require("labels")
-        if self.params.eps > 0:
-            self.encoder = _LateEncoder()
-            self.detector = MahalanobisODIN(self.encoder, eps=self.params.eps, norm_std=None)
-        else:
-            self.detector = MahalanobisDetector(encoder=None)
-        self.detector.fit_features(features, labels)
+    def fit(self, train: FitInputs) -> dict:
+        detector = MahalanobisDetector(encoder=None).fit_features(train.features, train.labels)
+        return {name: getattr(detector, name) for name in FITTED}
 
-    def score(self, data: Representations) -> Tensor:
+    def _restore(self, detector: MahalanobisDetector) -> MahalanobisDetector:
+        for name in FITTED:
+            setattr(detector, name, self.state[name])
+        return detector
+
+    def score(self, data: ScoreInputs) -> Tensor:
         if self.params.eps <= 0:
-            return self.detector.predict_features(data.require("features"))
-        images = data.require("images")
-        self.encoder.model = images.model
-        try:
-            with images.precision():
-                return torch.cat([self.detector.predict(batch).float() for batch in images])
-        finally:
-            self.encoder.model = None
+            return self._restore(MahalanobisDetector(encoder=None)).predict_features(data.features)
+        images = data.images
+        detector = MahalanobisODIN(lambda pixels: images.model.features(pixels).float(), eps=self.params.eps, norm_std=None)
+        self._restore(detector._base)  # pytorch-ood keeps the fitted Gaussian in the wrapped detector
+        with images.precision():
+            return torch.cat([detector.predict(batch).float() for batch in images])

@@ -3,7 +3,7 @@
 from pytorch_ood.detector import MaxLogit as MaxLogitDetector
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations
+from oodbench.api import Method, Reads, ScoreInputs
 
 
 class MaxLogit(Method):
@@ -12,5 +12,5 @@ class MaxLogit(Method):
     summary = "negative maximum logit"
     reads = frozenset({Reads.LOGITS})
 
-    def score(self, data: Representations) -> Tensor:
-        return MaxLogitDetector.score(data.require("logits"))
+    def score(self, data: ScoreInputs) -> Tensor:
+        return MaxLogitDetector.score(data.logits)

@@ -37,7 +37,7 @@ import torchvision.transforms as T
 from pytorch_ood.detector import MaxSoftmax
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations, TrainingContext
+from oodbench.api import Method, Reads, ScoreInputs, TrainingContext
 from oodbench.models.training import EpochState
 
 
@@ -94,6 +94,9 @@ class MIM(Method):
     reads = frozenset({Reads.LOGITS})
     trains = True
 
+    def training_images(self, n_id: int, n_aux: int) -> int:
+        return self.params.epochs * 2 * n_id  # each batch and its mixed outliers
+
     def train(self, context: TrainingContext) -> dict:
         p = self.params
         model = context.model.eval()
@@ -130,5 +133,5 @@ class MIM(Method):
             state.save(epoch + 1, {"losses": losses}, model=model, optimizer=optimizer)
         return {"epochs": p.epochs, "loss_per_epoch": losses}
 
-    def score(self, data: Representations) -> Tensor:
-        return MaxSoftmax.score(data.require("logits"))
+    def score(self, data: ScoreInputs) -> Tensor:
+        return MaxSoftmax.score(data.logits)

@@ -7,7 +7,7 @@ Outlier score ``-max_c softmax_c(f(x))`` (the baseline of every OOD paper), comp
 from pytorch_ood.detector import MaxSoftmax
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations
+from oodbench.api import Method, Reads, ScoreInputs
 
 
 class MSP(Method):
@@ -16,5 +16,5 @@ class MSP(Method):
     summary = "negative maximum softmax probability"
     reads = frozenset({Reads.LOGITS})
 
-    def score(self, data: Representations) -> Tensor:
-        return MaxSoftmax.score(data.require("logits"))
+    def score(self, data: ScoreInputs) -> Tensor:
+        return MaxSoftmax.score(data.logits)

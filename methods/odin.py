@@ -16,7 +16,7 @@ import torch
 from pytorch_ood.detector import odin_preprocessing
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations
+from oodbench.api import Method, Reads, ScoreInputs
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class ODIN(Method):
     Params = OdinParams
     reads = frozenset({Reads.IMAGES})
 
-    def score(self, data: Representations) -> Tensor:
-        images = data.require("images")
+    def score(self, data: ScoreInputs) -> Tensor:
+        images = data.images
         model = images.model
         temperature = self.params.temperature
 

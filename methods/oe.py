@@ -12,9 +12,10 @@ mode, RandomCrop(32, padding 4) + horizontal flip on both. An epoch is one pass 
 training split (the last partial batch dropped); auxiliary batches cycle through a fresh
 permutation of the auxiliary set. Detection: maximum softmax probability.
 
-Auxiliary data: ``--aux NAME``, any dataset of role ``aux``. The original used 80 Million Tiny
-Images (withdrawn); the paper preset uses its usual replacement, the 300K Random Images
-(``tinyimages300k``).
+Auxiliary data: ``--aux NAME``, any dataset of role ``aux``; without ``--aux``, the usual
+replacement of the withdrawn 80 Million Tiny Images the original used: the 300K Random Images
+(``tinyimages300k``, downloaded on first use). The ``quick`` preset fine-tunes 2 epochs and
+``smoke`` 1 instead of 10.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from pytorch_ood.detector import MaxSoftmax
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations, TrainingContext
+from oodbench.api import Method, Reads, ScoreInputs, TrainingContext
 from oodbench.data.augment import random_crop_flip
 from oodbench.models.training import EpochState
 
@@ -70,6 +71,13 @@ class OutlierExposure(Method):
     reads = frozenset({Reads.LOGITS})
     trains = True
     uses_aux = True
+    default_aux = "tinyimages300k"
+    #: reduced settings, visible in every record's parameters: the CPU preset fine-tunes 2 epochs, smoke 1
+    preset_defaults = {"quick": {"epochs": 2}, "smoke": {"epochs": 1}}
+
+    def training_images(self, n_id: int, n_aux: int) -> int:
+        p = self.params
+        return p.epochs * (n_id // p.batch_size) * (p.batch_size + p.aux_batch_size)
 
     def train(self, context: TrainingContext) -> dict:
         p = self.params
@@ -109,5 +117,5 @@ class OutlierExposure(Method):
         model.eval()
         return {"epochs": p.epochs, "loss_per_epoch": losses}
 
-    def score(self, data: Representations) -> Tensor:
-        return MaxSoftmax.score(data.require("logits"))
+    def score(self, data: ScoreInputs) -> Tensor:
+        return MaxSoftmax.score(data.logits)

@@ -8,7 +8,10 @@ to all ID **training** features: ``min_c [d_c(h) - d_0(h)]``
 from pytorch_ood.detector import RMD as RMDDetector
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations
+from oodbench.api import FitInputs, Method, Reads, ScoreInputs
+
+#: the detector's fitted attributes: class means, shared precision, background Gaussian
+FITTED = ("mu", "precision", "background_mu", "background_precision")
 
 
 class RMD(Method):
@@ -18,8 +21,12 @@ class RMD(Method):
     reads = frozenset({Reads.FEATURES})
     fits = True
 
-    def fit(self, train: Representations) -> None:
-        self.detector = RMDDetector(encoder=None).fit_features(train.require("features"), train.require("labels"))
+    def fit(self, train: FitInputs) -> dict:
+        detector = RMDDetector(encoder=None).fit_features(train.features, train.labels)
+        return {name: getattr(detector, name) for name in FITTED}
 
-    def score(self, data: Representations) -> Tensor:
-        return self.detector.predict_features(data.require("features"))
+    def score(self, data: ScoreInputs) -> Tensor:
+        detector = RMDDetector(encoder=None)
+        for name in FITTED:
+            setattr(detector, name, self.state[name])
+        return detector.predict_features(data.features)

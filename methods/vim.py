@@ -4,7 +4,8 @@ Features are centred at ``u = -W^+ b``; the norm of their residual outside the `
 principal subspace of the ID **training** features, scaled by ``alpha`` (mean max-logit over
 mean residual norm), is a virtual logit; outlier score ``alpha ||x^P_perp|| - logsumexp(f(x))``
 (:class:`pytorch_ood.detector.ViM`). ``d`` defaults to half the feature dimension: 64 for the
-128-d features of WRN-40-2, as in the MIM paper.
+128-d features of WRN-40-2, as in the MIM paper. Fitted state: the subspace and ``alpha``; the
+origin ``u`` comes from the head at scoring time.
 """
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pytorch_ood.detector import ViM as ViMDetector
 from torch import Tensor
 
-from oodbench.api import Method, Reads, Representations
+from oodbench.api import FitInputs, Head, Method, Reads, ScoreInputs
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,16 @@ class ViM(Method):
     reads = frozenset({Reads.FEATURES, Reads.HEAD})
     fits = True
 
-    def fit(self, train: Representations) -> None:
-        head, features = train.require("head"), train.require("features")
-        d = self.params.d if self.params.d is not None else features.shape[1] // 2
-        self.detector = ViMDetector(encoder=None, d=d, w=head.weight, b=head.bias)
-        self.detector.fit_features(features, train.require("labels"))
+    def _detector(self, head: Head, d: int) -> ViMDetector:
+        return ViMDetector(encoder=None, d=d, w=head.weight, b=head.bias)
 
-    def score(self, data: Representations) -> Tensor:
-        return self.detector.predict_features(data.require("features"))
+    def fit(self, train: FitInputs) -> dict:
+        features = train.features
+        d = self.params.d if self.params.d is not None else features.shape[1] // 2
+        detector = self._detector(train.head, d).fit_features(features, train.labels)
+        return {"d": detector.d, "principal_subspace": detector.principal_subspace, "alpha": detector.alpha}
+
+    def score(self, data: ScoreInputs) -> Tensor:
+        detector = self._detector(data.head, self.state["d"])
+        detector.principal_subspace, detector.alpha = self.state["principal_subspace"], self.state["alpha"]
+        return detector.predict_features(data.features)

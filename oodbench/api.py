@@ -1,40 +1,39 @@
-"""Plugin contracts: what a method, a dataset and a backbone declare.
+"""Plugin contracts: what a method, a dataset, a backbone and a preset declare.
 
 Plugins say *what*; the engine decides *how*. A method declares which representations it
-reads (:class:`Reads`) and whether it fits on the ID training split; the engine plans the
-extraction, caching and device placement from those declarations alone.
+reads (:class:`Reads`), whether it fits on the ID training split and whether it fine-tunes the
+classifier; the engine plans extraction, caching and devices from those declarations alone.
 
 A method file in ``methods/`` (or any directory passed with ``--plugins``) defines a subclass of
 :class:`Method` with a ``name``; a dataset file defines :class:`DatasetSpec` objects; a backbone
-file defines :class:`BackboneSpec` objects. Discovery finds them; nothing needs registering.
+file :class:`BackboneSpec` objects; a preset file :class:`Preset` objects. Discovery finds them.
+
+This module is the contract and nothing else: importing it loads no other oodbench module (and
+not torch), so a plugin that only declares things is cheap to import and cannot reach into the
+engine through it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Iterable, Iterator, Mapping
-
-import numpy as np
-import torch
-from torch import Tensor, nn
-
-from oodbench.data.batches import to_pixels
-from oodbench.data.source import Source
-from oodbench.errors import ConfigError
-from oodbench.progress import progress
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Iterable, Iterator, Mapping, Protocol
 
 if TYPE_CHECKING:
-    from oodbench.models.classifier import ImageClassifier
+    import numpy as np
+    import torch
+    from torch import Tensor, nn
 
 __all__ = [
     "Reads",
     "Capabilities",
     "Head",
-    "Representations",
+    "Classifier",
     "ImageBatches",
+    "FitInputs",
+    "ScoreInputs",
+    "UndeclaredRead",
     "TrainingContext",
     "Method",
     "NoParams",
@@ -42,7 +41,7 @@ __all__ = [
     "BackboneSpec",
     "KnownCheckpoint",
     "TrainingRecipe",
-    "Source",
+    "Preset",
 ]
 
 
@@ -59,15 +58,18 @@ class Reads(str, enum.Enum):
     IMAGES = "images"
 
 
+#: Representations that come from the one forward pass every method shares.
+EXTRACTED = frozenset({Reads.LOGITS, Reads.FEATURES})
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a configured method needs from the engine.
 
     ``fits`` means the method is fitted on the ID **training** split, reading there the same
-    representations it reads at scoring time (those of ``reads`` that the shared extraction provides).
-    ``trains`` means the method fine-tunes the classifier (:meth:`Method.train`); it then reads
-    its representations from the fine-tuned network. ``aux`` means training needs auxiliary
-    outliers (``--aux``).
+    representations it reads at scoring time. ``trains`` means the method fine-tunes the
+    classifier (:meth:`Method.train`); it then reads its representations from the fine-tuned
+    network. ``aux`` means training needs auxiliary outliers.
     """
 
     reads: frozenset[Reads]
@@ -81,7 +83,7 @@ class Capabilities:
     @property
     def extracted(self) -> frozenset[Reads]:
         """The representations that come from the shared extraction pass."""
-        return self.reads & {Reads.LOGITS, Reads.FEATURES}
+        return self.reads & EXTRACTED
 
     def describe(self) -> str:
         order = [r for r in Reads if r in self.reads]
@@ -101,18 +103,36 @@ class Head:
     bias: Tensor
 
 
+class Classifier(Protocol):
+    """The network every stage works with: pixels in ``[0, 1]`` in (normalisation inside), logits out."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def feature_dim(self) -> int: ...
+
+    def __call__(self, pixels: Tensor) -> Tensor: ...
+
+    def features(self, pixels: Tensor) -> Tensor: ...
+
+    def forward_with_features(self, pixels: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def head(self) -> Head: ...
+
+
 class ImageBatches:
     """Images of one split and the network, for methods that declare :attr:`Reads.IMAGES`.
 
     Iterating yields batches of pixel tensors in ``[0, 1]``, shape ``B x C x H x W``, on the
     engine's device. ``model`` maps such pixels to logits (normalisation is inside it), so an
     input-space step of size ``eps`` is in pixel units. ``precision()`` is the engine's
-    autocast context; the engine already enters it around ``score``.
+    autocast context.
     """
 
     def __init__(
         self,
-        model: "ImageClassifier",
+        model: Classifier,
         batches: Callable[[], Iterator[Tensor]],
         count: int,
         precision: Callable[[], ContextManager],
@@ -134,32 +154,83 @@ class ImageBatches:
         return self.count
 
 
-@dataclass
-class Representations:
-    """What the engine hands to :meth:`Method.fit` and :meth:`Method.score`.
+class UndeclaredRead(AttributeError):
+    """A method asked for a representation it did not declare, or for something scoring never sees."""
 
-    Only the fields the method declared are filled; the others are ``None``. Tensors are
-    float32 on the engine's device; ``labels`` are class indices (``-1`` for OOD samples).
+
+class _Inputs:
+    """Representations of one split, handed out only as far as the method declared them."""
+
+    _PUBLIC: ClassVar[frozenset[str]] = frozenset({"logits", "features", "head", "images", "num_classes"})
+
+    def __init__(self, method: str, declared: frozenset[Reads], values: Mapping[Reads, Any], num_classes: int) -> None:
+        object.__setattr__(self, "_method", method)
+        object.__setattr__(self, "_declared", frozenset(declared))
+        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "num_classes", num_classes)
+
+    def _read(self, read: Reads) -> Any:
+        if read not in self._declared:
+            raise UndeclaredRead(
+                f"method '{self._method}' reads '{read.value}' but declares only "
+                f"{sorted(r.value for r in self._declared) or 'nothing'}: add Reads.{read.name} to its reads (or capabilities())"
+            )
+        return self._values[read]
+
+    @property
+    def logits(self) -> Tensor:
+        """``N x K`` float32 logits (:attr:`Reads.LOGITS`)."""
+        return self._read(Reads.LOGITS)
+
+    @property
+    def features(self) -> Tensor:
+        """``N x D`` float32 penultimate features (:attr:`Reads.FEATURES`)."""
+        return self._read(Reads.FEATURES)
+
+    @property
+    def head(self) -> Head:
+        """The final linear layer (:attr:`Reads.HEAD`)."""
+        return self._read(Reads.HEAD)
+
+    @property
+    def images(self) -> ImageBatches:
+        """Pixel batches and the network (:attr:`Reads.IMAGES`)."""
+        return self._read(Reads.IMAGES)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"inputs are read-only (tried to set '{name}')")
+
+
+class ScoreInputs(_Inputs):
+    """What :meth:`Method.score` sees: one split's declared representations and ``num_classes``.
+
+    Nothing else: no labels, no split name, no role, no seed. Samples come in an order drawn by
+    the engine, and every split is scored by a fresh method instance rebuilt from the fitted
+    state, so a method can tell ID from OOD only by its own score.
     """
 
-    labels: Tensor | None = None
-    logits: Tensor | None = None
-    features: Tensor | None = None
-    head: Head | None = None
-    images: ImageBatches | None = None
-    num_classes: int | None = None
-    #: while fitting: a directory kept across interruptions, for state saved between epochs
-    scratch: Path | None = None
-    #: the run's seed (the engine also seeds torch's global generator with it before fit and score)
-    seed: int = 0
+    def __getattr__(self, name: str) -> Any:
+        raise UndeclaredRead(
+            f"score() inputs have no '{name}': a method sees only the representations it declared "
+            f"({', '.join(sorted(self._PUBLIC))}); labels and the split's identity are hidden by design"
+        )
 
-    def require(self, name: str) -> Any:
-        value = getattr(self, name)
-        if value is None:
-            raise RuntimeError(
-                f"the engine did not provide '{name}': the method must declare it in capabilities()"
-            )
-        return value
+
+class FitInputs(_Inputs):
+    """What :meth:`Method.fit` sees: the ID training split's declared representations and labels.
+
+    ``scratch`` is a directory kept across interruptions (save state between epochs there with
+    :class:`oodbench.models.training.EpochState`); ``progress`` wraps an iterable in the engine's
+    progress display.
+    """
+
+    def __init__(self, method: str, declared: frozenset[Reads], values: Mapping[Reads, Any], num_classes: int,
+                 labels: Tensor, seed: int, scratch: Path, progress: Callable[..., Iterable]) -> None:
+        super().__init__(method, declared, values, num_classes)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "seed", seed)
+        object.__setattr__(self, "scratch", scratch)
+        object.__setattr__(self, "progress", progress)
 
 
 @dataclass
@@ -173,26 +244,27 @@ class TrainingContext:
     (:class:`oodbench.models.training.EpochState`) and the stage resumes on the next run.
     """
 
-    model: "ImageClassifier"
+    model: Classifier
     id_images: np.ndarray
     id_labels: np.ndarray
     aux_images: np.ndarray | None
     num_classes: int
     seed: int
     device: torch.device
-    channels_last: bool
     precision: Callable[[], ContextManager]
     scratch: Path
     desc: str
+    to_pixels: Callable[[np.ndarray], Tensor]
+    progress_display: Callable[..., Iterable]
     on_images: Callable[[int], None] = lambda count: None
 
     def pixels(self, images: np.ndarray) -> Tensor:
         """A uint8 ``B x H x W x C`` batch as the model's float input ``B x C x H x W`` in [0, 1]."""
-        return to_pixels(images, self.device, self.channels_last)
+        return self.to_pixels(images)
 
     def progress(self, iterable: Iterable, desc: str, total: int | None = None, unit: str = "batch") -> Iterable:
         """The engine's progress display (bar on a terminal, periodic lines in a log)."""
-        return progress(iterable, desc=f"{self.desc} {desc}", total=total, unit=unit)
+        return self.progress_display(iterable, desc=f"{self.desc} {desc}", total=total, unit=unit)
 
 
 @dataclass(frozen=True)
@@ -203,11 +275,16 @@ class NoParams:
 class Method:
     """Base class of every OOD detection method.
 
-    Subclasses set ``name``, ``citation`` and ``summary``, a ``Params`` dataclass with the
-    defaults of the original paper, optionally ``dataset_defaults`` (per-ID-dataset overrides
-    of those defaults, e.g. MIM's ``k``), and implement :meth:`score` (higher = more OOD) and,
-    for fitted methods, :meth:`fit`. ``reads``/``fits`` declare the capabilities; override
-    :meth:`capabilities` when they depend on the parameters.
+    Subclasses set ``name``, ``citation`` and ``summary``, a frozen ``Params`` dataclass with the
+    defaults of the original paper, and implement :meth:`score` (higher = more OOD); fitted
+    methods implement :meth:`fit`, which returns the fitted *state* (tensors, arrays, numbers,
+    strings, lists and dicts of them): the engine caches that state and hands it to a fresh
+    instance as ``self.state`` before every :meth:`score`.
+
+    Settings the method owns: ``dataset_defaults`` (parameter overrides per ID dataset, e.g.
+    MIM's ``k``; a re-encoded copy gets those of the dataset it stands for), ``preset_defaults``
+    (overrides per preset, e.g. fewer fine-tuning epochs in ``quick``) and ``default_aux`` (the
+    auxiliary outlier set a training method uses when none is given).
     """
 
     name: ClassVar[str] = ""
@@ -215,111 +292,70 @@ class Method:
     summary: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     dataset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    preset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    default_aux: ClassVar[str | None] = None
     reads: ClassVar[frozenset[Reads]] = frozenset()
     fits: ClassVar[bool] = False
     trains: ClassVar[bool] = False
     uses_aux: ClassVar[bool] = False
 
-    def __init__(self, params: Any = None) -> None:
+    def __init__(self, params: Any = None, state: Mapping[str, Any] | None = None) -> None:
         self.params = params if params is not None else self.Params()
-
-    @classmethod
-    def parameters_for(cls, id_dataset: str, overrides: Mapping[str, Any] | None = None) -> Any:
-        """The parameters for an ID dataset: class defaults, then dataset defaults, then overrides.
-
-        Override values given as strings (from the command line) are converted to the type of the
-        field's default. Unknown names raise :class:`ConfigError` naming the valid ones.
-        """
-        values: dict[str, Any] = dict(cls.dataset_defaults.get(id_dataset, {}))
-        fields = {f.name: f for f in dataclasses.fields(cls.Params)}
-        for key, value in (overrides or {}).items():
-            if key not in fields:
-                valid = ", ".join(sorted(fields)) or "none"
-                raise ConfigError(
-                    f"method '{cls.name}' has no parameter '{key}'",
-                    f"use one of: {valid}",
-                )
-            values[key] = _coerce(value, cls.Params(), key, cls.name)
-        return dataclasses.replace(cls.Params(), **values)
+        self.state = state
 
     def capabilities(self) -> Capabilities:
+        """What the engine must provide; override when it depends on the parameters."""
         return Capabilities(reads=self.reads, fits=self.fits, trains=self.trains, aux=self.uses_aux)
 
-    def train(self, context: "TrainingContext") -> dict:
+    def train(self, context: TrainingContext) -> dict:
         """Fine-tune ``context.model`` in place (only called when ``trains``); returns a summary."""
         raise NotImplementedError(f"{type(self).__name__} declares trains=True but does not implement train()")
 
-    def fit(self, train: Representations) -> None:
-        """Fit on representations of the ID training split (only called when ``fits``)."""
+    def training_images(self, n_id: int, n_aux: int) -> int:
+        """Images :meth:`train` passes forward and backward, for the plan's cost estimate."""
+        return int(getattr(self.params, "epochs", 1)) * n_id
 
-    def score(self, data: Representations) -> Tensor:
+    def fit(self, train: FitInputs) -> dict:
+        """Fit on the ID training split (only called when ``fits``); returns the fitted state."""
+        raise NotImplementedError(f"{type(self).__name__} declares fits=True but does not implement fit()")
+
+    def score(self, data: ScoreInputs) -> Tensor:
         """Outlier scores of one split, shape ``N``; higher means more likely OOD."""
         raise NotImplementedError(f"{type(self).__name__} must implement score()")
 
 
-def _coerce(value: Any, defaults: Any, key: str, method: str) -> Any:
-    """Convert a command-line string to the type of a parameter's default value."""
-    default = getattr(defaults, key)
-    if not isinstance(value, str) or isinstance(default, str):
-        return value
-    try:
-        if isinstance(default, bool):
-            if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError(value)
-            return value.lower() in {"true", "1", "yes"}
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if default is None:
-            return _parse_loose(value)
-    except ValueError:
-        raise ConfigError(
-            f"parameter {method}.{key}={value!r} is not a valid {type(default).__name__}",
-            f"give a value like {default!r}",
-        ) from None
-    raise ConfigError(f"parameter {method}.{key} of type {type(default).__name__} cannot be set from text")
-
-
-def _parse_loose(value: str) -> Any:
-    for convert in (int, float):
-        try:
-            return convert(value)
-        except ValueError:
-            pass
-    return {"none": None, "true": True, "false": False}.get(value.lower(), value)
-
-
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset: its role, splits (each a :class:`Source`), and for ID sets its classes.
+    """A dataset: its role, splits (each an :class:`oodbench.data.source.Source`), and for ID sets its classes.
 
     ``default_ood`` (ID sets only) is the OOD list a run uses when ``--ood`` is not given.
+    ``source`` names the collection the images were drawn from (sets of one source may overlap);
+    ``same_as`` names the dataset a re-encoded copy stands for: the copy gets that dataset's
+    method defaults and published numbers (never its pre-trained weights).
     """
 
     name: str
     role: str
-    splits: Mapping[str, Source]
+    splits: Mapping[str, Any]
     num_classes: int | None = None
     classes: tuple[str, ...] | None = None
     description: str = ""
     citation: str = ""
     default_ood: tuple[str, ...] = ()
+    source: str | None = None
+    same_as: str | None = None
     origin: str = "built-in"
 
     def __post_init__(self) -> None:
         if self.role not in {"id", "ood", "aux"}:
-            raise ConfigError(f"dataset '{self.name}' has role {self.role!r}", "use 'id', 'ood' or 'aux'")
+            raise ValueError(f"dataset '{self.name}' has role {self.role!r}; use 'id', 'ood' or 'aux'")
         if self.role == "id" and not self.num_classes:
-            raise ConfigError(f"ID dataset '{self.name}' must declare num_classes")
+            raise ValueError(f"ID dataset '{self.name}' must declare num_classes")
 
-    def source(self, split: str) -> Source:
-        if split not in self.splits:
-            raise ConfigError(
-                f"dataset '{self.name}' has no split '{split}'",
-                f"available splits: {', '.join(self.splits)}",
-            )
-        return self.splits[split]
+    @property
+    def stands_for(self) -> str:
+        """The dataset whose settings and published numbers apply: ``same_as``, else the dataset itself."""
+        return self.same_as or self.name
 
 
 @dataclass(frozen=True)
@@ -376,8 +412,37 @@ class BackboneSpec:
     origin: str = "built-in"
 
     def known_checkpoint(self, dataset: str, seed: int) -> KnownCheckpoint | None:
+        """Published weights for exactly this dataset (a re-encoded copy has other pixels: none)."""
         for checkpoint in self.checkpoints:
             if checkpoint.dataset == dataset and checkpoint.seed == seed:
                 return checkpoint
         return None
 
+
+@dataclass(frozen=True)
+class Preset:
+    """Named defaults of a run; every value can be overridden on the command line.
+
+    ``default_for`` says when ``oodbench run`` picks the preset without ``--preset``: ``"no-id"``
+    (no ``--id`` given), ``"cuda"`` (an ID set on a machine with CUDA) or ``"cpu"`` (without).
+    Methods declare their own per-preset settings (:attr:`Method.preset_defaults`).
+    """
+
+    name: str
+    description: str
+    backbone: str
+    #: use the backbone's published checkpoint for (ID dataset, seed) when there is one
+    pretrained: bool
+    #: train the backbone with its recipe when no checkpoint is given or known
+    train: bool
+    #: epochs of backbone training (None: the backbone recipe's own)
+    epochs: int | None = None
+    #: images per test split (ID test and each OOD set); None = all
+    limit: int | None = None
+    #: images of the ID training split (backbone training and fitting); None = all
+    train_limit: int | None = None
+    #: default ID dataset when --id is not given
+    id_dataset: str | None = None
+    batch_size: int = 256
+    default_for: frozenset[str] = frozenset()
+    origin: str = "built-in"

@@ -1,4 +1,8 @@
-"""The ``oodbench`` command: run, list, data, train."""
+"""The ``oodbench`` command: run, plan, report, compare, list, data, train.
+
+A thin layer over the Python API (:mod:`oodbench.runs`): it parses arguments, calls
+``oodbench.run`` / ``oodbench.plan``, and prints.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from oodbench.config import PRESETS, RunConfig, default_home, get_preset
+from oodbench.config import default_home
 from oodbench.errors import ConfigError, OodbenchError
 
 EPILOG = """examples:
   oodbench run                                   the demo: digits, a tiny CNN, 10 detectors (no network)
   oodbench run --id cifar10 --methods msp,odin,energy --preset paper
+  oodbench plan --methods mim,oe,bal --id cifar100  what would run, what is cached, how long the rest takes
   OODBENCH_CATALOG=../shared/data/catalog.toml oodbench run --preset smoke --id cifar10-jpeg
   oodbench list methods
 """
@@ -60,15 +65,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                        help="train classifiers eagerly instead of through torch.compile (used on bf16 CPUs)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="oodbench", description="Comparative benchmark of OOD detectors on image classifiers.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command")
-
-    run = commands.add_parser("run", help="run detectors and print the MIM-paper table (no arguments: the demo)")
-    run.add_argument("--preset", choices=sorted(PRESETS), help="defaults: demo (no --id), else quick on CPU / paper on GPU")
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    """The arguments ``run`` and ``plan`` share."""
+    run.add_argument("--preset", help="defaults (oodbench list presets); without it: demo (no --id), else quick on CPU / paper on GPU")
     run.add_argument("--id", dest="id_dataset", help="in-distribution dataset")
     run.add_argument("--ood", type=_csv, help="OOD datasets, comma-separated (default: the ID set's list)")
     run.add_argument("--methods", type=_csv, help="methods, comma-separated (default: all that do not fine-tune the classifier)")
@@ -83,13 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, help="inference batch size")
     run.add_argument("--variant", action="append", default=[], metavar="LABEL=METHOD:NAME=VALUE,...",
                      help="also run METHOD under LABEL with other parameters, e.g. 'bal-Lt=bal:use_shuffle=false' (repeatable)")
-    run.add_argument("--aux", help="auxiliary outlier dataset (role aux) for training-time methods such as oe")
+    run.add_argument("--aux", help="auxiliary outlier dataset (role aux) for training-time methods (default: each method's own)")
     run.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
                      help="override a method parameter, e.g. odin.eps=0.002 (repeatable)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
+    run.add_argument("--executor", default="local", help="where tasks run (default: local, in this process)")
     _common(run)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oodbench", description="Comparative benchmark of OOD detectors on image classifiers.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command")
+
+    run = commands.add_parser("run", help="run detectors and print the MIM-paper table (no arguments: the demo)")
+    _run_arguments(run)
     run.add_argument("--report", action="store_true", help="render the HTML report of this run at the end")
+
+    plan = commands.add_parser("plan", help="show the tasks a run would do, which are cached, and the estimated time of the rest")
+    _run_arguments(plan)
 
     report = commands.add_parser("report", help="render the HTML report (tables, plots, statistics, exports)")
     which = report.add_mutually_exclusive_group()
@@ -100,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="output directory (default: reports/<run id or 'all'>)")
     report.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
     report.add_argument("--replicates", type=int, default=1000, help="bootstrap replicates (default: 1000)")
-    report.add_argument("--screenshot", action="store_true", help="also save a full-page PNG (needs Chromium and websocket-client)")
+    report.add_argument("--screenshot", action="store_true", help="also save a full-page PNG (needs Chromium and the 'browser' extra)")
 
     compare = commands.add_parser("compare", help="per-cell differences between two runs, regressions marked")
     compare.add_argument("run_a")
@@ -115,12 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="verify or prepare datasets")
     data.add_argument("action", choices=["verify", "prepare"])
     data.add_argument("names", nargs="*", help="datasets (default: all)")
-    data.add_argument("--backbone", default="wrn-40-2", help="prepare arrays at this backbone's input format")
+    data.add_argument("--backbone", help="prepare arrays at this backbone's input format (default: the default preset's)")
     _common(data)
 
     train = commands.add_parser("train", help="train a backbone with the cross-entropy recipe (cached)")
     train.add_argument("--id", dest="id_dataset", required=True, help="in-distribution dataset")
-    train.add_argument("--backbone", default="wrn-16-2")
+    train.add_argument("--backbone", help="default: the backbone of the preset 'oodbench run' picks here")
     train.add_argument("--epochs", type=int, help="default: the backbone recipe's")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--train-limit", type=_limit, default=None, help="images of the train split, or 'all'")
@@ -172,73 +185,47 @@ def _registry(args: argparse.Namespace):
     return registry
 
 
-def resolve_run_config(args: argparse.Namespace, registry) -> RunConfig:
-    """Merge the preset's defaults with the command line."""
-    import torch
-
-    from oodbench.provenance import command_line
-
-    preset_name = args.preset or ("demo" if args.id_dataset is None else ("paper" if torch.cuda.is_available() else "quick"))
-    if args.preset is None:
-        print(f"preset: {preset_name} ({get_preset(preset_name).description})")
-    preset = get_preset(preset_name)
-    id_dataset = args.id_dataset or preset.id_dataset
-    if id_dataset is None:
-        raise ConfigError(f"preset '{preset.name}' needs an ID dataset", "pass --id NAME (see: oodbench list datasets)")
-    id_spec = registry.dataset(id_dataset)
+def _api_options(args: argparse.Namespace) -> dict:
+    """The Python API's arguments for a ``run`` / ``plan`` command line."""
     variants = _parse_variants(args.variant)
-    methods = args.methods or sorted(n for n, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains)
-    methods = list(dict.fromkeys([*methods, *variants]))
-    bases = {variants.get(m, (m, {}))[0] for m in methods}
-    params = {m: dict(values) for m, values in preset.method_params.items() if m in bases}
-    for method, values in _parse_params(args.param).items():
-        params.setdefault(method, {}).update(values)
-    return RunConfig(
-        preset=preset.name,
-        id_dataset=id_dataset,
-        ood=tuple(args.ood or id_spec.default_ood),
-        methods=tuple(methods),
-        backbone=args.backbone or preset.backbone,
-        seeds=tuple(args.seeds),
-        checkpoint=args.checkpoint,
-        pretrained=preset.pretrained,
-        train=preset.train if args.train is None else args.train,
-        epochs=args.epochs if args.epochs is not None else preset.epochs,
-        limit=getattr(args, "limit", preset.limit),
-        train_limit=getattr(args, "train_limit", preset.train_limit),
-        batch_size=args.batch_size or preset.batch_size,
-        device=args.device,
-        precision=args.precision,
-        compile=args.compile,
-        params=params,
-        variants=variants,
-        aux=args.aux or preset.aux,
-        results_dir=args.results,
-        command=command_line(),
-        **_home_paths(args),
-    )
+    return {
+        "methods": args.methods, "id": args.id_dataset, "ood": args.ood, "preset": args.preset, "seeds": args.seeds,
+        "params": _parse_params(args.param), "variants": variants, "backbone": args.backbone, "checkpoint": args.checkpoint,
+        "aux": args.aux, "epochs": args.epochs, "train": args.train, "batch_size": args.batch_size, "device": args.device,
+        "precision": args.precision, "compile": args.compile, "catalogs": args.catalog, "plugins": args.plugins,
+        "results": args.results, "cache_dir": args.cache_dir, "data_root": args.data_root,
+        **{name: getattr(args, name) for name in ("limit", "train_limit") if hasattr(args, name)},
+    }
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from oodbench.engine.runner import Benchmark
-    from oodbench.report.tables import format_terminal
+    import oodbench
 
-    registry = _registry(args)
-    config = resolve_run_config(args, registry)
-    outcome = Benchmark(config, registry).run()
+    result = oodbench.run(download=args.download, executor=args.executor, **_api_options(args))
+    records = result.records
     print()
-    print(format_terminal(outcome.results))
-    ok = outcome.results["status"] == "ok"
+    print(result.table())
+    ok = records["status"] == "ok"
     print()
-    print(f"run {outcome.run_id}: {outcome.results['method'].nunique()} methods x "
-          f"{outcome.results['ood_dataset'].nunique()} OOD sets x {len(config.seeds)} seed(s), "
-          f"{int(ok.sum())}/{len(ok)} cells ok, wall time {outcome.wall_time_s:.1f} s")
-    print(f"stages: {outcome.stages}")
-    print(f"images through the classifier: {outcome.images_forwarded}")
-    print(f"results: {config.results_dir / 'oodbench.sqlite'}")
+    print(f"run {result.run_id}: {records['method'].nunique()} methods x {records['ood_dataset'].nunique()} OOD sets x "
+          f"{len(result.config.seeds)} seed(s), {int(ok.sum())}/{len(ok)} cells ok, wall time {result.wall_time_s:.1f} s")
+    print(f"stages: {result.stages}")
+    print(f"images through the classifier: {result.images_forwarded}")
+    print(f"results: {result.config.results_dir / 'oodbench.sqlite'}")
     if args.report:
-        render_report(config.results_dir, outcome.run_id, Path("reports") / outcome.run_id)
-    return 0 if ok.all() else 1
+        render_report(result.config.results_dir, result.run_id, Path("reports") / result.run_id)
+    return 0 if result.ok else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import oodbench
+
+    if args.executor != "local":
+        from oodbench.engine.executors import get_executor
+
+        get_executor(args.executor)
+    print(oodbench.plan(**_api_options(args)))
+    return 0
 
 
 def render_report(results_dir: Path, run: str | None, out: Path, all_runs: bool = False, id_dataset: str | None = None,
@@ -285,6 +272,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    import torch
+
+    from oodbench.config import choose_preset
     from oodbench.data.manage import prepare, verify
 
     registry = _registry(args)
@@ -292,7 +282,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     paths = _home_paths(args)
     if args.action == "verify":
         return verify(registry, names, paths)
-    return prepare(registry, names, registry.backbone(args.backbone), paths)
+    backbone = args.backbone or choose_preset(registry, None, True, torch.cuda.is_available()).backbone
+    return prepare(registry, names, registry.backbone(backbone), paths)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -310,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "list": cmd_list, "data": cmd_data, "train": cmd_train}
+    handlers = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "compare": cmd_compare, "list": cmd_list,
+                "data": cmd_data, "train": cmd_train}
     try:
         return handlers[args.command](args)
     except OodbenchError as error:

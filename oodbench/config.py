@@ -1,15 +1,8 @@
-"""Run configuration: presets (named defaults) and the resolved :class:`RunConfig`.
+"""Run configuration: the resolved :class:`RunConfig`, and how presets and options make one.
 
-Presets are named sets of defaults for a run. A preset only fills defaults; every value can be
-overridden on the command line.
-
-- ``demo``: what a bare ``oodbench run`` does: scikit-learn's 8x8 digits (classes 0-5 ID, 6-9
-  near-OOD), photo patches and noise as far-OOD, a tiny CNN trained on the spot. No network.
-- ``smoke``: a six-layer CNN and a few hundred images: seconds. For tests and trying a plugin.
-- ``quick``: a CPU-sized run: WRN-16-2 trained by oodbench when no checkpoint is given, 2,000
-  test images per set, 2 epochs of Outlier Exposure instead of 10. Tens of minutes on 2 cores.
-- ``paper``: the published setting: WRN-40-2 with pytorch-ood's pre-trained CIFAR weights, full
-  test sets, original hyperparameters, the 300K Random Images as auxiliary outliers. Meant for a GPU.
+Presets are plugins (:class:`oodbench.api.Preset`, built-ins in ``presets/``): named defaults of a
+run that every option overrides. Methods own their per-preset settings. The command line and the
+Python API both resolve their options through :func:`resolve_config`.
 """
 
 from __future__ import annotations
@@ -17,57 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
-from oodbench.errors import UnknownNameError
-
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    description: str
-    backbone: str
-    #: use the backbone's published checkpoint for (ID dataset, seed) when there is one
-    pretrained: bool
-    #: train the backbone with its recipe when no checkpoint is given or known
-    train: bool
-    #: epochs of backbone training (None: the backbone recipe's own)
-    epochs: int | None = None
-    #: images per test split (ID test and each OOD set); None = all
-    limit: int | None = None
-    #: images of the ID training split (backbone training and fitting); None = all
-    train_limit: int | None = None
-    #: default ID dataset when --id is not given
-    id_dataset: str | None = None
-    batch_size: int = 256
-    #: default auxiliary outlier set of training-time methods (--aux)
-    aux: str | None = None
-    #: parameter defaults of methods in this preset, e.g. fewer fine-tuning epochs (--param wins)
-    method_params: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-PRESETS: dict[str, Preset] = {
-    preset.name: preset
-    for preset in (
-        Preset("demo", "digits, a tiny CNN trained on the spot, no network needed (under 2 minutes)",
-               backbone="cnn-digits", pretrained=False, train=True, id_dataset="digits"),
-        Preset("smoke", "a tiny CNN and a few hundred images: seconds",
-               backbone="cnn-small", pretrained=False, train=True, epochs=6, limit=300, train_limit=2000,
-               method_params={"oe": {"epochs": "1"}, "bal": {"epochs": "2"}}),
-        Preset("quick", "CPU-sized: WRN-16-2 trained by oodbench, 2,000 test images per set",
-               backbone="wrn-16-2", pretrained=False, train=True, limit=2000,
-               method_params={"oe": {"epochs": "2"}}),
-        Preset("paper", "published setting: WRN-40-2, pytorch-ood's pre-trained weights, full test sets",
-               backbone="wrn-40-2", pretrained=True, train=False, aux="tinyimages300k"),
-    )
-}
-
-
-def get_preset(name: str) -> Preset:
-    from oodbench.registry import suggest
-
-    if name not in PRESETS:
-        raise UnknownNameError(f"unknown preset '{name}'", suggest(name, PRESETS))
-    return PRESETS[name]
+from oodbench.errors import ConfigError
 
 
 def default_home() -> Path:
@@ -77,7 +22,7 @@ def default_home() -> Path:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a run needs, after presets and command-line values are merged."""
+    """Everything a run needs, after presets and options are merged."""
 
     preset: str
     id_dataset: str
@@ -95,12 +40,62 @@ class RunConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = True
-    params: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: method -> parameter -> value (strings from the command line, typed values from Python)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: label -> (method, parameter overrides): a method run again under another name and parameters
-    variants: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    variants: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     aux: str | None = None
     results_dir: Path = Path("results")
     cache_dir: Path = field(default_factory=lambda: default_home() / "cache")
     data_root: Path = field(default_factory=lambda: default_home() / "data")
     download: bool = True
     command: str = ""
+
+
+def choose_preset(registry, preset: str | None, has_id: bool, has_cuda: bool) -> Any:
+    """``preset`` by name, else the one that declares itself the default for this situation."""
+    if preset is not None:
+        return registry.preset(preset)
+    situation = "no-id" if not has_id else ("cuda" if has_cuda else "cpu")
+    for candidate in registry.presets.values():
+        if situation in candidate.default_for:
+            return candidate
+    raise ConfigError(f"no preset declares itself the default for '{situation}'", "pass --preset NAME (oodbench list presets)")
+
+
+def resolve_config(registry, *, preset: str | None = None, id_dataset: str | None = None, ood: Sequence[str] | None = None,
+                   methods: Sequence[str] | None = None, variants: Mapping[str, tuple[str, dict]] | None = None,
+                   params: Mapping[str, Mapping[str, Any]] | None = None, backbone: str | None = None,
+                   seeds: Sequence[int] = (0,), limit: Any = ..., train_limit: Any = ..., epochs: int | None = None,
+                   train: bool | None = None, batch_size: int | None = None, aux: str | None = None,
+                   checkpoint: str | None = None, say: Callable[[str], None] = print, **environment: Any) -> RunConfig:
+    """Merge a preset's defaults with the given options (``...`` for limits means "the preset's").
+
+    ``environment`` holds the options that do not depend on the preset: ``device``, ``precision``,
+    ``compile``, ``results_dir``, ``cache_dir``, ``data_root``, ``download``, ``command``.
+    """
+    import torch
+
+    chosen = choose_preset(registry, preset, id_dataset is not None, torch.cuda.is_available())
+    if preset is None:
+        say(f"preset: {chosen.name} ({chosen.description})")
+    id_dataset = id_dataset or chosen.id_dataset
+    if id_dataset is None:
+        raise ConfigError(f"preset '{chosen.name}' needs an ID dataset", "pass --id NAME (see: oodbench list datasets)")
+    id_spec = registry.dataset(id_dataset)
+    if id_spec.role != "id":
+        raise ConfigError(f"--id {id_spec.name}: the dataset has role '{id_spec.role}', not 'id'", "choose a dataset listed with role id")
+    variants = dict(variants or {})
+    default = sorted(n for n, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains)
+    entries = list(dict.fromkeys([*(methods or default), *variants]))
+    ood = tuple(ood or id_spec.default_ood)
+    if not ood:
+        raise ConfigError(f"no OOD datasets given and '{id_spec.name}' has no default list", "pass --ood NAME[,NAME...]")
+    return RunConfig(
+        preset=chosen.name, id_dataset=id_dataset, ood=ood, methods=tuple(entries), backbone=backbone or chosen.backbone,
+        seeds=tuple(seeds), checkpoint=checkpoint, pretrained=chosen.pretrained,
+        train=chosen.train if train is None else train, epochs=epochs if epochs is not None else chosen.epochs,
+        limit=chosen.limit if limit is ... else limit, train_limit=chosen.train_limit if train_limit is ... else train_limit,
+        batch_size=batch_size or chosen.batch_size, params={m: dict(v) for m, v in (params or {}).items()},
+        variants=variants, aux=aux, **{k: v for k, v in environment.items() if v is not None},
+    )

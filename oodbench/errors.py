@@ -26,7 +26,3 @@ class ConfigError(OodbenchError):
 
 class UnknownNameError(ConfigError):
     """A method, dataset or backbone name is not registered."""
-
-
-class PluginError(OodbenchError):
-    """A plugin file or entry point could not be loaded."""

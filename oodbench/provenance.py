@@ -62,3 +62,10 @@ def hardware() -> dict[str, object]:
 
 def command_line() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def config_record(config) -> dict:
+    """A run configuration as JSON-able values (paths as text)."""
+    import dataclasses
+
+    return {k: (str(v) if hasattr(v, "__fspath__") else v) for k, v in dataclasses.asdict(config).items()}

@@ -1,15 +1,15 @@
-"""One registry for methods, datasets and backbones, and the discovery that fills it.
+"""One registry for methods, datasets, backbones and presets, and the discovery that fills it.
 
 Sources, in order: the built-in plugin packages (``oodbench.methods``, ``oodbench.datasets``,
-``oodbench.models.backbones``); installed packages through the entry-point groups
-``oodbench.methods``, ``oodbench.datasets`` and ``oodbench.backbones``; plugin files in extra
-directories (``--plugins DIR``, ``OODBENCH_PLUGINS``); datasets of catalog files (``--catalog``,
+``oodbench.backbones``, ``oodbench.presets``: the top-level folders of the repository); installed
+packages through the entry-point groups of the same names; plugin files in extra directories
+(``--plugins DIR``, ``OODBENCH_PLUGINS``); datasets of catalog files (``--catalog``,
 ``OODBENCH_CATALOG``).
 
 A plugin module contributes every :class:`Method` subclass it defines (with a ``name``) and every
-:class:`DatasetSpec` / :class:`BackboneSpec` object at its top level (alone or in a list). A module
-that fails to import is recorded in :attr:`Registry.problems` with its file and error; the others
-still load.
+:class:`DatasetSpec` / :class:`BackboneSpec` / :class:`Preset` object at its top level (alone or in
+a list). A module that fails to import is recorded in :attr:`Registry.problems` with its file and
+error; the others still load.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
-from oodbench.api import BackboneSpec, DatasetSpec, Method
+from oodbench.api import BackboneSpec, DatasetSpec, Method, Preset
 from oodbench.data.catalog import catalog_paths_from_env, load_catalog
 from oodbench.errors import ConfigError, UnknownNameError
 
 PLUGINS_ENV = "OODBENCH_PLUGINS"
-BUILTIN_PACKAGES = ("oodbench.methods", "oodbench.datasets")
-BACKBONE_MODULE = "oodbench.models.backbones"
-ENTRY_POINT_GROUPS = ("oodbench.methods", "oodbench.datasets", "oodbench.backbones")
+BUILTIN_PACKAGES = ("oodbench.methods", "oodbench.datasets", "oodbench.backbones", "oodbench.presets")
+ENTRY_POINT_GROUPS = BUILTIN_PACKAGES
+SPECS = (DatasetSpec, BackboneSpec, Preset)
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,13 @@ def suggest(name: str, choices: Iterable[str]) -> str:
 
 
 class Registry:
-    """Registered methods (classes), datasets and backbones (specs), with their origins."""
+    """Registered methods (classes), datasets, backbones and presets (specs), with their origins."""
 
     def __init__(self) -> None:
         self.methods: dict[str, type[Method]] = {}
         self.datasets: dict[str, DatasetSpec] = {}
         self.backbones: dict[str, BackboneSpec] = {}
+        self.presets: dict[str, Preset] = {}
         self.origins: dict[tuple[str, str], str] = {}
         self.problems: list[PluginProblem] = []
 
@@ -102,7 +103,9 @@ class Registry:
             self._add("datasets", value.name, value, origin)
         elif isinstance(value, BackboneSpec):
             self._add("backbones", value.name, value, origin)
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (DatasetSpec, BackboneSpec)) for v in value):
+        elif isinstance(value, Preset):
+            self._add("presets", value.name, value, origin)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, SPECS) for v in value):
             for item in value:
                 self.add(item, origin)
         else:
@@ -130,7 +133,6 @@ class Registry:
                 if not info.name.startswith("_"):
                     module_name = f"{package_name}.{info.name}"
                     self._import(module_name, str(Path(package.__path__[0]) / f"{info.name}.py"))
-        self._import(BACKBONE_MODULE, "built-in backbones")
 
     def load_entry_points(self) -> None:
         for group in ENTRY_POINT_GROUPS:
@@ -144,7 +146,7 @@ class Registry:
                 if inspect.ismodule(value):
                     self.add_module(value, origin)
                 elif not self.add(value, origin):
-                    self.problems.append(PluginProblem(origin, f"{value!r} is not a method class, dataset or backbone spec"))
+                    self.problems.append(PluginProblem(origin, f"{value!r} is not a method class or a dataset, backbone or preset spec"))
 
     def load_directory(self, directory: str | os.PathLike) -> None:
         """Load every ``*.py`` file of ``directory`` as a plugin module."""
@@ -194,6 +196,9 @@ class Registry:
 
     def backbone(self, name: str) -> BackboneSpec:
         return self._lookup("backbones", name)
+
+    def preset(self, name: str) -> Preset:
+        return self._lookup("presets", name)
 
 
 def build_registry(plugin_dirs: Iterable[str | os.PathLike] = (), catalogs: Iterable[str | os.PathLike] = ()) -> Registry:

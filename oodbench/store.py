@@ -34,6 +34,8 @@ RESULT_COLUMNS = {
     "checkpoint_origin": "TEXT",
     "id_dataset": "TEXT NOT NULL",
     "ood_dataset": "TEXT NOT NULL",
+    "id_stands_for": "TEXT",
+    "ood_stands_for": "TEXT",
     "aux_dataset": "TEXT",
     "seed": "INTEGER NOT NULL",
     "status": "TEXT NOT NULL",

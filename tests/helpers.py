@@ -8,6 +8,7 @@ from pathlib import Path
 
 import fakes
 
+from oodbench.api import FitInputs, Reads, ScoreInputs
 from oodbench.cli import main
 
 
@@ -67,3 +68,28 @@ def write_plugin(directory: Path, name: str, score_body: str) -> Path:
         f"    def score(self, data):\n{body}\n"
     )
     return path
+
+
+READS = {"logits": Reads.LOGITS, "features": Reads.FEATURES, "head": Reads.HEAD, "images": Reads.IMAGES}
+
+
+def score_with(method, num_classes: int = 10, **values):
+    """``method.score`` through the contract the engine uses: :class:`ScoreInputs` that hand out
+    exactly what the method declared (``values``: logits=..., features=..., head=..., images=...)."""
+    inputs = ScoreInputs(method.name, method.capabilities().reads, {READS[k]: v for k, v in values.items()}, num_classes)
+    return method.score(inputs)
+
+
+def fit_with(method, labels, scratch: Path, num_classes: int | None = None, seed: int = 0, **values):
+    """Fit ``method`` through the engine's contract; returns a *fresh* instance rebuilt from the fitted
+    state after it went through the engine's serialisation (plain data only)."""
+    import torch
+
+    from oodbench.engine.stages.fit import decode_state, encode_state
+    from oodbench.progress import progress
+
+    classes = num_classes or int(labels.max()) + 1
+    inputs = FitInputs(method.name, method.capabilities().reads, {READS[k]: v for k, v in values.items()}, classes,
+                       labels, seed, scratch, progress)
+    state = decode_state(encode_state(method.fit(inputs), method.name), torch.device("cpu"))
+    return type(method)(method.params, state=state)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -41,17 +39,41 @@ def test_convert_resizes_shorter_side_then_center_crops_and_converts_channels():
 
 def test_cache_artifacts_appear_only_when_complete(tmp_path):
     cache = ArtifactCache(tmp_path)
-    with pytest.raises(RuntimeError):
-        with cache.put("stage", "k1", {"a": 1}) as directory:
-            (directory / "part.txt").write_text("half")
-            raise RuntimeError("killed")
-    assert cache.get("stage", "k1") is None
-    assert not any((tmp_path / "stage").iterdir())
-    with cache.put("stage", "k1", {"a": 1}) as directory:
+
+    def killed(directory):
+        (directory / "part.txt").write_text("half")
+        raise RuntimeError("killed")
+
+    def whole(directory):
         (directory / "part.txt").write_text("whole")
-    artifact = cache.get("stage", "k1")
-    assert artifact.meta == {"a": 1} and artifact.file("part.txt").read_text() == "whole"
-    assert (cache.hits["stage"], cache.misses["stage"]) == (1, 1)
+        return {"a": 1}
+
+    def read(artifact):
+        return artifact.meta, artifact.file("part.txt").read_text()
+
+    with pytest.raises(RuntimeError):
+        cache.cached("stage", "k1", killed, read)
+    assert cache.get("stage", "k1") is None and not cache.exists("stage", "k1")
+    assert not any((tmp_path / "stage").iterdir())
+    assert cache.cached("stage", "k1", whole, read) == ({"a": 1}, "whole")
+    assert cache.cached("stage", "k1", killed, read) == ({"a": 1}, "whole")  # cached: not computed again
+    assert (cache.hits["stage"], cache.misses["stage"]) == (1, 3)
+
+
+def test_an_artifact_that_fails_to_load_is_recomputed_with_a_note(tmp_path):
+    notes = []
+    cache = ArtifactCache(tmp_path, note=notes.append)
+    computed = []
+
+    def compute(directory):
+        computed.append(1)
+        np.save(directory / "values.npy", np.arange(3))
+        return {}
+
+    cache.cached("stage", "k", compute, lambda a: a.array("values"))
+    (cache.directory("stage", "k") / "values.npy").write_bytes(b"truncated")
+    assert cache.cached("stage", "k", compute, lambda a: a.array("values")).tolist() == [0, 1, 2]
+    assert len(computed) == 2 and len(notes) == 1 and "could not be loaded" in notes[0] and "recomputing" in notes[0]
 
 
 def test_catalog_defaults_and_errors(tmp_path):
@@ -61,10 +83,9 @@ def test_catalog_defaults_and_errors(tmp_path):
         '[datasets.b]\nrole = "ood"\n[datasets.b.splits.test]\npath = "b"\n'
     )
     specs = {s.name: s for s in load_catalog(path)}
-    assert specs["a"].default_ood == ("b",) and specs["a"].source("test").path == (tmp_path / "a.zip").resolve()
+    assert specs["a"].default_ood == ("b",) and specs["a"].splits["test"].path == (tmp_path / "a.zip").resolve()
     path.write_text('[datasets.c]\nrole = "train"\n')
     with pytest.raises(ConfigError, match=r"datasets\.c.*role"):
         load_catalog(path)
     with pytest.raises(ConfigError, match="not found"):
         load_catalog(tmp_path / "missing.toml")
-    assert json.dumps(specs["a"].role) == '"id"'

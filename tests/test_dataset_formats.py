@@ -110,7 +110,7 @@ def test_materialised_arrays_are_cached_by_content(registry, tmp_path):
     context = SourceContext(tmp_path, False, DigestMemo(tmp_path / "d.json"))
     first = materialize(registry.dataset("svhn"), "test", RGB32, context, cache)
     again = materialize(registry.dataset("svhn"), "test", RGB32, context, cache)
-    assert cache.hits["arrays"] == 1 and first.content_hash == again.content_hash
+    assert cache.hits["materialise"] == 1 and first.content_hash == again.content_hash
     fakes.svhn(tmp_path / "svhn", n=12, seed=1)
     changed = materialize(registry.dataset("svhn"), "test", RGB32, context, cache)
     assert len(changed) == 12 and changed.content_hash != first.content_hash

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import contextlib
-import pickle
 
 import numpy as np
 import pytest
 import torch
+from helpers import fit_with, score_with
 from torch import nn
 
-from oodbench.api import Head, ImageBatches, Reads, Representations
+from oodbench.api import Head, ImageBatches, Reads
 from oodbench.errors import ConfigError
 from oodbench.models.classifier import ImageClassifier
+from oodbench.params import resolve_params
 from oodbench.registry import build_registry
 
-REGISTRY = build_registry()
+
+@pytest.fixture
+def registry():
+    """Built inside the test, after conftest cleared the shell's plugin and catalog settings."""
+    return build_registry()
 
 
-def method(name, **overrides):
-    cls = REGISTRY.method(name)
-    return cls(cls.parameters_for("any", overrides))
+@pytest.fixture
+def method(registry):
+    def make(name, **overrides):
+        cls = registry.method(name)
+        return cls(resolve_params(cls, "any", "none", overrides))
+
+    return make
 
 
 def gaussian_features(n_per_class=200, classes=3, dim=8, seed=0):
@@ -31,32 +40,30 @@ def gaussian_features(n_per_class=200, classes=3, dim=8, seed=0):
     return torch.tensor(features, dtype=torch.float32), torch.tensor(labels)
 
 
-def test_logit_scores_follow_their_definitions():
+def test_logit_scores_follow_their_definitions(method):
     logits = torch.randn(64, 10) * 3
-    data = Representations(logits=logits)
     p = logits.softmax(1)
-    torch.testing.assert_close(method("msp").score(data), -p.max(1).values)
-    torch.testing.assert_close(method("energy").score(data), -torch.logsumexp(logits, 1))
-    torch.testing.assert_close(method("energy", temperature="2").score(data), -2 * torch.logsumexp(logits / 2, 1))
-    torch.testing.assert_close(method("entropy").score(data), -(p * p.log()).sum(1))
-    torch.testing.assert_close(method("maxlogit").score(data), -logits.max(1).values)
+    torch.testing.assert_close(score_with(method("msp"), logits=logits), -p.max(1).values)
+    torch.testing.assert_close(score_with(method("energy"), logits=logits), -torch.logsumexp(logits, 1))
+    torch.testing.assert_close(score_with(method("energy", temperature="2"), logits=logits), -2 * torch.logsumexp(logits / 2, 1))
+    torch.testing.assert_close(score_with(method("entropy"), logits=logits), -(p * p.log()).sum(1))
+    torch.testing.assert_close(score_with(method("maxlogit"), logits=logits), -logits.max(1).values)
 
 
-def test_mahalanobis_is_half_the_squared_distance_to_the_closest_class_mean():
+def test_mahalanobis_is_half_the_squared_distance_to_the_closest_class_mean(method, tmp_path):
     features, labels = gaussian_features()
-    m = method("mahalanobis")
-    m.fit(Representations(features=features, labels=labels))
+    m = fit_with(method("mahalanobis"), labels, tmp_path, features=features)
     test = torch.randn(20, 8) * 3
     x, mu = features.double().numpy(), np.stack([features[labels == c].double().numpy().mean(0) for c in range(3)])
     centered = x - mu[labels.numpy()]
     precision = np.linalg.inv(centered.T @ centered / len(x))
     diff = test.double().numpy()[:, None, :] - mu[None]
     expected = 0.5 * np.einsum("ncd,de,nce->nc", diff, precision, diff).min(1)
-    scores = m.score(Representations(features=test)).double().numpy()
+    scores = score_with(m, features=test).double().numpy()
     np.testing.assert_allclose(scores * len(x), expected, rtol=1e-3)
 
 
-def test_mahalanobis_reads_images_only_with_input_preprocessing():
+def test_mahalanobis_reads_images_only_with_input_preprocessing(method):
     assert method("mahalanobis").capabilities().reads == {Reads.FEATURES}
     caps = method("mahalanobis", eps="0.002").capabilities()
     assert caps.reads == {Reads.FEATURES, Reads.IMAGES} and caps.fits
@@ -77,64 +84,66 @@ def image_batches(model, images):
     return ImageBatches(model, lambda: iter(images.split(8)), len(images), precision=contextlib.nullcontext)
 
 
-def test_odin_step_raises_confidence_and_eps_zero_is_temperature_msp():
+def test_odin_step_raises_confidence_and_eps_zero_is_temperature_msp(method):
     model = ImageClassifier(TinyNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval()
     images = torch.rand(24, 3, 4, 4)
-    data = Representations(images=image_batches(model, images))
-    plain = method("odin", eps="0").score(data)
+    plain = score_with(method("odin", eps="0"), images=image_batches(model, images))
     with torch.no_grad():
         expected = -(model(images) / 1000).softmax(1).max(1).values
     torch.testing.assert_close(plain, expected)
-    nudged = method("odin", eps="0.01").score(data)
+    nudged = score_with(method("odin", eps="0.01"), images=image_batches(model, images))
     assert (nudged <= plain + 1e-7).all() and (nudged < plain).float().mean() > 0.9
 
 
-def test_fitted_mahalanobis_with_preprocessing_pickles_without_the_network():
+def test_mahalanobis_with_preprocessing_scores_from_its_plain_state(method, tmp_path):
     model = ImageClassifier(TinyNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval()
-    train = torch.rand(40, 3, 4, 4)
+    train, test = torch.rand(40, 3, 4, 4), torch.rand(10, 3, 4, 4)
     with torch.no_grad():
         features = model.features(train)
-    m = method("mahalanobis", eps="0.001")
-    m.fit(Representations(features=features, labels=torch.arange(40) % 4))
-    restored = pickle.loads(pickle.dumps(m))
-    scores = restored.score(Representations(images=image_batches(model, torch.rand(10, 3, 4, 4))))
+    labels = torch.arange(40) % 4
+    nudged = fit_with(method("mahalanobis", eps="0.001"), labels, tmp_path, features=features)
+    assert set(nudged.state) == {"mu", "precision"}
+    scores = score_with(nudged, features=model.features(test).detach(), images=image_batches(model, test))
+    plain = fit_with(method("mahalanobis"), labels, tmp_path, features=features)
     assert scores.shape == (10,) and torch.isfinite(scores).all()
-    assert restored.encoder.model is None
+    assert (scores <= score_with(plain, features=model.features(test).detach()) + 1e-5).all()  # the step reduces the distance
 
 
-def test_fitted_feature_methods_flag_weak_activations_as_outliers():
+def test_fitted_feature_methods_flag_weak_activations_as_outliers(method, tmp_path):
     """Post-ReLU features: ID samples activate their class direction strongly, outliers activate nothing."""
     rng = np.random.default_rng(1)
     means = np.abs(rng.normal(0, 1, (4, 16))) * (rng.random((4, 16)) < 0.4) * 6
     labels = np.repeat(np.arange(4), 150)
     features = torch.tensor(np.maximum(means[labels] + rng.normal(0, 0.5, (600, 16)), 0), dtype=torch.float32)
     head = Head(weight=torch.tensor(means / np.linalg.norm(means, axis=1, keepdims=True), dtype=torch.float32), bias=torch.zeros(4))
-    logits = features @ head.weight.T
-    train = Representations(features=features, labels=torch.tensor(labels), logits=logits, head=head)
     inliers = features[::5]
     outliers = torch.tensor(np.abs(rng.normal(0, 0.3, (100, 16))), dtype=torch.float32)
 
+    def given(m, x):
+        """What the method declared, of features x."""
+        values = {"features": x, "logits": x @ head.weight.T, "head": head}
+        return {k: v for k, v in values.items() if Reads(k) in m.capabilities().reads}
+
     def median_score(fitted, x):
-        return np.median(fitted.score(Representations(features=x, logits=x @ head.weight.T, head=head)).numpy())
+        return np.median(score_with(fitted, num_classes=4, **given(fitted, x)).numpy())
 
     for name in ["mahalanobis", "rmd", "vim", "dice", "klmatching"]:
-        fitted = method(name)
-        fitted.fit(train)
+        untrained = method(name)
+        fitted = fit_with(untrained, torch.tensor(labels), tmp_path, **given(untrained, features))
         assert median_score(fitted, outliers) > median_score(fitted, inliers), name
 
 
-def test_vim_subspace_defaults_to_half_the_feature_dimension():
+def test_vim_subspace_defaults_to_half_the_feature_dimension(method, tmp_path):
     features, labels = gaussian_features(dim=16)
-    m = method("vim")
-    m.fit(Representations(features=features, labels=labels, head=Head(torch.randn(3, 16), torch.zeros(3))))
-    assert m.detector.d == 8
+    m = fit_with(method("vim"), labels, tmp_path, features=features, head=Head(torch.randn(3, 16), torch.zeros(3)))
+    assert m.state["d"] == 8 and m.state["principal_subspace"].shape == (16, 8)
 
 
-def test_parameters_come_from_defaults_dataset_defaults_and_typed_overrides():
-    cls = REGISTRY.method("odin")
-    assert cls.parameters_for("cifar10", {}).temperature == 1000.0
-    assert cls.parameters_for("cifar10", {"eps": "0.002"}).eps == 0.002
+def test_parameters_come_from_defaults_dataset_defaults_and_typed_overrides(registry):
+    cls = registry.method("odin")
+    assert resolve_params(cls, "cifar10", "quick").temperature == 1000.0
+    assert resolve_params(cls, "cifar10", "quick", {"eps": "0.002"}).eps == 0.002
     with pytest.raises(ConfigError, match="(?s)no parameter 'epsilon'.*eps, temperature"):
-        cls.parameters_for("cifar10", {"epsilon": "1"})
+        resolve_params(cls, "cifar10", "quick", {"epsilon": "1"})
     with pytest.raises(ConfigError, match="not a valid float"):
-        cls.parameters_for("cifar10", {"eps": "large"})
+        resolve_params(cls, "cifar10", "quick", {"eps": "large"})

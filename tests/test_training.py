@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from oodbench.api import TrainingRecipe
+from oodbench.backbones.small_cnn import SmallCNN
 from oodbench.engine import device
 from oodbench.engine.device import CompiledModule, Compute
-from oodbench.models.architectures import SmallCNN
 from oodbench.models.classifier import ImageClassifier
 from oodbench.models.training import COMPILE_MIN_STEPS, cosine_with_warmup, train_classifier, uses_compile
 

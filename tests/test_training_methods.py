@@ -7,13 +7,19 @@ import math
 import numpy as np
 import pytest
 import torch
-from oodbench.methods import bal, mim, oe
+from helpers import fit_with, score_with
 from torch import nn
 
+from oodbench.methods import bal, mim, oe
 from oodbench.models.classifier import ImageClassifier
+from oodbench.params import resolve_params
 from oodbench.registry import build_registry
 
-REGISTRY = build_registry()
+
+@pytest.fixture
+def registry():
+    """Built inside the test, after conftest cleared the shell's plugin and catalog settings."""
+    return build_registry()
 
 
 # -- MIM ------------------------------------------------------------------------------------------
@@ -74,11 +80,15 @@ def test_uniform_cross_entropy():
     assert mim.uniform_cross_entropy(logits).item() == pytest.approx(expected, abs=1e-6)
 
 
-def test_mim_defaults_follow_the_id_dataset():
-    cls = REGISTRY.method("mim")
-    assert (cls.parameters_for("cifar10").k, cls.parameters_for("cifar10").p_aug) == (10, 0.5)
-    assert (cls.parameters_for("cifar100").k, cls.parameters_for("cifar100").p_aug) == (5, 1.0)
-    assert cls.parameters_for("cifar10-jpeg").k == 10
+def test_mim_defaults_follow_the_id_dataset(registry):
+    cls = registry.method("mim")
+
+    def params(dataset):
+        return resolve_params(cls, dataset, "paper")
+
+    assert (params("cifar10").k, params("cifar10").p_aug) == (10, 0.5)
+    assert (params("cifar100").k, params("cifar100").p_aug) == (5, 1.0)
+    assert params("svhn").k == 10
     assert cls(cls.Params()).capabilities().trains
 
 
@@ -99,7 +109,7 @@ def test_oe_loss_matches_a_hand_computed_example():
 def test_oe_cosine_schedule_goes_from_lr_to_lr_min():
     factor = oe.cosine_annealing(100, 1e-3, 1e-6)
     assert factor(0) == pytest.approx(1.0) and factor(100) == pytest.approx(1e-3)
-    assert REGISTRY.method("oe")(None).capabilities().aux
+    assert oe.OutlierExposure(None).capabilities().aux
 
 
 # -- BAL ------------------------------------------------------------------------------------------
@@ -149,7 +159,7 @@ def test_bal_helpers():
 
 def test_bal_gradients_reach_generator_and_discriminator():
     torch.manual_seed(0)
-    method = REGISTRY.method("bal")(None)
+    method = bal.BAL(None)
     g, d = bal.Generator(8, 3, 6, 16), bal.Discriminator(3, 6, 16)
     f, c = torch.randn(32, 6), torch.randint(3, (32,))
     method.discriminator_loss(d, g, f, c, 3, torch.Generator().manual_seed(0)).backward()
@@ -168,19 +178,17 @@ def test_bal_fgsm_step_lowers_the_discriminator():
         assert (torch.sigmoid(d(stepped, c)) < torch.sigmoid(d(f, c))).float().mean() > 0.95
 
 
-def test_bal_fit_and_score_separate_off_manifold_features(tmp_path):
-    from oodbench.api import Representations
-
+def test_bal_fit_and_score_separate_off_manifold_features(registry, tmp_path):
     rng = np.random.default_rng(0)
     means = rng.normal(0, 3, (3, 6))
     labels = np.repeat(np.arange(3), 200)
     features = torch.tensor(means[labels] + rng.normal(0, 0.5, (600, 6)), dtype=torch.float32)
     logits = features @ torch.tensor(means.T, dtype=torch.float32)
-    cls = REGISTRY.method("bal")
-    method = cls(cls.parameters_for("x", {"epochs": "15", "batch_size": "64"}))
-    method.fit(Representations(features=features, logits=logits, labels=torch.tensor(labels), num_classes=3,
-                               scratch=tmp_path, seed=0))
-    inliers = method.score(Representations(features=features[:100], logits=logits[:100]))
+    cls = registry.method("bal")
+    method = fit_with(cls(resolve_params(cls, "x", "none", {"epochs": "15", "batch_size": "64"})), torch.tensor(labels),
+                      tmp_path, features=features, logits=logits)
+    assert set(method.state) == {"mean", "std", "discriminator"}
+    inliers = score_with(method, num_classes=3, features=features[:100], logits=logits[:100])
     far = torch.tensor(rng.normal(0, 3, (100, 6)) * 4, dtype=torch.float32)
-    outliers = method.score(Representations(features=far, logits=far @ torch.tensor(means.T, dtype=torch.float32)))
+    outliers = score_with(method, num_classes=3, features=far, logits=far @ torch.tensor(means.T, dtype=torch.float32))
     assert outliers.median() > inliers.median()

@@ -20,11 +20,11 @@ def test_mim_oe_bal_smoke_run_then_cached_rerun(tiny_catalog, tmp_path, capsys):
     assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
     first = capsys.readouterr().out
     assert "mim: fine-tuned" in first and "oe: fine-tuned" in first
-    assert _stage_counts(first)["finetune"] == (0, 2) and _stage_counts(first)["fits"] == (0, 1)
+    assert _stage_counts(first)["finetune"] == (0, 2) and _stage_counts(first)["fit"] == (0, 1)
     assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
     second = capsys.readouterr().out
     assert "images through the classifier: 0" in second
-    assert _stage_counts(second)["finetune"] == (2, 0) and "fits" not in _stage_counts(second)
+    assert _stage_counts(second)["finetune"] == (2, 0) and _stage_counts(second)["fit"] == (1, 0)
     rows = store_rows(tmp_path / "results")
     by_method = {r["method"]: r for r in rows if r["run_id"] == rows[-1]["run_id"]}
     assert by_method["oe"]["aux_dataset"] == "tiny-aux" and by_method["mim"]["aux_dataset"] is None
@@ -34,8 +34,11 @@ def test_mim_oe_bal_smoke_run_then_cached_rerun(tiny_catalog, tmp_path, capsys):
 
 
 def test_training_methods_need_an_auxiliary_set_of_role_aux(tiny_catalog, tmp_path, capsys):
-    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "oe") == 2
-    assert "--aux" in capsys.readouterr().err
+    # without --aux, oe uses the set it declares (the 300K Random Images): offline, a clear error naming the file
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "oe", "--no-download") == 2
+    err = capsys.readouterr().err
+    assert "300K_random_images.npy not found" in err and "fix:" in err
+    assert store_rows(tmp_path / "results", "runs") == []
     assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "oe", "--aux", "tiny-ood") == 2
     assert "role 'ood'" in capsys.readouterr().err
 

@@ -4,27 +4,34 @@ Every split is converted to the backbone's :class:`ImageFormat` (resize of the s
 bilinear, then a center crop; gray <-> RGB) and saved as ``N x H x W x C`` uint8 with its labels.
 Later runs memory-map the arrays. The cache key hashes the source's content identity (its
 checksums) and the format, so changed files or a different backbone resolution materialise anew.
+
+A split as a run uses it (:class:`SplitArrays`) may be a deterministic subset (``--limit``); its
+``key`` hashes the arrays' key and the limit, so every downstream key is known from the sources'
+checksums alone, before anything is decoded (that is what lets ``oodbench plan`` show what is
+cached).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torchvision.transforms.functional as TF
 from PIL import Image
 
 from oodbench.api import DatasetSpec
-from oodbench.data.source import ImageFormat, ImageSet, SourceContext
+from oodbench.data.source import ImageFormat, ImageSet, Source, SourceContext
 from oodbench.data.subsets import subset_indices
 from oodbench.engine.cache import ArtifactCache, save_array
-from oodbench.errors import DataError
+from oodbench.errors import ConfigError, DataError
 from oodbench.hashing import array_hash, stable_hash
 from oodbench.progress import progress
 
 #: Bump when the conversion below changes, so that cached arrays are rebuilt.
 MATERIALIZE_VERSION = 1
-STAGE = "arrays"
+STAGE = "materialise"
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,9 @@ class SplitArrays:
     split: str
     images: np.ndarray
     labels: np.ndarray
+    #: identity of the split as used (arrays key + limit): part of every downstream cache key
+    key: str
+    #: hash of the pixels and labels, recorded in the provenance
     content_hash: str
     fmt: ImageFormat
     notes: tuple[str, ...] = field(default=())
@@ -56,10 +66,42 @@ class SplitArrays:
             split=self.split,
             images=self.images[indices],
             labels=self.labels[indices],
+            key=self.key,
             content_hash=stable_hash({"parent": self.content_hash, "indices": array_hash(indices)}),
             fmt=self.fmt,
             notes=self.notes + (f"subset of {len(indices)} / {len(self)} (seed {seed})",),
         )
+
+
+def split_source(spec: DatasetSpec, split: str) -> Source:
+    """The source of one split of a dataset; a clear error naming the splits it has."""
+    if split not in spec.splits:
+        raise ConfigError(f"dataset '{spec.name}' has no split '{split}'", f"available splits: {', '.join(spec.splits)}")
+    return spec.splits[split]
+
+
+def evaluation_split(spec: DatasetSpec) -> str:
+    """The split a dataset is evaluated on: ``test`` when it has one, else its only split."""
+    if "test" in spec.splits:
+        return "test"
+    if len(spec.splits) == 1:
+        return next(iter(spec.splits))
+    raise ConfigError(f"dataset '{spec.name}' has no 'test' split", f"its splits: {', '.join(spec.splits)}")
+
+
+def training_split(spec: DatasetSpec) -> str:
+    """The split training reads: ``train`` when it has one, else the evaluation split."""
+    return "train" if "train" in spec.splits else evaluation_split(spec)
+
+
+def arrays_key(identity: dict, fmt: ImageFormat) -> str:
+    """Cache key of a split's arrays: the source's content identity and the image format."""
+    return stable_hash({"identity": identity, "format": fmt, "version": MATERIALIZE_VERSION})
+
+
+def split_key(arrays: str, limit: int | None) -> str:
+    """Identity of a split as a run uses it: its arrays and the subset limit."""
+    return stable_hash({"arrays": arrays, "limit": limit})
 
 
 def convert(item: Image.Image | np.ndarray, fmt: ImageFormat) -> np.ndarray:
@@ -97,37 +139,32 @@ def _convert_all(image_set: ImageSet, fmt: ImageFormat, label: str) -> np.ndarra
     return out
 
 
-def materialize(spec: DatasetSpec, split: str, fmt: ImageFormat, ctx: SourceContext, cache: ArtifactCache) -> SplitArrays:
-    """The cached arrays of ``spec``'s ``split`` in ``fmt``, materialising them on first use."""
-    source = spec.source(split)
+def materialize(spec: DatasetSpec, split: str, fmt: ImageFormat, ctx: SourceContext, cache: ArtifactCache,
+                limit: int | None = None, on_computed: Callable[[int, float], None] | None = None) -> SplitArrays:
+    """The cached arrays of ``spec``'s ``split`` in ``fmt`` (materialised on first use), limited to
+    a deterministic subset of ``limit`` images. ``on_computed(images, seconds)`` hears of a fresh
+    materialisation."""
+    source = split_source(spec, split)
     source.fetch(ctx)
     identity = source.identity(ctx)
-    key = stable_hash({"identity": identity, "format": fmt, "version": MATERIALIZE_VERSION})
+    key = arrays_key(identity, fmt)
     label = f"{spec.name}/{split}"
-    artifact = cache.get(STAGE, key)
-    if artifact is None:
+
+    def compute(directory) -> dict:
+        started = time.perf_counter()
         image_set = source.read(ctx, fmt)
         images = _convert_all(image_set, fmt, label)
         labels = np.asarray(image_set.labels, dtype=np.int64)
-        meta = {
-            "dataset": spec.name,
-            "split": split,
-            "format": fmt.describe(),
-            "count": int(len(labels)),
-            "content_hash": array_hash(images, labels),
-            "identity": identity,
-            "notes": list(image_set.notes),
-        }
-        with cache.put(STAGE, key, meta) as directory:
-            save_array(directory, "images", images)
-            save_array(directory, "labels", labels)
-        artifact = cache.open(STAGE, key)
-    return SplitArrays(
-        dataset=spec.name,
-        split=split,
-        images=artifact.array("images", mmap=True),
-        labels=artifact.array("labels"),
-        content_hash=artifact.meta["content_hash"],
-        fmt=fmt,
-        notes=tuple(artifact.meta.get("notes", ())),
-    )
+        save_array(directory, "images", images)
+        save_array(directory, "labels", labels)
+        if on_computed is not None:
+            on_computed(len(labels), time.perf_counter() - started)
+        return {"dataset": spec.name, "split": split, "format": fmt.describe(), "count": int(len(labels)),
+                "content_hash": array_hash(images, labels), "identity": identity, "notes": list(image_set.notes)}
+
+    def load(artifact) -> SplitArrays:
+        return SplitArrays(dataset=spec.name, split=split, images=artifact.array("images", mmap=True),
+                           labels=artifact.array("labels"), key=split_key(key, limit),
+                           content_hash=artifact.meta["content_hash"], fmt=fmt, notes=tuple(artifact.meta.get("notes", ())))
+
+    return cache.cached(STAGE, key, compute, load).limited(limit)

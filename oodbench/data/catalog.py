@@ -5,6 +5,8 @@
 role = "id" | "ood" | "aux"
 num_classes = 10                 # id only
 classes = ["airplane", ...]      # optional; else sorted folder names
+source = "cifar10"               # optional: the collection the images were drawn from
+same_as = "cifar10"              # optional: the dataset a re-encoded copy stands for
 description = "..."
 [datasets.NAME.splits.SPLIT]
 path = "archive.zip"             # zip or folder, ImageFolder layout; relative to the catalog file
@@ -89,6 +91,8 @@ def load_catalog(path: str | os.PathLike) -> list[DatasetSpec]:
                 classes=classes,
                 description=entry.get("description", ""),
                 default_ood=tuple(entry.get("default_ood", ())),
+                source=entry.get("source"),
+                same_as=entry.get("same_as"),
                 origin=f"catalog {path}",
             )
         )

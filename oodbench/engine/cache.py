@@ -4,6 +4,10 @@ An artifact is a directory ``<root>/<stage>/<key>/`` holding the stage's files a
 ``meta.json``. It is written into a temporary sibling directory and renamed into place only
 when complete, so a killed run never leaves a half-written artifact: the next run either finds
 the whole artifact or none. Long stages keep resumable state in ``<key>.partial/``.
+
+Every stage goes through :meth:`ArtifactCache.cached`: load the artifact when it is there,
+else compute and write it, and load what was written, so a fresh result and a cached one are
+the same bytes. An artifact that exists but fails to load is recomputed with a one-line note.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,9 @@ class ArtifactCache:
 
     META = "meta.json"
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, note: Callable[[str], None] = print) -> None:
         self.root = Path(root)
+        self.note = note
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
 
@@ -57,6 +64,31 @@ class ArtifactCache:
             self.hits[stage] += 1
         return artifact
 
+    def exists(self, stage: str, key: str) -> bool:
+        """Whether a complete artifact is there (not counted)."""
+        return (self.directory(stage, key) / self.META).is_file()
+
+    def cached(self, stage: str, key: str, compute: Callable[[Path], dict[str, Any]], load: Callable[[Artifact], T]) -> T:
+        """The artifact of ``stage`` under ``key``, loaded; computed first when missing or unreadable.
+
+        ``compute(directory)`` writes the stage's files into ``directory`` and returns the meta
+        data; resumable state of an unfinished computation lives in :meth:`scratch` until the
+        artifact is complete.
+        """
+        artifact = self.get(stage, key)
+        if artifact is not None:
+            try:
+                return load(artifact)
+            except Exception as error:  # a truncated, foreign or outdated file: recompute, never fail the cell
+                self.note(f"note: cached {stage} {key[:12]} could not be loaded ({type(error).__name__}: "
+                          f"{str(error)[:160]}); recomputing it")
+                self.hits[stage] -= 1
+                self.misses[stage] += 1
+        with self.put(stage, key) as (directory, meta):
+            meta.update(compute(directory))
+        self.drop_scratch(stage, key)
+        return load(self.open(stage, key))
+
     def open(self, stage: str, key: str) -> Artifact | None:
         """The artifact, or ``None``, without counting (e.g. right after writing it)."""
         path = self.directory(stage, key)
@@ -67,17 +99,16 @@ class ArtifactCache:
         return Artifact(path, meta)
 
     @contextmanager
-    def put(self, stage: str, key: str, meta: dict[str, Any]) -> Iterator[Path]:
-        """Write an artifact: yields a temporary directory; on success it becomes the artifact.
-
-        ``meta`` may be updated inside the block; it is saved last, so only complete artifacts
-        have a ``meta.json``.
+    def put(self, stage: str, key: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Write an artifact: yields a temporary directory and the meta data to fill; on success the
+        directory becomes the artifact. ``meta.json`` is saved last, so only complete artifacts have one.
         """
         final = self.directory(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        meta: dict[str, Any] = {}
         try:
-            yield tmp
+            yield tmp, meta
             (tmp / self.META).write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
             if final.exists():
                 shutil.rmtree(final)

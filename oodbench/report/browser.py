@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oodbench.errors import ConfigError
+from oodbench.extras import require_extra
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 #: flags that keep a headless Chromium from reaching out on its own (updates, sync, field trials)
@@ -86,6 +87,7 @@ class _DevTools:
 
 def visit(page: Path, screenshot: bool = True, width: int = 1400) -> PageVisit:
     """Load ``page`` in headless Chromium and record console output, requests and a screenshot."""
+    require_extra("websocket", "browser", "opening a report in Chromium (--screenshot)")
     chromium = find_chromium()
     if chromium is None:
         raise ConfigError("no Chromium found", "install it (Debian: apt-get install chromium)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from oodbench.config import PRESETS
 from oodbench.registry import Registry
 
 
@@ -23,7 +22,7 @@ def _datasets(registry: Registry) -> pd.DataFrame:
     for name in sorted(registry.datasets):
         spec = registry.dataset(name)
         rows.append({"dataset": name, "role": spec.role, "classes": spec.num_classes or "",
-                     "splits": ", ".join(spec.splits),
+                     "splits": ", ".join(spec.splits), "stands for": spec.same_as or "",
                      "source": "; ".join(f"{split}: {src.describe()}" for split, src in spec.splits.items()),
                      "origin": spec.origin})
     return pd.DataFrame(rows)
@@ -39,9 +38,10 @@ def _backbones(registry: Registry) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _presets(_: Registry) -> pd.DataFrame:
+def _presets(registry: Registry) -> pd.DataFrame:
     return pd.DataFrame([{"preset": p.name, "backbone": p.backbone, "limit": p.limit or "all",
-                          "description": p.description} for p in PRESETS.values()])
+                          "default for": ", ".join(sorted(p.default_for)), "description": p.description}
+                         for p in registry.presets.values()])
 
 
 def left_aligned(frame: pd.DataFrame) -> str:

@@ -1,8 +1,11 @@
 """Published vs reproduced: the reference numbers next to the store's values for the same cells.
 
-A published number is compared only where the ID dataset, the method and the OOD set (or, for a
-published average, every OOD set it averages) match the results; the protocol of both sides is
-shown, since backbone, fit split and metric convention explain most differences.
+A published number is compared where the ID dataset, the method and the OOD set (or, for a
+published average, every OOD set it averages) match the results. A re-encoded copy is matched
+through the dataset it stands for (``same_as``, recorded with every row) and named in the
+comparison, so a cifar10-jpeg run is compared with CIFAR-10 numbers and says so. The protocol of
+both sides is shown, since backbone, fit split, data copy and metric convention explain most
+differences; a corrected published value carries its correction.
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ from oodbench.report.tables import AVERAGE
 
 COMPARED_METRICS = ("auroc", "aupr_out", "aupr_in", "fpr95_id_pos", "fpr95_ood_pos")
 KEYS = ["id_dataset", "method", "ood_dataset", "metric"]
+OUTPUT = ["source", *KEYS, "published", "reproduced", "difference", "reproduced_on", "our_protocol", "their_protocol",
+          "correction"]
+
+
+def _stands_for(results: pd.DataFrame, column: str) -> pd.Series:
+    """The dataset each row's ``id_dataset`` / ``ood_dataset`` stands for (stores of older versions: itself)."""
+    stands = results.get(column.replace("_dataset", "_stands_for"))
+    return results[column] if stands is None else stands.fillna(results[column])
 
 
 def _our_protocol(rows: pd.DataFrame) -> str:
@@ -27,31 +38,49 @@ def _our_protocol(rows: pd.DataFrame) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def published_vs_reproduced(results: pd.DataFrame) -> pd.DataFrame:
-    """Columns: source, id_dataset, method, ood_dataset, metric, published, reproduced, difference,
-    our_protocol, their_protocol (backbone and notes of the reference)."""
-    references = load_references()
-    references = references[references["id_dataset"].isin(results["id_dataset"].unique())]
-    ok = results[results["status"] == "ok"]
-    if references.empty or ok.empty:
-        return pd.DataFrame(columns=["source", *KEYS, "published", "reproduced", "difference", "our_protocol", "their_protocol"])
-    cells = ok.groupby(["id_dataset", "method", "ood_dataset"])[list(COMPARED_METRICS)].mean()
-    ours = cells.stack().rename("reproduced").reset_index().rename(columns={"level_3": "metric"})
-    averages = []
-    for (source, id_dataset, method), refs in references.groupby(["source", "id_dataset", "method"]):
+def _averages(references: pd.DataFrame, cells: pd.DataFrame) -> list[dict]:
+    """Our mean over exactly the OOD sets a published average covers, where we have all of them."""
+    rows = []
+    for (id_dataset, method), refs in references.groupby(["id_dataset", "method"]):
         sets = set(refs["ood_dataset"]) - {AVERAGE}
         if AVERAGE not in set(refs["ood_dataset"]) or (id_dataset, method) not in cells.droplevel(2).index:
             continue
         have = cells.loc[(id_dataset, method)]
         if sets <= set(have.index):
             for metric, value in have.loc[sorted(sets)].mean().items():
-                averages.append({"id_dataset": id_dataset, "method": method, "ood_dataset": AVERAGE, "metric": metric,
-                                 "reproduced": value, "source": source})
-    ours_all = pd.concat([ours, pd.DataFrame(averages).drop(columns="source", errors="ignore")], ignore_index=True)
-    ours_all = ours_all.drop_duplicates(KEYS)
+                rows.append({"id_dataset": id_dataset, "method": method, "ood_dataset": AVERAGE, "metric": metric,
+                             "reproduced": value})
+    return rows
+
+
+def published_vs_reproduced(results: pd.DataFrame) -> pd.DataFrame:
+    """Columns of :data:`OUTPUT`; ``id_dataset`` / ``ood_dataset`` are the published sets and
+    ``reproduced_on`` names the data the reproduction used when it is a copy of them."""
+    ok = results[results["status"] == "ok"].copy()
+    if ok.empty:
+        return pd.DataFrame(columns=OUTPUT)
+    ok["own_id"], ok["own_ood"] = ok["id_dataset"], ok["ood_dataset"]
+    ok["id_dataset"], ok["ood_dataset"] = _stands_for(ok, "id_dataset"), _stands_for(ok, "ood_dataset")
+    references = load_references()
+    references = references[references["id_dataset"].isin(ok["id_dataset"].unique())]
+    if references.empty:
+        return pd.DataFrame(columns=OUTPUT)
+    cells = ok.groupby(["id_dataset", "method", "ood_dataset"])[list(COMPARED_METRICS)].mean()
+    ours = cells.stack().rename("reproduced").reset_index().rename(columns={"level_3": "metric"})
+    ours_all = pd.concat([ours, pd.DataFrame(_averages(references, cells))], ignore_index=True).drop_duplicates(KEYS)
     merged = references.merge(ours_all, on=KEYS, how="inner").rename(columns={"value": "published"})
     merged["difference"] = merged["reproduced"] - merged["published"]
+    copies = ok.groupby(["id_dataset", "ood_dataset"])[["own_id", "own_ood"]].first()
+    merged["reproduced_on"] = [_copy_label(copies, i, o) for i, o in zip(merged["id_dataset"], merged["ood_dataset"], strict=True)]
     protocols = {key: _our_protocol(rows) for key, rows in ok.groupby(["id_dataset", "method"])}
     merged["our_protocol"] = [protocols[(i, m)] for i, m in zip(merged["id_dataset"], merged["method"], strict=True)]
     merged["their_protocol"] = merged["backbone"] + "; " + merged["notes"]
-    return merged[["source", *KEYS, "published", "reproduced", "difference", "our_protocol", "their_protocol"]]
+    return merged[OUTPUT]
+
+
+def _copy_label(copies: pd.DataFrame, id_dataset: str, ood_dataset: str) -> str:
+    """'' when the run used the published sets themselves, else the copies it used ('cifar10-jpeg')."""
+    own_id = copies.xs(id_dataset, level=0)["own_id"].iloc[0]
+    own_ood = copies.loc[(id_dataset, ood_dataset), "own_ood"] if (id_dataset, ood_dataset) in copies.index else ood_dataset
+    parts = [f"{own} for {published}" for own, published in ((own_id, id_dataset), (own_ood, ood_dataset)) if own != published]
+    return ", ".join(parts)

@@ -1,78 +1,46 @@
-"""Published numbers (``reference/*.csv``) in one long table, on the 0-1 scale, with the protocol
-notes that explain why a reproduction may differ.
+"""Published numbers in one long table, on the 0-1 scale, with the protocol notes that explain why
+a reproduction may differ.
 
-Only references given per OOD set under oodbench's dataset and method names can be matched to
-results; the others (means over OOD sets the run may not have, other ID sets) are kept with
-``ood_dataset`` naming what they average, so a report can show them as context.
+The numbers live in the CSV files of :mod:`oodbench.references`; its ``manifest.toml`` says how
+each file's columns map onto the table. Corrections of misprinted values are made in the CSVs,
+each with a ``correction`` column saying what was changed, why and where from; nothing here knows
+a method or a dataset. References given per OOD set can be matched to results; the others (means
+over OOD sets a run may not have) keep in ``ood_dataset`` what they average.
 """
 
 from __future__ import annotations
 
+import tomllib
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 
 import pandas as pd
 
-REFERENCE_DIR = Path(__file__).parent / "reference"
-
-MIM_PROTOCOL = "WRN-40-2 (pytorch-ood weights); detectors and MIM fitted on the ID test split"
-#: The CIFAR-100 ViM row of the MIM paper is printed shifted: the value under each column belongs to this set.
-MIM_VIM_SHIFT = {"tin-crop": "textures", "tin-resize": "lsun-crop", "svhn": "lsun-resize",
-                 "lsun-crop": "tin-crop", "lsun-resize": "tin-resize", "textures": "svhn"}
+COLUMNS = ["source", "id_dataset", "method", "ood_dataset", "metric", "value", "backbone", "notes", "correction"]
 
 
-def _mim_main() -> pd.DataFrame:
-    table = pd.read_csv(REFERENCE_DIR / "mim_paper_table.csv")
-    table["notes"] = MIM_PROTOCOL
-    vim100 = (table["id"] == "cifar100") & (table["method"] == "vim")
-    table.loc[vim100, "ood"] = table.loc[vim100, "ood"].replace(MIM_VIM_SHIFT)
-    table.loc[vim100, "notes"] += "; columns un-shifted per the paper's errata"
-    entropy = (table["id"] == "cifar100") & (table["method"] == "entropy")
-    table.loc[entropy & (table["ood"] == "tin-resize"), "aupr_out"] = 0.5854
-    features100 = (table["id"] == "cifar100") & table["method"].isin(["entropy", "energy"])
-    table.loc[features100, "notes"] += "; computed on penultimate features, not logits"
-    long = table.melt(id_vars=["id", "method", "ood", "notes"], value_vars=["auroc", "aupr_out"], var_name="metric")
-    return long.assign(source="MIM paper, main table", backbone="wrn-40-2")
-
-
-def _mim_oe() -> pd.DataFrame:
-    table = pd.read_csv(REFERENCE_DIR / "mim_paper_oe_table.csv")
-    return table.melt(id_vars=["id", "method", "ood"], value_vars=["auroc"], var_name="metric").assign(
-        source="MIM paper, OE vs MIM table", backbone="wrn-40-2",
-        notes=MIM_PROTOCOL + "; its CIFAR-10 MIM row comes from another run than the main table")
-
-
-def _bal_table5() -> pd.DataFrame:
-    table = pd.read_csv(REFERENCE_DIR / "bal_table5.csv")
-    long = table.melt(id_vars=["id", "backbone", "ood", "method"], value_vars=["fpr95_id_positive", "aupr_in", "aupr_out"],
-                      var_name="metric")
-    long["metric"] = long["metric"].replace({"fpr95_id_positive": "fpr95_id_pos"})
-    long["value"] = long["value"] / 100
-    return long.assign(source="BAL paper, Table 5", notes="trained from scratch by the BAL authors; LSUN and TinyImageNet variants unspecified")
-
-
-def _means(file: str, source: str, sets: str, columns: dict[str, str], backbone: str, notes: str, method_column: str = "method") -> pd.DataFrame:
-    table = pd.read_csv(REFERENCE_DIR / file).rename(columns={method_column: "method"})
-    long = table.melt(id_vars=["id", "method"], value_vars=list(columns), var_name="metric")
-    long["metric"] = long["metric"].replace(columns)
-    long["value"] = long["value"] / 100
-    return long.assign(ood=sets, source=source, backbone=backbone, notes=notes)
+def _table(directory, entry: dict) -> pd.DataFrame:
+    table = pd.read_csv(directory.joinpath(entry["file"]), keep_default_na=False, na_values={"value": [""]})
+    table = table.rename(columns={entry.get("method_column", "method"): "method", "id": "id_dataset"})
+    table["method"] = table["method"].replace(entry.get("methods", {}))
+    table["ood_dataset"] = table["ood"] if "ood" in table else entry["ood_text"]
+    table["backbone"] = table[entry["backbone_column"]] if "backbone_column" in entry else entry["backbone"]
+    for column in ("notes", "correction"):
+        table[column] = table[column] if column in table else ""
+    table["notes"] = [entry["notes"] + (f"; {note}" if note else "") for note in table["notes"]]
+    long = table.melt(id_vars=["id_dataset", "method", "ood_dataset", "backbone", "notes", "correction"],
+                      value_vars=list(entry["metrics"]), var_name="metric")
+    long["metric"] = long["metric"].replace(entry["metrics"])
+    long["value"] = pd.to_numeric(long["value"]) / entry["scale"]
+    return long.assign(source=entry["source"])
 
 
 @lru_cache(maxsize=1)
 def load_references() -> pd.DataFrame:
-    """Every published number: source, id_dataset, method, ood_dataset, metric, value (0-1), backbone, notes."""
-    frames = [
-        _mim_main(),
-        _mim_oe(),
-        _bal_table5(),
-        _means("oe_repo_logs.csv", "Outlier Exposure repository logs", "mean of 8 OOD sets",
-               {"fpr95_ood_positive": "fpr95_ood_pos", "auroc": "auroc", "aupr_out_ap": "aupr_out"},
-               "wrn-40-2", "baseline = msp of the CE network, oe_tune = OE fine-tune", method_column="model"),
-        _means("energy_readme.csv", "Energy repository README", "mean of 6 OOD sets",
-               {"fpr95_id_positive": "fpr95_id_pos"}, "wrn-40-2", "OOD sets: Textures, SVHN, Places365, LSUN-C, LSUN-R, iSUN"),
-    ]
-    table = pd.concat(frames, ignore_index=True)
-    table = table.rename(columns={"id": "id_dataset", "ood": "ood_dataset"})
+    """Every published number: source, id_dataset, method, ood_dataset, metric, value (0-1), backbone,
+    notes, correction. Averages over the sets of a table are named ``Average``."""
+    directory = resources.files("oodbench.references")
+    manifest = tomllib.loads(directory.joinpath("manifest.toml").read_text())
+    table = pd.concat([_table(directory, entry) for entry in manifest["tables"].values()], ignore_index=True)
     table["ood_dataset"] = table["ood_dataset"].replace({"average": "Average"})
-    return table[["source", "id_dataset", "method", "ood_dataset", "metric", "value", "backbone", "notes"]]
+    return table[COLUMNS]

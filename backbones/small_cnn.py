@@ -1,12 +1,11 @@
-"""Architectures written here: small CNNs for the demo and smoke presets.
-
-The Wide ResNets come from pytorch-ood (:class:`pytorch_ood.model.WideResNet`), which already has
-the ``features(x)`` / ``fc`` interface the engine uses.
-"""
+"""Small VGG-style CNNs written here, for the demo and smoke presets: they train in seconds on a CPU."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
+
+from oodbench.api import BackboneSpec, TrainingRecipe
+from oodbench.backbones.wide_resnet import CIFAR_MEAN, CIFAR_STD
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -38,3 +37,28 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))
+
+
+CNN_SMALL = BackboneSpec(
+    name="cnn-small",
+    build=lambda num_classes, channels: SmallCNN(num_classes, channels, widths=(16, 32, 64)),
+    input_size=32,
+    channels=3,
+    mean=CIFAR_MEAN,
+    std=CIFAR_STD,
+    feature_dim=64,
+    recipe=TrainingRecipe(epochs=6, lr=0.05),
+    description="six-layer CNN for the smoke preset: trains in seconds on a CPU",
+)
+
+CNN_DIGITS = BackboneSpec(
+    name="cnn-digits",
+    build=lambda num_classes, channels: SmallCNN(num_classes, channels, widths=(32, 64)),
+    input_size=8,
+    channels=1,
+    mean=(0.25,),
+    std=(0.35,),
+    feature_dim=64,
+    recipe=TrainingRecipe(epochs=30, lr=0.05, batch_size=64, crop_padding=1, flip=False),
+    description="four-layer CNN for 8x8 grayscale digits (the demo preset)",
+)

@@ -1,4 +1,5 @@
-"""Built-in backbones: the paper's WRN-40-2, a CPU-sized WRN-16-2, and small CNNs for smoke/demo.
+"""Wide ResNets (pytorch-ood's :class:`pytorch_ood.model.WideResNet`): the papers' WRN-40-2 and a
+CPU-sized WRN-16-2 trained by oodbench.
 
 WRN-40-2 checkpoints come from pytorch-ood's model registry. Seed 0 is the third-party
 baseline the MIM paper used (``WideResNet(pretrained="cifar10-pt")`` in pytorch-ood 0.1, the
@@ -12,7 +13,6 @@ from __future__ import annotations
 from pytorch_ood.model import WideResNet
 
 from oodbench.api import BackboneSpec, KnownCheckpoint, TrainingRecipe
-from oodbench.models.architectures import SmallCNN
 
 #: CIFAR normalisation of the OE / Energy / pytorch-ood WRN checkpoints (pixel values in [0, 1]).
 CIFAR_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))
@@ -64,28 +64,4 @@ WRN_16_2 = BackboneSpec(
     recipe=TrainingRecipe(epochs=25, warmup_epochs=1.0),
     description="Wide ResNet 16-2: CPU-sized (0.7M parameters, 128-d features like WRN-40-2), trained by oodbench",
     citation=WRN_CITATION,
-)
-
-CNN_SMALL = BackboneSpec(
-    name="cnn-small",
-    build=lambda num_classes, channels: SmallCNN(num_classes, channels, widths=(16, 32, 64)),
-    input_size=32,
-    channels=3,
-    mean=CIFAR_MEAN,
-    std=CIFAR_STD,
-    feature_dim=64,
-    recipe=TrainingRecipe(epochs=6, lr=0.05),
-    description="six-layer CNN for the smoke preset: trains in seconds on a CPU",
-)
-
-CNN_DIGITS = BackboneSpec(
-    name="cnn-digits",
-    build=lambda num_classes, channels: SmallCNN(num_classes, channels, widths=(32, 64)),
-    input_size=8,
-    channels=1,
-    mean=(0.25,),
-    std=(0.35,),
-    feature_dim=64,
-    recipe=TrainingRecipe(epochs=30, lr=0.05, batch_size=64, crop_padding=1, flip=False),
-    description="four-layer CNN for 8x8 grayscale digits (the demo preset)",
 )

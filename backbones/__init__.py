@@ -1,0 +1,1 @@
+"""Built-in backbones, one file per family (installed as ``oodbench.backbones``)."""

@@ -1,0 +1,89 @@
+"""What every stage of a run shares: device and precision, the cache, data access, counters.
+
+Stage functions receive an :class:`EngineContext` and the outputs of the tasks they depend on;
+the objects defined here are those outputs (a :class:`Network`, an :class:`Extraction`, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from oodbench.api import KnownCheckpoint
+from oodbench.data.source import SourceContext
+from oodbench.engine.cache import ArtifactCache
+from oodbench.engine.device import Compute
+from oodbench.engine.estimate import Throughput
+from oodbench.models.classifier import ImageClassifier
+
+
+@dataclass
+class ForwardCounter:
+    """Counts images passed through the classifier in this run (training, extraction, scoring)."""
+
+    images: int = 0
+
+    def __call__(self, count: int) -> None:
+        self.images += count
+
+
+@dataclass
+class EngineContext:
+    compute: Compute
+    cache: ArtifactCache
+    sources: SourceContext
+    throughput: Throughput
+    #: inference batch size (extraction and methods that read images)
+    batch_size: int
+    say: Callable[[str], None] = print
+    forwarded: ForwardCounter = field(default_factory=ForwardCounter)
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        """A remark that goes to the terminal and into the run's provenance."""
+        self.notes.append(text)
+        self.say(text)
+
+
+@dataclass
+class Network:
+    """A classifier on the compute device, in eval mode, and its identity.
+
+    ``key`` is the checkpoint hash that keys every downstream stage: the sha256 of a weights file,
+    or the cache key of the training or fine-tuning stage that made it.
+    """
+
+    key: str
+    origin: str
+    model: ImageClassifier
+    known: KnownCheckpoint | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """Logits (``N x K``) and features (``N x D``) of one split, float32, and the network's top-1
+    accuracy on it when the split is labelled."""
+
+    logits: np.ndarray
+    features: np.ndarray
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class FittedState:
+    """A method's fitted state, serialised (plain data only), and the seconds its fit took."""
+
+    blob: bytes
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ScoredSplit:
+    """Outlier scores of one split in its stored order, the seconds they took, and their cache key."""
+
+    scores: np.ndarray
+    seconds: float
+    key: str

@@ -1,0 +1,71 @@
+"""The method entries of a run: each ``--methods`` name or ``--variant`` label with its resolved
+parameters, capabilities and auxiliary set, all taken from what the method declares."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_ood
+
+from oodbench.api import Capabilities, DatasetSpec, Method
+from oodbench.config import RunConfig
+from oodbench.errors import ConfigError
+from oodbench.hashing import code_version, stable_hash
+from oodbench.params import resolve_params
+from oodbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method as this run uses it. ``label`` is the name its results carry (a variant's label)."""
+
+    label: str
+    cls: type[Method]
+    params: Any
+    caps: Capabilities
+    #: the auxiliary outlier set it trains with, when it declares that it needs one
+    aux: str | None = None
+
+    def identity(self) -> dict:
+        """What identifies its computation: the method (not a variant's label), parameters, source code,
+        pytorch-ood's version."""
+        return {"method": self.cls.name, "params": dataclasses.asdict(self.params), "code": code_version(self.cls),
+                "pytorch_ood": pytorch_ood.__version__}
+
+    @property
+    def params_hash(self) -> str:
+        return stable_hash(dataclasses.asdict(self.params), 12)
+
+
+def _aux(config: RunConfig, registry: Registry, cls: type[Method], label: str) -> str:
+    """``--aux``, else the method's own default auxiliary set; it must have role ``aux``."""
+    name = config.aux or cls.default_aux
+    if name is None:
+        aux_sets = sorted(n for n, spec in registry.datasets.items() if spec.role == "aux") or ["none registered"]
+        raise ConfigError(f"method {label} trains with auxiliary outliers but no --aux was given and it declares no default",
+                          f"pass --aux NAME; datasets with role aux: {', '.join(aux_sets)}")
+    spec = registry.dataset(name)
+    if spec.role != "aux":
+        raise ConfigError(f"--aux {spec.name} has role '{spec.role}': training on an evaluation set would leak it into the results",
+                          "use a dataset of role aux (oodbench list datasets)")
+    return name
+
+
+def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) -> list[MethodEntry]:
+    """Each entry of ``--methods`` (a method or a ``--variant`` label), parameters resolved for the
+    dataset the ID set stands for and the preset."""
+    bases = {config.variants.get(name, (name, {}))[0] for name in config.methods}
+    unknown = set(config.params) - bases
+    if unknown:
+        raise ConfigError(f"--param names method(s) {sorted(unknown)} that are not in --methods",
+                          "add them to --methods or drop the parameter")
+    entries = []
+    for label in config.methods:
+        base, overrides = config.variants.get(label, (label, {}))
+        cls = registry.method(base)
+        params = resolve_params(cls, id_spec.stands_for, config.preset, {**config.params.get(base, {}), **overrides})
+        caps = cls(params).capabilities()
+        entries.append(MethodEntry(label, cls, params, caps, _aux(config, registry, cls, label) if caps.aux else None))
+    return entries

@@ -1,0 +1,127 @@
+"""Measured throughput, and the cost estimates ``oodbench plan`` derives from it.
+
+Every stage that computes something records how many items it processed in how many seconds
+under a *rate key* that names the kind of work, the backbone or method, and the device
+(``forward/wrn-16-2/cpu-bf16``); the store keeps a running average per key in
+``<cache>/throughput.json``. A task's estimated cost is its item count divided by the rate of its
+key. For a backbone never run on this device, :func:`calibrate` measures forward and training
+images per second with a few batches of random pixels (seconds), so the very first plan has
+estimates for the stages that dominate a run; a stage without any measurement (a method's fit
+that was never run here) is reported as unknown, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+#: weight of a new measurement in the running average
+SMOOTHING = 0.5
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a task processes: ``items`` (images or samples; None until its data is known) at the
+    throughput of ``rate``, or of ``fallback`` while ``rate`` was never measured here."""
+
+    rate: str
+    items: int | None
+    fallback: str | None = None
+
+
+def device_label(compute) -> str:
+    """The device part of a rate key: 'cpu-bf16', 'cuda-NVIDIA H100 80GB HBM3-bf16', ..."""
+    device = compute.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" and torch.cuda.is_available() else device.type
+    return f"{name}-{compute.precision}"
+
+
+class Throughput:
+    """Items per second per rate key, persisted next to the artifact cache."""
+
+    def __init__(self, path: Path, device: str) -> None:
+        self.path = path
+        self.device = device
+        try:
+            self.rates: dict[str, float] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.rates = {}
+
+    def key(self, kind: str, subject: str) -> str:
+        return f"{kind}/{subject}/{self.device}"
+
+    def rate(self, key: str) -> float | None:
+        return self.rates.get(key)
+
+    def record(self, key: str, items: int, seconds: float) -> None:
+        if items <= 0 or seconds <= 0:
+            return
+        rate = items / seconds
+        previous = self.rates.get(key)
+        self.rates[key] = rate if previous is None else SMOOTHING * rate + (1 - SMOOTHING) * previous
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.rates, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def seconds(self, work: Work | None) -> float | None:
+        """Estimated seconds of ``work``; 0 for none, None when the rate or the item count is unknown."""
+        if work is None or work.items == 0:
+            return 0.0
+        rate = self.rate(work.rate) or (self.rate(work.fallback) if work.fallback else None)
+        if rate is None or work.items is None:
+            return None
+        return work.items / rate
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _timed(step: Callable[[], None], repeats: int) -> float:
+    step()  # warm-up: allocator, kernels, lazy initialisation
+    _synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    _synchronize()
+    return (time.perf_counter() - started) / repeats
+
+
+def calibrate(throughput: Throughput, backbone: str, model: torch.nn.Module, size: int, channels: int, num_classes: int,
+              compute, batch_size: int = 128, repeats: int = 2) -> None:
+    """Measure forward and training images per second of ``model`` on random pixels, where unknown."""
+    forward_key, train_key = throughput.key("forward", backbone), throughput.key("train", backbone)
+    if throughput.rate(forward_key) is not None and throughput.rate(train_key) is not None:
+        return
+    model = compute.prepare(model)
+    pixels = torch.rand(batch_size, channels, size, size, device=compute.device)
+    if compute.channels_last:
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+    target = torch.randint(num_classes, (batch_size,), device=compute.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    @torch.no_grad()
+    def forward() -> None:
+        with compute.autocast():
+            model(pixels)
+
+    def train() -> None:
+        with compute.autocast():
+            loss = F.cross_entropy(model(pixels).float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.eval()
+    throughput.record(forward_key, batch_size, _timed(forward, repeats))
+    model.train()
+    throughput.record(train_key, batch_size, _timed(train, repeats))

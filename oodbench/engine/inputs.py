@@ -1,0 +1,84 @@
+"""What a method is handed: typed inputs built from the engine's objects, as far as it declared them.
+
+:func:`score_inputs` is where "a method never sees labels, the split's name or its role" is made
+true: it copies the declared representations of one split into a :class:`ScoreInputs` in an order
+drawn from the score's content key (so neither the stored order, which is sorted by class in
+ImageFolder archives, nor the position of the ID split among the calls tells anything) and keeps
+no reference to the split. :func:`unpermute` puts the scores back in the stored order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oodbench.api import Capabilities, FitInputs, ImageBatches, Reads, ScoreInputs, TrainingContext
+from oodbench.data.arrays import SplitArrays
+from oodbench.data.batches import to_pixels
+from oodbench.engine.context import Extraction, Network
+from oodbench.progress import progress
+
+
+def sample_order(key: str, count: int) -> np.ndarray:
+    """The order a split's samples are shown in: a permutation seeded by the score's content key."""
+    return np.random.default_rng(int(key[:15], 16)).permutation(count)
+
+
+def unpermute(scores: np.ndarray, order: np.ndarray) -> np.ndarray:
+    restored = np.empty_like(scores)
+    restored[order] = scores
+    return restored
+
+
+def _values(ctx, caps: Capabilities, network: Network, images: np.ndarray, extraction: Extraction | None,
+            order: np.ndarray | None) -> dict[Reads, Any]:
+    device = ctx.compute.device
+    pick = (lambda a: np.array(a)) if order is None else (lambda a: np.asarray(a)[order])
+    values: dict[Reads, Any] = {}
+    if Reads.LOGITS in caps.reads:
+        values[Reads.LOGITS] = torch.from_numpy(pick(extraction.logits)).to(device)
+    if Reads.FEATURES in caps.reads:
+        values[Reads.FEATURES] = torch.from_numpy(pick(extraction.features)).to(device)
+    if Reads.HEAD in caps.reads:
+        values[Reads.HEAD] = network.model.head()
+    if Reads.IMAGES in caps.reads:
+        shown = images if order is None else images[order]
+        batch, channels_last = ctx.batch_size, ctx.compute.channels_last
+
+        def batches():
+            for start in range(0, len(shown), batch):
+                yield to_pixels(shown[start : start + batch], device, channels_last)
+
+        values[Reads.IMAGES] = ImageBatches(network.model, batches, len(shown), ctx.compute.autocast, ctx.forwarded)
+    return values
+
+
+def score_inputs(ctx, method: str, caps: Capabilities, network: Network, split: SplitArrays,
+                 extraction: Extraction | None, order: np.ndarray) -> ScoreInputs:
+    """One split's declared representations, in ``order``, and nothing else."""
+    values = _values(ctx, caps, network, split.images, extraction, order)
+    return ScoreInputs(method, caps.reads, values, network.model.num_classes)
+
+
+def fit_inputs(ctx, method: str, caps: Capabilities, network: Network, train: SplitArrays, extraction: Extraction | None,
+               seed: int, scratch: Path) -> FitInputs:
+    """The ID training split's declared representations with labels, seed, scratch and progress."""
+    values = _values(ctx, caps, network, train.images, extraction, None)
+    labels = torch.as_tensor(np.asarray(train.labels)).to(ctx.compute.device)
+    return FitInputs(method, caps.reads, values, network.model.num_classes, labels, seed, scratch, progress)
+
+
+def training_context(ctx, model, train: SplitArrays, aux: SplitArrays | None, seed: int, scratch: Path,
+                     desc: str) -> TrainingContext:
+    """The data and helpers :meth:`Method.train` fine-tunes ``model`` with."""
+    device, channels_last = ctx.compute.device, ctx.compute.channels_last
+    return TrainingContext(
+        model=model, id_images=train.images, id_labels=np.asarray(train.labels),
+        aux_images=aux.images if aux is not None else None, num_classes=model.num_classes, seed=seed, device=device,
+        precision=ctx.compute.autocast, scratch=scratch, desc=desc,
+        to_pixels=lambda images: to_pixels(images, device, channels_last), progress_display=progress,
+        on_images=ctx.forwarded,
+    )

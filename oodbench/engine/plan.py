@@ -1,0 +1,109 @@
+"""A run as data: a DAG of tasks, each with its content key, inputs, resources and estimated cost.
+
+Task kinds: ``materialise`` (decode a dataset split into cached arrays), ``checkpoint`` (load,
+download or train the classifier), ``finetune`` (a training-time method's network), ``extract``
+(logits and features of a split, shared by all methods), ``fit`` (a method's state from the ID
+training split), ``score`` (one split's outlier scores), ``metrics`` (one result cell). The kind
+is also the artifact cache's stage name, so whether a task is cached is one lookup of its key.
+
+:class:`Plan` holds the tasks in an order in which every input comes before its users, and the
+result cells the run will record. Executors (``engine/executors``) run a plan; nothing here
+computes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from oodbench.engine.estimate import Work
+
+KINDS = ("materialise", "checkpoint", "finetune", "extract", "fit", "score", "metrics")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a task asks of a worker: a device and the memory it holds (data and model state,
+    activations excluded)."""
+
+    device: str
+    memory_mb: float = 0.0
+
+
+@dataclass
+class Task:
+    """One stage computation. ``run(ctx, inputs)`` gets the engine context and the outputs of the
+    tasks named in ``inputs`` (argument name -> task id) and returns this task's output.
+
+    ``key`` is the content key of the output (None while it depends on data that is not there
+    yet, see ``needs``). ``group`` names the method entry whose cells fail when the task fails;
+    a task without a group is shared by the whole run, and its failure stops the run.
+    """
+
+    id: str
+    kind: str
+    label: str
+    key: str | None
+    run: Callable[[Any, dict[str, Any]], Any]
+    inputs: dict[str, str] = field(default_factory=dict)
+    resources: Resources = Resources("cpu")
+    work: Work | None = None
+    group: str | None = None
+    needs: str | None = None
+    #: called with (ctx, inputs, output) after the task ran, to tell the user what it produced
+    announce: Callable[[Any, dict[str, Any], Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.id}: unknown kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One result row the run records: a method entry x seed x OOD set, and the tasks behind it."""
+
+    method: str
+    seed: int
+    ood_dataset: str
+    metrics: str
+    #: task ids of the method's own chain (finetune, fit, scores), for its failure and its costs
+    chain: tuple[str, ...]
+    #: the base network and its ID-test extraction, for rows of a method that failed
+    base_network: str
+    base_accuracy: str
+    static: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    """The tasks of a run in dependency order, its result cells and a description of the run."""
+
+    tasks: dict[str, Task]
+    cells: list[Cell]
+    header: dict[str, Any]
+    cached: set[str] = field(default_factory=set)
+
+    def add(self, task: Task) -> str:
+        """Add ``task`` unless a task with its id exists (shared work is planned once); its id."""
+        if task.id not in self.tasks:
+            missing = [i for i in task.inputs.values() if i not in self.tasks]
+            if missing:
+                raise ValueError(f"task {task.id} depends on unplanned tasks {missing}")
+            self.tasks[task.id] = task
+        return task.id
+
+    def dependents(self) -> dict[str, list[str]]:
+        """Task id -> ids of the tasks that read its output."""
+        users: dict[str, list[str]] = {task_id: [] for task_id in self.tasks}
+        for task in self.tasks.values():
+            for source in task.inputs.values():
+                users[source].append(task.id)
+        return users
+
+    def pending(self) -> list[Task]:
+        """Tasks whose output is not in the cache."""
+        return [t for t in self.tasks.values() if t.id not in self.cached]
+
+    def runnable(self) -> bool:
+        """Whether every key is known (no task waits for data that is not there)."""
+        return all(t.key is not None for t in self.tasks.values())

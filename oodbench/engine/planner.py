@@ -1,0 +1,149 @@
+"""Resolve a :class:`RunConfig` into a :class:`Plan`, from what the plugins declare.
+
+Per seed: the checkpoint and its ID-test extraction (ID accuracy); per method entry: its
+fine-tuned network when it trains, the extractions it reads (planned once per network and split,
+shared by every method), its fit on the ID training split when it fits, one score task per split
+(ordered by content key, so the ID split's position says nothing) and one metrics task per OOD
+set. Nothing here knows a method, dataset or backbone by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+from oodbench.api import DatasetSpec
+from oodbench.config import RunConfig
+from oodbench.data.arrays import evaluation_split, training_split
+from oodbench.data.source import ImageFormat
+from oodbench.engine.entries import MethodEntry, method_entries
+from oodbench.engine.plan import Cell, Plan, Task
+from oodbench.engine.stages.checkpoint import plan_checkpoint
+from oodbench.engine.stages.extract import plan_extract
+from oodbench.engine.stages.finetune import plan_finetune
+from oodbench.engine.stages.fit import plan_fit
+from oodbench.engine.stages.materialise import PlannedSplit, plan_split
+from oodbench.engine.stages.metrics import plan_metrics
+from oodbench.engine.stages.score import plan_score
+from oodbench.hashing import code_version
+from oodbench.registry import Registry
+
+
+def _announce_base(id_test: PlannedSplit, seed: int) -> Callable:
+    def announce(ctx, inputs, extraction) -> None:
+        network = inputs["network"]
+        trained = network.info.get("wall_seconds")
+        history = f", trained {network.info['epochs']} epochs in {trained:.0f} s" if trained else ""
+        ctx.say(f"seed {seed}: {network.origin} (hash {network.key[:12]}{history}), "
+                f"ID accuracy on {id_test.label}: {extraction.accuracy:.4f}")
+        known = network.known
+        if known is not None and known.expected_accuracy is not None and known.dataset == id_test.spec.name:
+            expected, count = known.expected_accuracy, id_test.count or 1
+            tolerance = known.tolerance + 2 * math.sqrt(expected * (1 - expected) / count)
+            if abs(extraction.accuracy - expected) > tolerance:
+                ctx.note(f"warning: {network.origin} reaches {extraction.accuracy:.4f} on {id_test.label}, expected "
+                         f"{expected:.4f} +- {tolerance:.4f} ({known.accuracy_source}): check the data and preprocessing")
+    return announce
+
+
+def _announce_finetune(label: str) -> Callable:
+    def announce(ctx, inputs, extraction) -> None:
+        ctx.say(f"  {label}: fine-tuned in {inputs['network'].info['train_seconds']:.0f} s, "
+                f"ID accuracy {extraction.accuracy:.4f}")
+    return announce
+
+
+class _Planner:
+    def __init__(self, config: RunConfig, registry: Registry, ctx, fetch: bool) -> None:
+        self.config, self.registry, self.ctx, self.fetch = config, registry, ctx, fetch
+        self.id_spec = registry.dataset(config.id_dataset)
+        self.backbone = registry.backbone(config.backbone)
+        self.fmt = ImageFormat(self.backbone.input_size, self.backbone.channels)
+        self.splits: dict[tuple[str, str], PlannedSplit] = {}
+        self.plan = Plan({}, [], {})
+
+    def split(self, spec: DatasetSpec, split: str, limit: int | None) -> PlannedSplit:
+        if (spec.name, split) not in self.splits:
+            task, planned = plan_split(self.ctx, spec, split, self.fmt, limit, self.fetch)
+            self.plan.add(task)
+            self.splits[(spec.name, split)] = planned
+        return self.splits[(spec.name, split)]
+
+    def train(self) -> PlannedSplit:
+        return self.split(self.id_spec, "train", self.config.train_limit)
+
+    def extract(self, network: Task, name: str, split: PlannedSplit, group: str | None = None, announce=None) -> Task:
+        task = plan_extract(self.ctx, network, name, split, self.backbone.name, self.backbone.feature_dim,
+                            self.id_spec.num_classes, group)
+        task.announce = task.announce or announce
+        return self.plan.tasks[self.plan.add(task)]
+
+    def method(self, entry: MethodEntry, seed: int, base: Task, base_accuracy: Task, id_test: PlannedSplit,
+               oods: list[PlannedSplit]) -> None:
+        caps, add = entry.caps, (lambda task: self.plan.tasks[self.plan.add(task)])
+        network, accuracy, group = base, base_accuracy, (None if not caps.trains else entry.label)
+        name = f"{entry.label}'s network (seed {seed})" if caps.trains else f"{self.backbone.name} (seed {seed})"
+        aux_spec = self.registry.dataset(entry.aux) if entry.aux else None
+        aux = self.split(aux_spec, training_split(aux_spec), None) if aux_spec else None
+        if caps.trains:
+            network = add(plan_finetune(self.ctx, entry, base, self.train(), aux, seed, self.backbone.name))
+            accuracy = self.extract(network, name, id_test, group, _announce_finetune(entry.label))
+        fit = None
+        if caps.fits:
+            train_extraction = self.extract(network, name, self.train(), group) if caps.extracted else None
+            fit = add(plan_fit(self.ctx, entry, network, self.train(), train_extraction, seed))
+        scores = {}
+        for split in [id_test, *oods]:
+            extraction = self.extract(network, name, split, group) if caps.extracted else None
+            scores[split.label] = plan_score(self.ctx, entry, network, split, extraction, fit, seed, self.backbone.name)
+        for task in sorted(scores.values(), key=lambda t: t.key or t.id):
+            add(task)
+        chain = tuple(t.id for t in [network if caps.trains else None, fit, *scores.values()] if t is not None)
+        for split in oods:
+            metrics = add(plan_metrics(network, accuracy, scores[id_test.label], scores[split.label], fit, caps.trains,
+                                       entry.label, f"{entry.label} on {split.spec.name} (seed {seed})"))
+            self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id,
+                                        self.static(entry, seed, id_test, split, aux)))
+
+    def static(self, entry: MethodEntry, seed: int, id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None) -> dict:
+        """The columns of a result row known before anything runs."""
+        caps = entry.caps
+        train_label = f"{self.id_spec.name}/train"
+        return {
+            "method": entry.label, "params": dataclasses.asdict(entry.params), "params_hash": entry.params_hash,
+            "method_version": code_version(entry.cls), "backbone": self.backbone.name,
+            "id_dataset": self.id_spec.name, "id_stands_for": self.id_spec.stands_for,
+            "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for,
+            "aux_dataset": entry.aux, "seed": seed,
+            "protocol": {"fit_split": train_label if caps.fits else None, "reads": caps.describe(), "id_split": id_test.label,
+                         "precision": self.ctx.compute.precision, "trained_on": train_label if caps.trains else None,
+                         "aux_split": aux.label if aux else None},
+        }
+
+    def build(self) -> Plan:
+        config = self.config
+        entries = method_entries(config, self.registry, self.id_spec)
+        id_test = self.split(self.id_spec, evaluation_split(self.id_spec), config.limit)
+        oods = [self.split(spec, evaluation_split(spec), config.limit) for spec in map(self.registry.dataset, config.ood)]
+        for seed in config.seeds:
+            published = config.pretrained and self.backbone.known_checkpoint(self.id_spec.name, seed) is not None
+            trains = config.train and not config.checkpoint and not published
+            checkpoint = plan_checkpoint(self.ctx, config, self.backbone, self.id_spec, seed, self.train() if trains else None)
+            base = self.plan.tasks[self.plan.add(checkpoint)]
+            base_accuracy = self.extract(base, f"{self.backbone.name} (seed {seed})", id_test, announce=_announce_base(id_test, seed))
+            for entry in entries:
+                self.method(entry, seed, base, base_accuracy, id_test, oods)
+        self.plan.header = {
+            "preset": config.preset, "id_dataset": self.id_spec.name, "stands_for": self.id_spec.stands_for,
+            "backbone": self.backbone.name, "methods": [e.label for e in entries], "ood": list(config.ood),
+            "seeds": list(config.seeds), "compute": self.ctx.compute.describe(),
+            "aux": {e.label: e.aux for e in entries if e.aux}, "num_classes": self.id_spec.num_classes,
+        }
+        self.plan.cached = {t.id for t in self.plan.tasks.values() if t.key is not None and self.ctx.cache.exists(t.kind, t.key)}
+        return self.plan
+
+
+def build_plan(config: RunConfig, registry: Registry, ctx, fetch: bool) -> Plan:
+    """The plan of ``config``. ``fetch``: download missing data while planning (for a run)."""
+    return _Planner(config, registry, ctx, fetch).build()

@@ -1,0 +1,83 @@
+"""``oodbench plan``: every task of a plan, whether it is cached, and the estimated time of the rest.
+
+Estimates come from the throughput measured on this device (``engine/estimate.py``); for a
+backbone never run here, a few batches of random pixels measure its forward and training speed
+first. Tasks whose data is not downloaded show the download they wait for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from oodbench.engine.estimate import calibrate
+from oodbench.engine.plan import Plan
+from oodbench.models.checkpoints import build_classifier
+from oodbench.report.listing import left_aligned
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 1:
+        return "<1s"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
+
+
+def _calibrate(plan: Plan, ctx, registry) -> None:
+    """Measure the backbone's forward and training throughput here if never measured and needed."""
+    pending = {t.work.rate for t in plan.pending() if t.work is not None}
+    backbone = registry.backbone(plan.header["backbone"])
+    if {ctx.throughput.key("forward", backbone.name), ctx.throughput.key("train", backbone.name)} & pending:
+        model = build_classifier(backbone, plan.header["num_classes"])
+        calibrate(ctx.throughput, backbone.name, model, backbone.input_size, backbone.channels, plan.header["num_classes"],
+                  ctx.compute)
+
+
+@dataclass
+class PlanView:
+    plan: Plan
+    tasks: pd.DataFrame
+    device: str
+
+    @classmethod
+    def of(cls, plan: Plan, ctx, registry) -> "PlanView":
+        _calibrate(plan, ctx, registry)
+        rows = []
+        for task in plan.tasks.values():
+            cached = task.id in plan.cached
+            rows.append({"kind": task.kind, "task": task.label, "key": (task.key or "")[:12],
+                         "status": "cached" if cached else ("waits" if task.needs else "run"),
+                         "estimate_s": 0.0 if cached else ctx.throughput.seconds(task.work),
+                         "memory_mb": task.resources.memory_mb, "device": task.resources.device, "needs": task.needs or "",
+                         "depends_on": len(task.inputs)})
+        return cls(plan, pd.DataFrame(rows), ctx.compute.describe())
+
+    def remaining_seconds(self) -> tuple[float, int]:
+        """Estimated seconds of the tasks that will run, and how many of them have no estimate."""
+        pending = self.tasks[self.tasks["status"] != "cached"]
+        return float(pending["estimate_s"].fillna(0).sum()), int(pending["estimate_s"].isna().sum())
+
+    def __str__(self) -> str:
+        header = self.plan.header
+        lines = [f"plan: preset {header['preset']}, ID {header['id_dataset']}"
+                 + (f" (as {header['stands_for']})" if header["stands_for"] != header["id_dataset"] else "")
+                 + f", backbone {header['backbone']}, {len(header['methods'])} method(s) x {len(header['ood'])} OOD set(s)"
+                 f" x {len(header['seeds'])} seed(s), on {self.device}"]
+        lines += [f"aux: {label} trains with {aux}" for label, aux in header["aux"].items()]
+        shown = self.tasks.assign(estimate=[("-" if s == "cached" else _clock(e)) for s, e in zip(self.tasks["status"], self.tasks["estimate_s"], strict=True)],
+                                  memory=[f"{m:.0f} MB" if m >= 1 else "" for m in self.tasks["memory_mb"]])
+        columns = ["kind", "task", "key", "status", "estimate", "memory", "needs"]
+        lines += ["", left_aligned(shown[columns]), ""]
+        counts = self.tasks["status"].value_counts()
+        seconds, unknown = self.remaining_seconds()
+        summary = (f"{len(self.tasks)} tasks: {counts.get('cached', 0)} cached, {counts.get('run', 0)} to run"
+                   + (f", {counts.get('waits', 0)} waiting for downloads" if counts.get("waits", 0) else ""))
+        estimate = f"estimated time of the rest on this device: {_clock(seconds)}"
+        if unknown:
+            estimate += f" + {unknown} task(s) without a measurement here yet (shown '?')"
+        return "\n".join(lines + [summary, estimate])

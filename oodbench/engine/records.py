@@ -1,0 +1,87 @@
+"""Artifacts -> store rows: the only writer of the results store.
+
+A :class:`Recorder` opens the run's row, writes each result cell as its metrics task finishes (a
+cell is one transaction: written whole or not at all), reports a method's failure once, and
+closes the run with its provenance.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from oodbench.config import RunConfig
+from oodbench.engine.executors import Outcome
+from oodbench.engine.plan import Cell, Plan, Task
+from oodbench.provenance import config_record, git_commit, hardware, package_versions
+from oodbench.store import ResultStore
+
+
+class Recorder:
+    """Writes the rows of one run as its cells complete."""
+
+    def __init__(self, store: ResultStore, plan: Plan, ctx) -> None:
+        self.store, self.plan, self.ctx = store, plan, ctx
+        self.cells: dict[str, list[Cell]] = {}
+        for cell in plan.cells:
+            self.cells.setdefault(cell.metrics, []).append(cell)
+        self.outcomes: dict[str, Outcome] = {}
+        self.reported: set[str] = set()
+        self.run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+    def start(self, config: RunConfig) -> str:
+        self.store.start_run(self.run_id, command=config.command, config=config_record(config), versions=package_versions(),
+                             git_commit=git_commit(), hardware=hardware())
+        return self.run_id
+
+    def on_done(self, task: Task, outcome: Outcome) -> None:
+        self.outcomes[task.id] = outcome
+        if not outcome.ok and outcome.failed_task == task.id:
+            self._report(task, outcome)
+        for cell in self.cells.get(task.id, ()):
+            self.store.add_results([self._row(cell, outcome)])
+
+    def _report(self, task: Task, outcome: Outcome) -> None:
+        if task.group in self.reported:
+            return
+        self.reported.add(task.group)
+        self.ctx.say(f"error: method {task.group} failed: {outcome.error}\n{outcome.traceback}")
+        self.ctx.notes.append(f"method {task.group} failed: {outcome.error}")
+
+    def _value(self, task_id: str) -> Any:
+        outcome = self.outcomes.get(task_id)
+        return outcome.value if outcome is not None and outcome.ok else None
+
+    def _row(self, cell: Cell, outcome: Outcome) -> dict:
+        row = {**cell.static, "run_id": self.run_id}
+        if not outcome.ok:
+            network, accuracy = self._value(cell.base_network), self._value(cell.base_accuracy)
+            return {**row, "status": "failed", "error": outcome.error, "checkpoint": network.key if network else "",
+                    "checkpoint_origin": network.origin if network else None,
+                    "id_accuracy": accuracy.accuracy if accuracy else None}
+        inputs = self.plan.tasks[cell.metrics].inputs
+        scored_id, scored_ood = self._value(inputs["id"]), self._value(inputs["ood"])
+        peaks = [self.outcomes[t].peak_memory_mb for t in cell.chain if t in self.outcomes and self.outcomes[t].peak_memory_mb]
+        return {**row, **outcome.value, "peak_memory_mb": max(peaks, default=None),
+                "id_scores_path": self.store.save_scores(scored_id.key, scored_id.scores),
+                "ood_scores_path": self.store.save_scores(scored_ood.key, scored_ood.scores)}
+
+    def provenance(self) -> dict:
+        """Datasets (content hash, count, notes) and checkpoints (hash, origin, ID accuracy) the run used."""
+        datasets, checkpoints = {}, {}
+        for task in self.plan.tasks.values():
+            value = self._value(task.id)
+            if task.kind == "materialise" and value is not None:
+                datasets[value.label] = {"content_hash": value.content_hash, "count": len(value), "notes": list(value.notes)}
+        for cell in self.plan.cells:
+            network, accuracy = self._value(cell.base_network), self._value(cell.base_accuracy)
+            if network is not None:
+                checkpoints[str(cell.seed)] = {"hash": network.key, "origin": network.origin,
+                                               "id_accuracy": accuracy.accuracy if accuracy else None, "info": network.info}
+        return {"datasets": datasets, "checkpoints": checkpoints, "compute": self.ctx.compute.describe(),
+                "notes": self.ctx.notes, "plan": self.plan.header}
+
+    def finish(self, status: str, wall_time_s: float) -> None:
+        self.store.finish_run(self.run_id, status, wall_time_s=wall_time_s, images_forwarded=self.ctx.forwarded.images,
+                              stages=self.ctx.cache.summary(), provenance=self.provenance())

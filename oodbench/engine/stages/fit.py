@@ -1,0 +1,92 @@
+"""``fit``: a method's fitted *state* from the ID training split.
+
+``Method.fit`` returns plain data (tensors, arrays, numbers, strings, lists and dicts of them);
+it is stored with ``torch.save`` and read back with ``weights_only=True``, so a cached fit never
+depends on where the plugin file lives or what its classes are called, and loading it cannot run
+code. A fit that returns anything else fails its method's cells with an error that says so.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from oodbench.engine.context import FittedState
+from oodbench.engine.entries import MethodEntry
+from oodbench.engine.estimate import Work
+from oodbench.engine.inputs import fit_inputs
+from oodbench.engine.plan import Resources, Task
+from oodbench.engine.stages.materialise import PlannedSplit
+from oodbench.hashing import stable_hash
+
+KIND = "fit"
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars turned into tensors and Python numbers."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    return value
+
+
+def encode_state(state: Any, method: str) -> bytes:
+    """The serialised state; raises TypeError when it holds anything but plain data."""
+    if not isinstance(state, dict):
+        raise TypeError(f"fit() of '{method}' returned {type(state).__name__}, not a dict of its fitted state")
+    buffer = io.BytesIO()
+    torch.save(plain(state), buffer)
+    blob = buffer.getvalue()
+    try:
+        decode_state(blob, torch.device("cpu"))
+    except Exception as error:  # torch's unpickler names the offending type
+        raise TypeError(f"fit() of '{method}' returned a state that is not plain data ({str(error).splitlines()[-1][:200]}): "
+                        "return tensors, arrays, numbers, strings, and lists or dicts of them") from None
+    return blob
+
+
+def decode_state(blob: bytes, device: torch.device) -> Any:
+    return torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+
+
+def _fit(ctx, entry: MethodEntry, network, train, extraction, seed: int, key: str, rate: str) -> FittedState:
+    def compute(directory) -> dict:
+        inputs = fit_inputs(ctx, entry.label, entry.caps, network, train, extraction, seed, ctx.cache.scratch(KIND, key))
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+        state = entry.cls(entry.params).fit(inputs)
+        seconds = time.perf_counter() - started
+        ctx.throughput.record(rate, len(train), seconds)
+        (directory / "state.pt").write_bytes(encode_state(state, entry.label))
+        if seconds >= 1:  # a training stage worth naming (a GAN, statistics over a large split)
+            ctx.say(f"  {entry.label}: fitted on {train.label} in {seconds:.0f} s")
+        return {"method": entry.label, "seconds": seconds}
+
+    def load(artifact) -> FittedState:
+        blob = artifact.file("state.pt").read_bytes()
+        decode_state(blob, torch.device("cpu"))
+        return FittedState(blob, artifact.meta["seconds"])
+
+    return ctx.cache.cached(KIND, key, compute, load)
+
+
+def plan_fit(ctx, entry: MethodEntry, network: Task, train: PlannedSplit, extraction: Task | None, seed: int) -> Task:
+    """The fit of ``entry`` on ``train`` as seen by ``network``."""
+    key = None if network.key is None or train.key is None else stable_hash(
+        {**entry.identity(), "checkpoint": network.key, "train": train.key, "precision": ctx.compute.precision, "seed": seed})
+    rate = ctx.throughput.key("fit", entry.cls.name)
+    inputs = {"network": network.id, "train": train.task, **({"extraction": extraction.id} if extraction else {})}
+    return Task(f"fit:{entry.label}:{network.id}", KIND, f"{entry.label} on {train.label}", key,
+                lambda ctx, inputs: _fit(ctx, entry, inputs["network"], inputs["train"], inputs.get("extraction"), seed, key, rate),
+                inputs=inputs, work=Work(rate, train.count), resources=Resources(ctx.compute.device.type), group=entry.label)

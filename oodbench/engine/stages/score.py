@@ -1,0 +1,65 @@
+"""``score``: one split's outlier scores from a fresh method instance.
+
+Every split is scored by a new instance of the method, rebuilt from the fitted state, through
+:func:`oodbench.engine.inputs.score_inputs` (declared representations only, in a drawn order),
+so no method can count its calls or see labels, names or roles. Scores are cached under the
+fit's key (or the method's identity and network, for methods without a fit) and the split's key.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from oodbench.api import Reads
+from oodbench.engine.context import ScoredSplit
+from oodbench.engine.entries import MethodEntry
+from oodbench.engine.estimate import Work
+from oodbench.engine.inputs import sample_order, score_inputs, unpermute
+from oodbench.engine.plan import Resources, Task
+from oodbench.engine.stages.fit import decode_state
+from oodbench.engine.stages.materialise import PlannedSplit
+from oodbench.hashing import stable_hash
+
+KIND = "score"
+
+
+def _score(ctx, entry: MethodEntry, network, split, extraction, fitted, seed: int, key: str, rate: str) -> ScoredSplit:
+    def compute(directory) -> dict:
+        state = decode_state(fitted.blob, ctx.compute.device) if fitted is not None else None
+        order = sample_order(key, len(split))
+        data = score_inputs(ctx, entry.label, entry.caps, network, split, extraction, order)
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+        values = entry.cls(entry.params, state=state).score(data)
+        seconds = time.perf_counter() - started
+        values = np.asarray(values.detach().float().cpu().numpy()).reshape(-1)
+        if values.shape[0] != len(split):
+            raise RuntimeError(f"score() returned {values.shape[0]} scores for {len(split)} samples")
+        ctx.throughput.record(rate, len(split), seconds)
+        np.save(directory / "scores.npy", unpermute(values, order).astype(np.float32))
+        return {"method": entry.label, "split": split.label, "seconds": seconds}
+
+    def load(artifact) -> ScoredSplit:
+        return ScoredSplit(artifact.array("scores"), artifact.meta["seconds"], key)
+
+    return ctx.cache.cached(KIND, key, compute, load)
+
+
+def plan_score(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, extraction: Task | None, fit: Task | None,
+               seed: int, backbone: str) -> Task:
+    """The scores of ``split`` by ``entry`` on ``network`` (after ``fit``, when the method fits)."""
+    base = fit.key if fit is not None else (None if network.key is None else stable_hash(
+        {**entry.identity(), "checkpoint": network.key, "precision": ctx.compute.precision, "seed": seed}))
+    key = None if base is None or split.key is None else stable_hash({"fit": base, "split": split.key})
+    reads_images = Reads.IMAGES in entry.caps.reads
+    rate = ctx.throughput.key("score", f"{entry.cls.name}/{backbone}")
+    inputs = {"network": network.id, "split": split.task, **({"extraction": extraction.id} if extraction else {}),
+              **({"fit": fit.id} if fit else {})}
+    return Task(f"score:{entry.label}:{network.id}:{split.label}", KIND, f"{entry.label} scores {split.label}", key,
+                lambda ctx, inputs: _score(ctx, entry, inputs["network"], inputs["split"], inputs.get("extraction"),
+                                           inputs.get("fit"), seed, key, rate),
+                inputs=inputs, work=Work(rate, split.count if reads_images else 0, ctx.throughput.key("train", backbone)),
+                resources=Resources(ctx.compute.device.type), group=entry.label)

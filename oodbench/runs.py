@@ -1,0 +1,134 @@
+"""The Python API: ``oodbench.run``, ``oodbench.plan`` and ``oodbench.load_results``.
+
+The command line is a thin layer over these functions, so a notebook and ``oodbench run`` go
+through the same engine and give the same records::
+
+    import oodbench
+    result = oodbench.run(methods=["msp", "energy"], id="cifar10-jpeg", ood=["tin-crop-32"], preset="smoke",
+                          catalogs=["../shared/data/catalog.toml"])
+    result.records[["method", "ood_dataset", "auroc"]]
+    id_scores, ood_scores = result.scores("msp", "tin-crop-32")
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from oodbench.config import RunConfig, default_home, resolve_config
+from oodbench.store import ResultStore
+
+DEFAULT = ...
+
+
+@dataclass
+class RunResult:
+    """One finished run: its id, one record per (method, OOD set, seed), and what it cost."""
+
+    run_id: str
+    records: pd.DataFrame
+    config: RunConfig
+    images_forwarded: int
+    wall_time_s: float
+    stages: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every cell has metrics (no failed method, no non-finite scores)."""
+        return bool((self.records["status"] == "ok").all())
+
+    def scores(self, method: str, ood_dataset: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The per-sample outlier scores (ID test, OOD set) behind one record, loaded on demand."""
+        rows = self.records[(self.records["method"] == method) & (self.records["ood_dataset"] == ood_dataset)
+                            & (self.records["seed"] == seed)]
+        if rows.empty or rows.iloc[0]["status"] == "failed":
+            raise KeyError(f"no scores for method '{method}' on '{ood_dataset}' (seed {seed}) in run {self.run_id}")
+        row = rows.iloc[0]
+        return np.load(row["id_scores_path"]), np.load(row["ood_scores_path"])
+
+    def table(self) -> str:
+        """The MIM-paper layout (AUROC / AUPR-OUT per OOD set) as text."""
+        from oodbench.report.tables import format_terminal
+
+        return format_terminal(self.records)
+
+
+def _registry(catalogs: Sequence[str | Path], plugins: Sequence[str | Path]):
+    from oodbench.registry import build_registry
+
+    registry = build_registry(plugins, catalogs)
+    for problem in registry.problems:
+        print(f"warning: plugin not loaded: {problem}", file=sys.stderr)
+    return registry
+
+
+def _config(registry, say, *, methods, id, ood, preset, results, cache_dir, data_root, command, **options) -> RunConfig:
+    home = default_home()
+    return resolve_config(
+        registry, preset=preset, id_dataset=id, ood=ood, methods=methods, say=say, results_dir=Path(results),
+        cache_dir=Path(cache_dir) if cache_dir else home / "cache", data_root=Path(data_root) if data_root else home / "data",
+        command=command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), **options)
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
+    return (lambda text: None) if quiet else print
+
+
+def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,
+        preset: str | None = None, *, seeds: Sequence[int] = (0,), params: Mapping[str, Mapping[str, Any]] | None = None,
+        variants: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None, backbone: str | None = None,
+        checkpoint: str | None = None, aux: str | None = None, limit: Any = DEFAULT, train_limit: Any = DEFAULT,
+        epochs: int | None = None, train: bool | None = None, batch_size: int | None = None, device: str = "auto",
+        precision: str = "auto", compile: bool = True, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
+        results: str | Path = "results", cache_dir: str | Path | None = None, data_root: str | Path | None = None,
+        download: bool = True, executor: str = "local", quiet: bool = False, command: str | None = None) -> RunResult:
+    """Run detectors and return the records.
+
+    ``methods``, ``id``, ``ood`` and ``preset`` as on the command line (``None``: the preset's or
+    the ID set's defaults; no preset: ``demo`` without ``id``, else ``paper`` with CUDA and
+    ``quick`` without); every other argument overrides a preset value. ``params`` maps a method to
+    parameter values (``{"odin": {"eps": 0.002}}``), ``variants`` a label to (method, parameters).
+    ``limit`` / ``train_limit``: images per split, ``None`` for all.
+    """
+    from oodbench.engine.runner import run as run_engine
+
+    say = _say(quiet)
+    registry = _registry(catalogs, plugins)
+    config = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
+                     data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
+                     checkpoint=checkpoint, aux=aux, limit=limit, train_limit=train_limit, epochs=epochs, train=train,
+                     batch_size=batch_size, device=device, precision=precision, compile=compile, download=download)
+    outcome = run_engine(config, registry, say, executor)
+    return RunResult(outcome.run_id, outcome.results, config, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
+                     outcome.notes)
+
+
+def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,
+         preset: str | None = None, *, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
+         results: str | Path = "results", cache_dir: str | Path | None = None, data_root: str | Path | None = None,
+         quiet: bool = False, command: str | None = None, **overrides: Any):
+    """The plan of the same arguments as :func:`run`, without running anything or downloading:
+    a :class:`~oodbench.engine.planview.PlanView` (``.tasks`` as a DataFrame, ``str()`` as text)."""
+    from oodbench.engine.planview import PlanView
+    from oodbench.engine.runner import plan_run
+
+    say = _say(quiet)
+    registry = _registry(catalogs, plugins)
+    options = {"limit": DEFAULT, "train_limit": DEFAULT, **overrides}
+    config = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
+                     data_root=data_root, command=command, **options)
+    planned, ctx = plan_run(config, registry, say)
+    return PlanView.of(planned, ctx, registry)
+
+
+def load_results(path: str | Path = "results", run_id: str | None = None) -> pd.DataFrame:
+    """The records of a results store (a results directory or its ``oodbench.sqlite``), of one run or all."""
+    path = Path(path)
+    store = ResultStore(path if path.suffix == ".sqlite" else path / "oodbench.sqlite").require()
+    return store.results(run_id)

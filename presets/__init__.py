@@ -1,0 +1,1 @@
+"""Built-in presets: named defaults of a run (installed as ``oodbench.presets``)."""
