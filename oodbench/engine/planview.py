@@ -18,7 +18,7 @@ from oodbench.report.listing import left_aligned
 
 
 def _clock(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or pd.isna(seconds):
         return "?"
     if seconds < 1:
         return "<1s"
