@@ -154,8 +154,12 @@ class ImageBatches:
         return self.count
 
 
-class UndeclaredRead(AttributeError):
-    """A method asked for a representation it did not declare, or for something scoring never sees."""
+class UndeclaredRead(Exception):
+    """A method asked for a representation it did not declare, or for something scoring never sees.
+
+    Not an ``AttributeError`` on purpose: ``getattr(data, "labels", None)`` must fail, not quietly
+    return a default.
+    """
 
 
 class _Inputs:
@@ -210,6 +214,8 @@ class ScoreInputs(_Inputs):
     """
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # protocol probes (copy, display) get the usual answer
+            raise AttributeError(name)
         raise UndeclaredRead(
             f"score() inputs have no '{name}': a method sees only the representations it declared "
             f"({', '.join(sorted(self._PUBLIC))}); labels and the split's identity are hidden by design"

@@ -101,3 +101,9 @@ def zip_folder(path: Path, n: int, classes: list[str] | None, size: int = 32, se
             buffer = io.BytesIO()
             Image.fromarray(_images(rng, 1, size)[0]).save(buffer, format="PNG")
             archive.writestr(name, buffer.getvalue())
+
+
+def tinyimages300k(root: Path, n: int = 50, seed: int = 0) -> None:
+    """``300K_random_images.npy``: one uint8 array ``N x 32 x 32 x 3`` (the file pytorch-ood downloads)."""
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "300K_random_images.npy", _images(np.random.default_rng(seed), n))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import fakes
+import pytest
 import torch
 from helpers import run_tiny, store_rows, write_plugin
 
@@ -79,17 +80,17 @@ def test_data_verify_reports_each_split(tiny_catalog, tmp_path, capsys):
     assert "FAILED" in capsys.readouterr().out
 
 
-def test_store_rows_are_written_per_method_in_one_transaction(tmp_path):
+def test_rows_written_together_are_one_transaction(tmp_path):
+    """A write that fails in the middle (after the first row is inserted) leaves no row behind."""
     from oodbench.store import ResultStore
 
     store = ResultStore(tmp_path / "oodbench.sqlite")
     store.start_run("r1", command="test")
     good = {"run_id": "r1", "method": "m", "params": {}, "params_hash": "h", "backbone": "b", "checkpoint": "c",
             "id_dataset": "i", "ood_dataset": "o", "seed": 0, "status": "ok"}
-    try:
-        store.add_results([good, {**good, "ood_dataset": "o2", "no_such_column": 1}])
-    except ValueError:
-        pass
+    unbindable = {**good, "ood_dataset": "o2", "auroc": object()}  # sqlite3 cannot bind it: fails at the second INSERT
+    with pytest.raises(sqlite3.Error):
+        store.add_results([good, unbindable])
     with sqlite3.connect(tmp_path / "oodbench.sqlite") as connection:
         assert connection.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
     store.add_results([good, {**good, "ood_dataset": "o2"}])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from html.parser import HTMLParser
 
 import numpy as np
@@ -146,3 +147,36 @@ def test_tables_with_a_block_per_ood_set_mark_the_best_within_each_block():
     best = best_mask(table)
     assert best["AUROC"].tolist() == [True, False, False, True]
     assert best["FPR@95TPR(ID+)"].tolist() == [True, False, True, True]
+
+
+def test_published_numbers_match_copies_through_same_as_and_carry_corrections():
+    from oodbench.report.published import published_vs_reproduced
+
+    rows = []
+    for id_dataset, stands_for, method, ood, ood_stands in [("cifar10-jpeg", "cifar10", "msp", "tin-crop-copy", "tin-crop"),
+                                                              ("c100-copy", "cifar100", "vim", "dtd-copy", "textures")]:
+        rows.append({"id_dataset": id_dataset, "id_stands_for": stands_for, "method": method, "ood_dataset": ood,
+                     "ood_stands_for": ood_stands, "status": "ok", "auroc": 0.9, "aupr_out": 0.8, "aupr_in": 0.7,
+                     "fpr95_id_pos": 0.3, "fpr95_ood_pos": 0.4, "protocol": "{}", "backbone": "wrn-16-2",
+                     "checkpoint_origin": "trained", "n_id": 100, "seed": 0})
+    table = published_vs_reproduced(pd.DataFrame(rows)).set_index(["id_dataset", "method", "ood_dataset", "metric"])
+    msp = table.loc[("cifar10", "msp", "tin-crop", "auroc")]
+    assert msp["published"] == pytest.approx(0.9459) and msp["reproduced"] == pytest.approx(0.9)
+    assert msp["reproduced_on"] == "cifar10-jpeg for cifar10, tin-crop-copy for tin-crop"
+    vim = table.loc[("cifar100", "vim", "textures", "auroc")]
+    assert vim["published"] == pytest.approx(0.9069) and "printed under the tin-crop column" in vim["correction"]
+    # a store written before same_as was recorded: rows compare under their own names only
+    old = pd.DataFrame(rows).drop(columns=["id_stands_for", "ood_stands_for"])
+    assert published_vs_reproduced(old).empty
+
+
+def test_a_missing_optional_extra_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "websocket", None)  # as if websocket-client were not installed
+    store = ResultStore(tmp_path / "results" / "oodbench.sqlite")
+    store.start_run("r1", command="test")
+    store.add_results([{"run_id": "r1", "method": "m", "params": {}, "params_hash": "h", "backbone": "b", "checkpoint": "c",
+                        "id_dataset": "i", "ood_dataset": "o", "seed": 0, "status": "failed", "error": "x"}])
+    code = main(["report", "--run", "r1", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"), "--screenshot"])
+    err = capsys.readouterr().err
+    assert code == 2 and "optional extra 'browser'" in err and "pip install 'oodbench[browser]'" in err
+    assert "Traceback" not in err and err.count("\n") == 2

@@ -61,3 +61,14 @@ def test_cifar100_path_for_the_training_methods(tiny_catalog, tmp_path, capsys):
     assert code == 0, out
     rows = {r["method"]: r for r in store_rows(tmp_path / "results")}
     assert '"k": 5' in rows["mim"]["params"] and '"p_aug": 1.0' in rows["mim"]["params"]
+
+
+def test_a_copy_declared_same_as_gets_the_method_defaults_of_what_it_stands_for(tiny_catalog, tmp_path, capsys):
+    text = tiny_catalog.read_text().replace('[datasets.tiny]\nrole = "id"', '[datasets.tiny]\nrole = "id"\nsame_as = "cifar100"')
+    tiny_catalog.write_text(text)
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "mim") == 0
+    (row,) = store_rows(tmp_path / "results")
+    assert '"k": 5' in row["params"] and row["id_stands_for"] == "cifar100" and row["id_dataset"] == "tiny"
+    # but not the published weights of what it stands for: those were trained on other pixels
+    assert main(["plan", "--preset", "paper", "--id", "tiny", "--methods", "msp", "--catalog", str(tiny_catalog)]) == 2
+    assert "no checkpoint of backbone 'wrn-40-2' for 'tiny'" in capsys.readouterr().err

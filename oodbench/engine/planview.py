@@ -77,7 +77,8 @@ class PlanView:
         seconds, unknown = self.remaining_seconds()
         summary = (f"{len(self.tasks)} tasks: {counts.get('cached', 0)} cached, {counts.get('run', 0)} to run"
                    + (f", {counts.get('waits', 0)} waiting for downloads" if counts.get("waits", 0) else ""))
-        estimate = f"estimated time of the rest on this device: {_clock(seconds)}"
+        pending = counts.get("run", 0) + counts.get("waits", 0)
+        estimate = f"estimated time of the rest on this device: {_clock(seconds) if pending else 'none, everything is cached'}"
         if unknown:
             estimate += f" + {unknown} task(s) without a measurement here yet (shown '?')"
         return "\n".join(lines + [summary, estimate])

@@ -111,7 +111,8 @@ def trained_key(backbone: BackboneSpec, num_classes: int, train_key: str, recipe
     compiled and eager training differ in the last bits)."""
     return stable_hash({"backbone": backbone.name, "architecture": code_version(backbone.build(num_classes, backbone.channels).__class__),
                         "num_classes": num_classes, "train": train_key, "recipe": recipe, "seed": seed,
-                        "precision": compute.precision, "compile": compute.compile, "training": code_version(training)})
+                        "precision": compute.precision, "compile": compute.compile, "training": code_version(training),
+                        "initialisation": code_version(build_classifier)})
 
 
 def train_or_load(backbone: BackboneSpec, id_dataset: str, num_classes: int, train: SplitArrays, recipe: TrainingRecipe,
@@ -120,7 +121,8 @@ def train_or_load(backbone: BackboneSpec, id_dataset: str, num_classes: int, tra
                   on_trained: Callable[[int, float], None] | None = None) -> tuple[ImageClassifier, dict]:
     """A classifier trained with the CE recipe, from the cache when the same training ran before.
     ``on_trained(images, seconds)`` hears of a training run in this call (not of a resumed one's
-    earlier epochs)."""
+    earlier epochs). The initial weights come from ``seed``, whatever ran before in the process."""
+    torch.manual_seed(seed)
     model = compute.prepare(build_classifier(backbone, num_classes))
 
     def compute_(directory: Path) -> dict:

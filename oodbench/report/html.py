@@ -44,7 +44,6 @@ class Selection:
     """Which results a report covers."""
 
     run: str | None = None
-    latest: bool = False
     all: bool = False
     id_dataset: str | None = None
 
