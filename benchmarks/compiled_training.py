@@ -12,21 +12,17 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
 from oodbench.engine.device import CompiledModule, select_compute
 from oodbench.models.checkpoints import build_classifier
+from oodbench.models.training import cross_entropy_step
 from oodbench.registry import build_registry
 
 
 def throughput(module, model, optimizer, pixels, labels, compute, steps: int) -> tuple[float, float]:
     """(seconds of the first step, images per second over ``steps`` further steps)."""
     def step() -> None:
-        with compute.autocast():
-            loss = F.cross_entropy(module(pixels).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        cross_entropy_step(module, optimizer, pixels, labels, compute)
 
     started = time.perf_counter()
     step()

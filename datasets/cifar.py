@@ -70,6 +70,7 @@ def _cifar(dataset: type, name: str, base: str, label_key: str, classes: tuple[s
         description=f"{name.upper()}: 50,000 train / 10,000 test 32x32 images (torchvision download)",
         citation=CITATION,
         default_ood=MIM_OOD_SETS,
+        source=name,
     )
 
 

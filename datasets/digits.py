@@ -109,6 +109,7 @@ class PhotoPatchesSource(Source):
 DIGITS = DatasetSpec(
     name="digits",
     role="id",
+    source="sklearn-digits",
     splits={"train": DigitsSource(ID_CLASSES, "train", True), "test": DigitsSource(ID_CLASSES, "test", True)},
     num_classes=len(ID_CLASSES),
     classes=tuple(str(c) for c in ID_CLASSES),
@@ -120,6 +121,7 @@ DIGITS = DatasetSpec(
 DIGITS_HELDOUT = DatasetSpec(
     name="digits-heldout",
     role="ood",
+    source="sklearn-digits",
     splits={"test": DigitsSource(HELDOUT_CLASSES, None, False)},
     description="scikit-learn 8x8 digits of the held-out classes 6-9 (demo near-OOD set)",
 )
@@ -127,6 +129,7 @@ DIGITS_HELDOUT = DatasetSpec(
 PHOTO_PATCHES = DatasetSpec(
     name="photo-patches",
     role="ood",
+    source="sklearn-sample-images",
     splits={"test": PhotoPatchesSource(1000, seed=0)},
     description="patches of scikit-learn's two sample photos (demo far-OOD set)",
 )

@@ -50,6 +50,7 @@ def _source(split: str) -> DownloadedFiles:
 MNIST = DatasetSpec(
     name="mnist",
     role="id",
+    source="mnist",
     splits={"train": _source("train"), "test": _source("test")},
     num_classes=10,
     classes=tuple(str(d) for d in range(10)),

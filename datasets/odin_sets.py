@@ -22,11 +22,12 @@ from oodbench.data.download import DownloadedFiles, image_folder_reader
 ODIN_CITATION = "Liang, Li & Srikant, Enhancing The Reliability of Out-of-distribution Image Detection in Neural Networks, ICLR 2018"
 
 
-def _odin_set(name: str, dataset: type, description: str) -> DatasetSpec:
+def _odin_set(name: str, dataset: type, source: str, description: str) -> DatasetSpec:
     folder = dataset.base_folder.rstrip("/")
     return DatasetSpec(
         name=name,
         role="ood",
+        source=source,
         splits={
             "test": DownloadedFiles(
                 folder="odin",
@@ -42,7 +43,7 @@ def _odin_set(name: str, dataset: type, description: str) -> DatasetSpec:
     )
 
 
-TIN_CROP = _odin_set("tin-crop", TinyImageNetCrop, "TinyImageNet (crop), ODIN release: 10,000 random 32x32 crops")
-TIN_RESIZE = _odin_set("tin-resize", TinyImageNetResize, "TinyImageNet (resize), ODIN release: 10,000 images downsampled to 32x32")
-LSUN_CROP = _odin_set("lsun-crop", LSUNCrop, "LSUN (crop), ODIN release: 10,000 crops of LSUN test images")
-LSUN_RESIZE = _odin_set("lsun-resize", LSUNResize, "LSUN (resize), ODIN release: 10,000 LSUN test images downsampled to 32x32")
+TIN_CROP = _odin_set("tin-crop", TinyImageNetCrop, "tinyimagenet", "TinyImageNet (crop), ODIN release: 10,000 random 32x32 crops")
+TIN_RESIZE = _odin_set("tin-resize", TinyImageNetResize, "tinyimagenet", "TinyImageNet (resize), ODIN release: 10,000 images downsampled to 32x32")
+LSUN_CROP = _odin_set("lsun-crop", LSUNCrop, "lsun", "LSUN (crop), ODIN release: 10,000 crops of LSUN test images")
+LSUN_RESIZE = _odin_set("lsun-resize", LSUNResize, "lsun", "LSUN (resize), ODIN release: 10,000 LSUN test images downsampled to 32x32")

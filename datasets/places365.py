@@ -15,6 +15,7 @@ ARCHIVE, MD5 = tvd.Places365._IMAGES_META[("val", True)]
 PLACES365 = DatasetSpec(
     name="places365",
     role="ood",
+    source="places365",
     splits={
         "test": DownloadedFiles(
             folder="places365",

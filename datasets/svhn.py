@@ -39,6 +39,7 @@ def _read(root: Path) -> ImageSet:
 SVHN = DatasetSpec(
     name="svhn",
     role="ood",
+    source="svhn",
     splits={
         "test": DownloadedFiles(
             folder="svhn",

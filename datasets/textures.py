@@ -15,6 +15,7 @@ from oodbench.data.download import DownloadedFiles, image_folder_reader
 TEXTURES = DatasetSpec(
     name="textures",
     role="ood",
+    source="dtd",
     splits={
         "test": DownloadedFiles(
             folder="textures",

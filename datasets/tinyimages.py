@@ -32,6 +32,7 @@ def _read(root: Path) -> ImageSet:
 TINYIMAGES300K = DatasetSpec(
     name="tinyimages300k",
     role="aux",
+    source="80m-tiny-images",
     splits={
         "train": DownloadedFiles(
             folder="tinyimages300k",

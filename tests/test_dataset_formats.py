@@ -18,8 +18,9 @@ from oodbench.registry import build_registry
 RGB32 = ImageFormat(32, 3)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def registry():
+    """Built inside the test, after conftest cleared the shell's plugin and catalog settings."""
     return build_registry()
 
 

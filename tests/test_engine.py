@@ -155,3 +155,24 @@ def test_python_api_and_cli_give_equal_records(catalog, tmp_path, capsys):
     np.testing.assert_array_equal(api[METRIC_COLUMNS].to_numpy(float), cli[METRIC_COLUMNS].to_numpy(float))
     id_scores, ood_scores = result.scores("odin", "tin-crop-32", seed=1)
     assert len(id_scores) == 300 and len(ood_scores) == 300 and np.isfinite(id_scores).all()
+
+
+def test_the_headline_command_runs_as_typed(tmp_path, capsys, monkeypatch):
+    """`oodbench run --methods mim,oe,bal --id cifar100`, nothing else: on a CPU it picks the quick preset,
+    OE takes the auxiliary set it declares, every dataset comes from its download (fake files in the
+    real formats stand in for them here)."""
+    data = tmp_path / "home" / "data"
+    fakes.cifar(data / "cifar", hundred=True)
+    fakes.tinyimages300k(data / "tinyimages300k")
+    fakes.odin(data / "odin")
+    fakes.textures(data / "textures")
+    fakes.places365(data / "places365")
+    fakes.svhn(data / "svhn")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--methods", "mim,oe,bal", "--id", "cifar100"]) == 0
+    out = capsys.readouterr().out
+    assert "preset: quick" in out and "aux: oe trains with tinyimages300k (the method's default" in out
+    assert "3 methods x 7 OOD sets x 1 seed(s), 21/21 cells ok" in out
+    rows = {r["method"]: r for r in store_rows(tmp_path / "results")}
+    assert rows["oe"]["aux_dataset"] == "tinyimages300k" and '"epochs": 2' in rows["oe"]["params"]
+    assert '"k": 5' in rows["mim"]["params"]

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
+
+from oodbench.models.training import cross_entropy_step
 
 #: weight of a new measurement in the running average
 SMOOTHING = 0.5
@@ -115,11 +116,7 @@ def calibrate(throughput: Throughput, backbone: str, model: torch.nn.Module, siz
             model(pixels)
 
     def train() -> None:
-        with compute.autocast():
-            loss = F.cross_entropy(model(pixels).float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        cross_entropy_step(model, optimizer, pixels, target, compute)
 
     model.eval()
     throughput.record(forward_key, batch_size, _timed(forward, repeats))

@@ -30,6 +30,15 @@ class Resources:
     memory_mb: float = 0.0
 
 
+#: a training step holds the weights, their gradients and the optimiser's momentum
+TRAINING_COPIES = 3
+
+
+def array_mb(rows: int | None, columns: int, itemsize: int = 4) -> float:
+    """MiB of a ``rows x columns`` array (0 while the row count is unknown)."""
+    return (rows or 0) * columns * itemsize / 2**20
+
+
 @dataclass
 class Task:
     """One stage computation. ``run(ctx, inputs)`` gets the engine context and the outputs of the
@@ -92,18 +101,6 @@ class Plan:
             self.tasks[task.id] = task
         return task.id
 
-    def dependents(self) -> dict[str, list[str]]:
-        """Task id -> ids of the tasks that read its output."""
-        users: dict[str, list[str]] = {task_id: [] for task_id in self.tasks}
-        for task in self.tasks.values():
-            for source in task.inputs.values():
-                users[source].append(task.id)
-        return users
-
     def pending(self) -> list[Task]:
         """Tasks whose output is not in the cache."""
         return [t for t in self.tasks.values() if t.id not in self.cached]
-
-    def runnable(self) -> bool:
-        """Whether every key is known (no task waits for data that is not there)."""
-        return all(t.key is not None for t in self.tasks.values())

@@ -27,6 +27,7 @@ from oodbench.engine.stages.materialise import PlannedSplit, plan_split
 from oodbench.engine.stages.metrics import plan_metrics
 from oodbench.engine.stages.score import plan_score
 from oodbench.hashing import code_version
+from oodbench.models.checkpoints import build_classifier
 from oodbench.registry import Registry
 
 
@@ -60,6 +61,9 @@ class _Planner:
         self.id_spec = registry.dataset(config.id_dataset)
         self.backbone = registry.backbone(config.backbone)
         self.fmt = ImageFormat(self.backbone.input_size, self.backbone.channels)
+        weights = sum(p.numel() for p in build_classifier(self.backbone, self.id_spec.num_classes).parameters())
+        self.model_mb = weights * 4 / 2**20
+        self.row_width = self.backbone.feature_dim + self.id_spec.num_classes
         self.splits: dict[tuple[str, str], PlannedSplit] = {}
         self.plan = Plan({}, [], {})
 
@@ -75,7 +79,7 @@ class _Planner:
 
     def extract(self, network: Task, name: str, split: PlannedSplit, group: str | None = None, announce=None) -> Task:
         task = plan_extract(self.ctx, network, name, split, self.backbone.name, self.backbone.feature_dim,
-                            self.id_spec.num_classes, group)
+                            self.id_spec.num_classes, self.model_mb, group)
         task.announce = task.announce or announce
         return self.plan.tasks[self.plan.add(task)]
 
@@ -87,16 +91,18 @@ class _Planner:
         aux_spec = self.registry.dataset(entry.aux) if entry.aux else None
         aux = self.split(aux_spec, training_split(aux_spec), None) if aux_spec else None
         if caps.trains:
-            network = add(plan_finetune(self.ctx, entry, base, self.train(), aux, seed, self.backbone.name))
+            network = add(plan_finetune(self.ctx, entry, base, f"{self.backbone.name} (seed {seed})", self.train(), aux, seed,
+                                        self.backbone.name, self.model_mb))
             accuracy = self.extract(network, name, id_test, group, _announce_finetune(entry.label))
         fit = None
         if caps.fits:
             train_extraction = self.extract(network, name, self.train(), group) if caps.extracted else None
-            fit = add(plan_fit(self.ctx, entry, network, self.train(), train_extraction, seed))
+            fit = add(plan_fit(self.ctx, entry, network, self.train(), train_extraction, seed, self.row_width))
         scores = {}
         for split in [id_test, *oods]:
             extraction = self.extract(network, name, split, group) if caps.extracted else None
-            scores[split.label] = plan_score(self.ctx, entry, network, split, extraction, fit, seed, self.backbone.name)
+            scores[split.label] = plan_score(self.ctx, entry, network, split, extraction, fit, seed, self.backbone.name,
+                                             self.row_width)
         for task in sorted(scores.values(), key=lambda t: t.key or t.id):
             add(task)
         chain = tuple(t.id for t in [network if caps.trains else None, fit, *scores.values()] if t is not None)
@@ -129,7 +135,8 @@ class _Planner:
         for seed in config.seeds:
             published = config.pretrained and self.backbone.known_checkpoint(self.id_spec.name, seed) is not None
             trains = config.train and not config.checkpoint and not published
-            checkpoint = plan_checkpoint(self.ctx, config, self.backbone, self.id_spec, seed, self.train() if trains else None)
+            checkpoint = plan_checkpoint(self.ctx, config, self.backbone, self.id_spec, seed, self.train() if trains else None,
+                                         self.model_mb)
             base = self.plan.tasks[self.plan.add(checkpoint)]
             base_accuracy = self.extract(base, f"{self.backbone.name} (seed {seed})", id_test, announce=_announce_base(id_test, seed))
             for entry in entries:

@@ -1,1 +1,4 @@
-"""Backbones: architectures, the classifier wrapper, checkpoints and the training recipe."""
+"""The classifier wrapper, where weights come from (files, pytorch-ood, training) and the training recipe.
+
+Backbone architectures are plugins: the top-level ``backbones/`` folder.
+"""

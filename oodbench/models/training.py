@@ -54,6 +54,17 @@ def uses_compile(compute: Compute, count: int, recipe: TrainingRecipe) -> bool:
     return compute.compile and recipe.epochs * steps_per_epoch(count, recipe) >= COMPILE_MIN_STEPS
 
 
+def cross_entropy_step(forward: Callable, optimizer: torch.optim.Optimizer, pixels: torch.Tensor, target: torch.Tensor,
+                       compute: Compute) -> torch.Tensor:
+    """One SGD step on the cross-entropy of ``forward(pixels)`` (under the compute's autocast); the loss."""
+    with compute.autocast():
+        loss = F.cross_entropy(forward(pixels).float(), target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 class EpochState:
     """Training state kept between epochs in a scratch directory, so an interrupted stage resumes.
 
@@ -129,11 +140,7 @@ def train_classifier(
             pixels = to_pixels(images[index], compute.device, compute.channels_last)
             target = labels_t[index].to(compute.device)
             pixels = random_crop_flip(pixels, recipe.crop_padding, recipe.flip, generator)
-            with compute.autocast():
-                loss = F.cross_entropy(forward(pixels).float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = cross_entropy_step(forward, optimizer, pixels, target, compute)
             schedule.step()
             running += loss.item()
             if on_images is not None:

@@ -13,7 +13,7 @@ from oodbench.api import BackboneSpec, DatasetSpec
 from oodbench.config import RunConfig
 from oodbench.engine.context import Network
 from oodbench.engine.estimate import Work
-from oodbench.engine.plan import Resources, Task
+from oodbench.engine.plan import TRAINING_COPIES, Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.errors import ConfigError
 from oodbench.models import checkpoints as ckpt
@@ -34,7 +34,8 @@ def _no_checkpoint(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int) -> C
     )
 
 
-def _registry_task(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, registry_key: str, known) -> Task:
+def _registry_task(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, registry_key: str, known,
+                   resources: Resources) -> Task:
     entry = ckpt.registry_entry(registry_key)
     origin = f"{ckpt.REGISTRY_PREFIX}{registry_key}"
     key = entry.sha256[:24]
@@ -43,22 +44,24 @@ def _registry_task(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, regi
         return _network(ctx, ckpt.load_registry(backbone, registry_key, id_spec.num_classes), key, origin, known)
 
     needs = None if ckpt.registry_file(registry_key).is_file() else f"download {entry.url}"
-    return Task(f"checkpoint:seed{seed}", KIND, f"{origin} (seed {seed})", key, run, needs=needs)
+    return Task(f"checkpoint:seed{seed}", KIND, f"{origin} (seed {seed})", key, run, needs=needs, resources=resources)
 
 
 def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: DatasetSpec, seed: int,
-                    train: PlannedSplit | None) -> Task:
-    """The task that yields the :class:`Network` of ``seed``."""
+                    train: PlannedSplit | None, model_mb: float) -> Task:
+    """The task that yields the :class:`Network` of ``seed`` (``model_mb``: MiB of its weights)."""
+    loaded = Resources(ctx.compute.device.type, model_mb)
     if config.checkpoint and config.checkpoint.startswith(ckpt.REGISTRY_PREFIX):
-        return _registry_task(backbone, id_spec, seed, config.checkpoint[len(ckpt.REGISTRY_PREFIX):], None)
+        return _registry_task(backbone, id_spec, seed, config.checkpoint[len(ckpt.REGISTRY_PREFIX):], None, loaded)
     if config.checkpoint:
         path = ckpt.weights_file(config.checkpoint)
         key, origin = ckpt.file_hash(path, ctx.sources.digests), f"file:{path.resolve()}"
         return Task(f"checkpoint:seed{seed}", KIND, f"{origin} (seed {seed})", key,
-                    lambda ctx, inputs: _network(ctx, ckpt.load_file(backbone, path, id_spec.num_classes), key, origin))
+                    lambda ctx, inputs: _network(ctx, ckpt.load_file(backbone, path, id_spec.num_classes), key, origin),
+                    resources=loaded)
     known = backbone.known_checkpoint(id_spec.name, seed) if config.pretrained else None
     if known is not None:
-        return _registry_task(backbone, id_spec, seed, known.registry_key, known)
+        return _registry_task(backbone, id_spec, seed, known.registry_key, known, loaded)
     if not config.train:
         raise _no_checkpoint(backbone, id_spec, seed)
     recipe = backbone.recipe if config.epochs is None else dataclasses.replace(backbone.recipe, epochs=config.epochs)
@@ -76,4 +79,4 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
     items = None if train.count is None else recipe.epochs * train.count
     return Task(f"checkpoint:seed{seed}", KIND, f"train {backbone.name} on {train.label}, {recipe.epochs} epochs (seed {seed})",
                 key, run, inputs={"train": train.task}, work=Work(rate, items),
-                resources=Resources(ctx.compute.device.type))
+                resources=Resources(ctx.compute.device.type, TRAINING_COPIES * model_mb))

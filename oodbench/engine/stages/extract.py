@@ -18,7 +18,7 @@ from oodbench.data.batches import pixel_batches
 from oodbench.engine.context import Extraction
 from oodbench.engine.device import Compute
 from oodbench.engine.estimate import Work
-from oodbench.engine.plan import Resources, Task
+from oodbench.engine.plan import Resources, Task, array_mb
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import code_version, stable_hash
 from oodbench.metrics import accuracy
@@ -64,12 +64,12 @@ def _extract(ctx, network, split: SplitArrays, key: str, rate: str) -> Extractio
 
 
 def plan_extract(ctx, network_task: Task, network_name: str, split: PlannedSplit, backbone: str, feature_dim: int,
-                 num_classes: int, group: str | None = None) -> Task:
+                 num_classes: int, model_mb: float, group: str | None = None) -> Task:
     """The extraction of ``split`` by the network of ``network_task`` (planned once, shared)."""
     key = None if network_task.key is None or split.key is None else stable_hash(
         {"checkpoint": network_task.key, "split": split.key, "precision": ctx.compute.precision, "code": code_version(forward_pass)})
     rate = ctx.throughput.key("forward", backbone)
-    memory = (split.count or 0) * (feature_dim + num_classes) * 4 / 2**20
+    memory = model_mb + array_mb(split.count, feature_dim + num_classes)
     return Task(f"extract:{network_task.id}:{split.label}", KIND, f"{split.label} through {network_name}", key,
                 lambda ctx, inputs: _extract(ctx, inputs["network"], inputs["split"], key, rate),
                 inputs={"network": network_task.id, "split": split.task}, work=Work(rate, split.count),

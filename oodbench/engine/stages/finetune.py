@@ -17,7 +17,7 @@ from oodbench.engine.context import Network
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.estimate import Work
 from oodbench.engine.inputs import training_context
-from oodbench.engine.plan import Resources, Task
+from oodbench.engine.plan import TRAINING_COPIES, Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import stable_hash
 
@@ -44,9 +44,9 @@ def _finetune(ctx, entry: MethodEntry, base: Network, train, aux, seed: int, key
     return ctx.cache.cached(KIND, key, compute, load)
 
 
-def plan_finetune(ctx, entry: MethodEntry, base: Task, train: PlannedSplit, aux: PlannedSplit | None, seed: int,
-                  backbone: str) -> Task:
-    """The task that yields ``entry``'s fine-tuned :class:`Network` for ``seed``."""
+def plan_finetune(ctx, entry: MethodEntry, base: Task, network_name: str, train: PlannedSplit, aux: PlannedSplit | None,
+                  seed: int, backbone: str, model_mb: float) -> Task:
+    """The task that yields ``entry``'s fine-tuned :class:`Network` for ``seed`` (``model_mb``: MiB of its weights)."""
     parts = [base.key, train.key] + ([aux.key] if aux else [])
     key = None if any(p is None for p in parts) else stable_hash(
         {**entry.identity(), "base": base.key, "train": train.key, "aux": aux.key if aux else None, "seed": seed,
@@ -56,6 +56,7 @@ def plan_finetune(ctx, entry: MethodEntry, base: Task, train: PlannedSplit, aux:
     rate = ctx.throughput.key("train", backbone)
     inputs = {"base": base.id, "train": train.task, **({"aux": aux.task} if aux else {})}
     return Task(f"finetune:{entry.label}:seed{seed}", KIND,
-                f"{entry.label} fine-tunes {base.label}" + (f" with {aux.label}" if aux else ""), key,
+                f"{entry.label} fine-tunes {network_name} on {train.label}" + (f" + {aux.label}" if aux else ""), key,
                 lambda ctx, inputs: _finetune(ctx, entry, inputs["base"], inputs["train"], inputs.get("aux"), seed, key, rate),
-                inputs=inputs, work=Work(rate, items), resources=Resources(ctx.compute.device.type), group=entry.label)
+                inputs=inputs, work=Work(rate, items),
+                resources=Resources(ctx.compute.device.type, (1 + TRAINING_COPIES) * model_mb), group=entry.label)

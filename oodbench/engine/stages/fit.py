@@ -19,7 +19,7 @@ from oodbench.engine.context import FittedState
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.estimate import Work
 from oodbench.engine.inputs import fit_inputs
-from oodbench.engine.plan import Resources, Task
+from oodbench.engine.plan import Resources, Task, array_mb
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import stable_hash
 
@@ -81,12 +81,13 @@ def _fit(ctx, entry: MethodEntry, network, train, extraction, seed: int, key: st
     return ctx.cache.cached(KIND, key, compute, load)
 
 
-def plan_fit(ctx, entry: MethodEntry, network: Task, train: PlannedSplit, extraction: Task | None, seed: int) -> Task:
-    """The fit of ``entry`` on ``train`` as seen by ``network``."""
+def plan_fit(ctx, entry: MethodEntry, network: Task, train: PlannedSplit, extraction: Task | None, seed: int,
+             row_width: int) -> Task:
+    """The fit of ``entry`` on ``train`` as seen by ``network`` (``row_width``: logits + features per sample)."""
     key = None if network.key is None or train.key is None else stable_hash(
         {**entry.identity(), "checkpoint": network.key, "train": train.key, "precision": ctx.compute.precision, "seed": seed})
     rate = ctx.throughput.key("fit", entry.cls.name)
     inputs = {"network": network.id, "train": train.task, **({"extraction": extraction.id} if extraction else {})}
     return Task(f"fit:{entry.label}:{network.id}", KIND, f"{entry.label} on {train.label}", key,
                 lambda ctx, inputs: _fit(ctx, entry, inputs["network"], inputs["train"], inputs.get("extraction"), seed, key, rate),
-                inputs=inputs, work=Work(rate, train.count), resources=Resources(ctx.compute.device.type), group=entry.label)
+                inputs=inputs, work=Work(rate, train.count), resources=Resources(ctx.compute.device.type, array_mb(train.count, row_width)), group=entry.label)

@@ -59,7 +59,7 @@ def plan_split(ctx, spec: DatasetSpec, split: str, fmt: ImageFormat, limit: int 
         needs = f"download {url}" if url else error.message
     total = _expected_count(ctx, source, key)
     count = None if total is None else (total if limit is None else min(limit, total))
-    rate = ctx.throughput.key("decode", "images")
+    rate = ctx.throughput.key("decode", type(source).__name__)
 
     def run(ctx, inputs):
         return materialize(spec, split, fmt, ctx.sources, ctx.cache, limit,

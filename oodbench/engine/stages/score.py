@@ -18,7 +18,7 @@ from oodbench.engine.context import ScoredSplit
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.estimate import Work
 from oodbench.engine.inputs import sample_order, score_inputs, unpermute
-from oodbench.engine.plan import Resources, Task
+from oodbench.engine.plan import Resources, Task, array_mb
 from oodbench.engine.stages.fit import decode_state
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import stable_hash
@@ -49,8 +49,9 @@ def _score(ctx, entry: MethodEntry, network, split, extraction, fitted, seed: in
 
 
 def plan_score(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, extraction: Task | None, fit: Task | None,
-               seed: int, backbone: str) -> Task:
-    """The scores of ``split`` by ``entry`` on ``network`` (after ``fit``, when the method fits)."""
+               seed: int, backbone: str, row_width: int) -> Task:
+    """The scores of ``split`` by ``entry`` on ``network`` (after ``fit``, when the method fits;
+    ``row_width``: logits + features per sample)."""
     base = fit.key if fit is not None else (None if network.key is None else stable_hash(
         {**entry.identity(), "checkpoint": network.key, "precision": ctx.compute.precision, "seed": seed}))
     key = None if base is None or split.key is None else stable_hash({"fit": base, "split": split.key})
@@ -62,4 +63,4 @@ def plan_score(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, extr
                 lambda ctx, inputs: _score(ctx, entry, inputs["network"], inputs["split"], inputs.get("extraction"),
                                            inputs.get("fit"), seed, key, rate),
                 inputs=inputs, work=Work(rate, split.count if reads_images else 0, ctx.throughput.key("train", backbone)),
-                resources=Resources(ctx.compute.device.type), group=entry.label)
+                resources=Resources(ctx.compute.device.type, array_mb(split.count, row_width)), group=entry.label)
