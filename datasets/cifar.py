@@ -51,6 +51,7 @@ def _source(dataset: type, base: str, files: list[str], md5: dict[str, str], lab
         reader=_reader(base, files, label_key),
         url=dataset.url,
         official_md5={f"{base}/{name}": md5[name] for name in files},
+        official_count=50_000 if train else 10_000,
     )
 
 

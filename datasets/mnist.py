@@ -44,6 +44,7 @@ def _source(split: str) -> DownloadedFiles:
         download=lambda root: tvd.MNIST(str(root), train=split == "train", download=True),
         reader=_reader(split),
         url=tvd.MNIST.mirrors[0],
+        official_count=60_000 if split == "train" else 10_000,
     )
 
 

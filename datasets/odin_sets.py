@@ -36,6 +36,7 @@ def _odin_set(name: str, dataset: type, source: str, description: str) -> Datase
                 reader=image_folder_reader(folder),
                 url=dataset.url,
                 official_md5={dataset.filename: dataset.tgz_md5},
+                official_count=10_000,
             )
         },
         description=description,

@@ -24,6 +24,7 @@ PLACES365 = DatasetSpec(
             reader=image_folder_reader("val_256"),
             url=tvd.Places365._BASE_URL + ARCHIVE,
             official_md5={ARCHIVE: MD5},
+            official_count=36_500,
         )
     },
     description="Places365-Standard validation split, small images (36,500, 256x256)",

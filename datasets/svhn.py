@@ -48,6 +48,7 @@ SVHN = DatasetSpec(
             reader=_read,
             url=URL,
             official_md5={FILENAME: MD5},
+            official_count=26_032,
         )
     },
     description="SVHN test split, 26,032 street-view house numbers, 32x32",

@@ -24,6 +24,7 @@ TEXTURES = DatasetSpec(
             reader=image_folder_reader(Textures.base_folder),
             url=Textures.url,
             official_md5={Textures.filename: Textures.tgz_md5},
+            official_count=5_640,
         )
     },
     description="Describable Textures Dataset (DTD), all 5,640 images",

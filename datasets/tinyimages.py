@@ -41,6 +41,7 @@ TINYIMAGES300K = DatasetSpec(
             reader=_read,
             url=TinyImages300k.url,
             official_md5={TinyImages300k.filename: TinyImages300k.md5},
+            official_count=300_000,
         )
     },
     description="300K Random Images: the usual replacement of 80M Tiny Images as Outlier Exposure's auxiliary set",

@@ -36,13 +36,19 @@ class DownloadedFiles(Source):
         reader: Callable[[Path], ImageSet],
         url: str,
         official_md5: dict[str, str] | None = None,
+        official_count: int | None = None,
     ) -> None:
         self.folder = folder
+        #: images of the official release (plan estimates; copies with other counts are read as they are)
+        self.official_count = official_count
         self.required = required
         self._download = download
         self._reader = reader
         self.url = url
         self.official_md5 = official_md5 or {}
+
+    def expected_count(self) -> int | None:
+        return self.official_count
 
     def root(self, ctx: SourceContext) -> Path:
         return Path(ctx.data_root) / self.folder

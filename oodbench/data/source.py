@@ -102,6 +102,10 @@ class Source(ABC):
         """Where the data comes from, for ``oodbench list datasets``."""
         return type(self).__name__
 
+    def expected_count(self) -> int | None:
+        """How many images the split has, when known without reading it (for plan estimates)."""
+        return getattr(self, "count", None)
+
 
 def open_image(data: bytes | str | os.PathLike, where: str) -> Image.Image:
     """Decode one image fully, turning any decoder error into a :class:`DataError` naming ``where``."""

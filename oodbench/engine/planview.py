@@ -2,7 +2,8 @@
 
 Estimates come from the throughput measured on this device (``engine/estimate.py``); for a
 backbone never run here, a few batches of random pixels measure its forward and training speed
-first. Tasks whose data is not downloaded show the download they wait for.
+first (eager: compiled trainings run faster than estimated). Tasks whose data is not downloaded
+show the download they wait for, and the tasks after them wait too.
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ class PlanView:
         rows = []
         for task in plan.tasks.values():
             cached = task.id in plan.cached
+            waits = task.key is None  # its data (or its inputs' data) is not downloaded yet
             rows.append({"kind": task.kind, "task": task.label, "key": (task.key or "")[:12],
-                         "status": "cached" if cached else ("waits" if task.needs else "run"),
+                         "status": "cached" if cached else ("waits" if waits else "run"),
                          "estimate_s": 0.0 if cached else ctx.throughput.seconds(task.work),
-                         "memory_mb": task.resources.memory_mb, "device": task.resources.device, "needs": task.needs or "",
-                         "depends_on": len(task.inputs)})
+                         "memory_mb": task.resources.memory_mb, "device": task.resources.device,
+                         "needs": task.needs or ("its inputs' downloads" if waits else ""), "depends_on": len(task.inputs)})
         return cls(plan, pd.DataFrame(rows), ctx.compute.describe())
 
     def remaining_seconds(self) -> tuple[float, int]:
@@ -76,7 +78,7 @@ class PlanView:
         counts = self.tasks["status"].value_counts()
         seconds, unknown = self.remaining_seconds()
         summary = (f"{len(self.tasks)} tasks: {counts.get('cached', 0)} cached, {counts.get('run', 0)} to run"
-                   + (f", {counts.get('waits', 0)} waiting for downloads" if counts.get("waits", 0) else ""))
+                   + (f", {counts.get('waits', 0)} waiting for downloads (estimated as if they were there)" if counts.get("waits", 0) else ""))
         pending = counts.get("run", 0) + counts.get("waits", 0)
         estimate = f"estimated time of the rest on this device: {_clock(seconds) if pending else 'none, everything is cached'}"
         if unknown:

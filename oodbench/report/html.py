@@ -99,7 +99,9 @@ def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int)
     seeds = sorted(cells["seed"].unique())
     mim = mim_layout(cells)
     bal = bal_layout(cells).rename(columns=METRIC_LABELS)
-    caption = (f"ID {id_dataset}, backbone {', '.join(cells['backbone'].unique())}; "
+    stands_for = cells["id_stands_for"].dropna().unique() if "id_stands_for" in cells else []
+    copy = f" (a copy of {stands_for[0]})" if len(stands_for) and stands_for[0] != id_dataset else ""
+    caption = (f"ID {id_dataset}{copy}, backbone {', '.join(cells['backbone'].unique())}; "
                f"{'mean over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'seed ' + str(seeds[0])}")
     section = Section(id_dataset, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
                       leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells))

@@ -37,7 +37,7 @@ def _expected_count(ctx, source, key: str | None) -> int | None:
         artifact = ctx.cache.open(STAGE, key)
         if artifact is not None:
             return int(artifact.meta["count"])
-    return getattr(source, "count", None)
+    return source.expected_count()
 
 
 def plan_split(ctx, spec: DatasetSpec, split: str, fmt: ImageFormat, limit: int | None, fetch: bool) -> tuple[Task, PlannedSplit]:
