@@ -21,8 +21,10 @@ from oodbench.registry import build_registry
 
 def throughput(module, model, optimizer, pixels, labels, compute, steps: int) -> tuple[float, float]:
     """(seconds of the first step, images per second over ``steps`` further steps)."""
+    scaler = compute.grad_scaler()
+
     def step() -> None:
-        cross_entropy_step(module, optimizer, pixels, labels, compute)
+        cross_entropy_step(module, optimizer, pixels, labels, compute, scaler)
 
     started = time.perf_counter()
     step()

@@ -32,8 +32,10 @@ import oodbench
 from oodbench.config import default_home
 from oodbench.data.arrays import materialize
 from oodbench.data.source import ImageFormat, SourceContext
+from oodbench.engine.batching import inference_batch_size
 from oodbench.engine.cache import ArtifactCache
 from oodbench.engine.device import select_compute
+from oodbench.engine.estimate import Throughput, device_label
 from oodbench.engine.stages.extract import forward_pass
 from oodbench.hashing import DigestMemo
 from oodbench.models.checkpoints import STAGE as CHECKPOINT_STAGE
@@ -92,15 +94,18 @@ def main() -> None:
     splits += [materialize(registry.dataset(name), "test", fmt, context, cache, preset.limit) for name in common["ood"]]
     compute = select_compute()
     model = compute.prepare(load_file(backbone, args.checkpoint, id_spec.num_classes)).eval()
+    batch = inference_batch_size(model, backbone.name, backbone.input_size, backbone.channels, compute,
+                                 Throughput(cache_dir / "throughput.json", device_label(compute)))
+    common["batch_size"] = batch  # the runs below use the same batch as the bare passes
     images = sum(len(s) for s in splits)
     for split in splits:  # read the memory-mapped arrays once, so neither measurement pays for the disk
         np.asarray(split.images).sum()
-    forward_pass(model, splits[1], compute, preset.batch_size)  # warm-up
+    forward_pass(model, splits[1], compute, batch)  # warm-up
     started = time.perf_counter()
     for split in splits:
-        forward_pass(model, split, compute, preset.batch_size)
+        forward_pass(model, split, compute, batch)
     bare = time.perf_counter() - started
-    print(f"bare extraction: {images} images in {bare:.1f} s ({images / bare:.0f} img/s, {compute.describe()})")
+    print(f"bare extraction: {images} images in {bare:.1f} s ({images / bare:.0f} img/s, batch {batch}, {compute.describe()})")
 
     # 2. nine logit/feature methods, fresh extraction, fit and scores
     run_seconds, _ = timed_run(methods=METHODS, cache_dir=fresh_cache(args.cache_dir), **common)

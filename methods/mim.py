@@ -122,9 +122,7 @@ class MIM(Method):
                 with context.precision():
                     logits = model(torch.cat([x, mixed])).float()
                 loss = F.cross_entropy(logits[: len(x)], y) + uniform_cross_entropy(logits[len(x):])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                context.backward_step(loss, optimizer)
                 total += loss.item()
                 context.on_images(2 * len(x))
                 if step % 20 == 0:

@@ -104,9 +104,7 @@ class OutlierExposure(Method):
                 with context.precision():
                     logits = model(torch.cat([x_in, x_out])).float()
                 loss = outlier_exposure_loss(logits[: len(x_in)], labels[index].to(context.device), logits[len(x_in):], p.weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                context.backward_step(loss, optimizer)
                 schedule.step()
                 total += loss.item()
                 context.on_images(len(x_in) + len(x_out))

@@ -246,8 +246,10 @@ class TrainingContext:
     ``model`` is a copy of the base classifier on the engine's device (pixels in [0, 1] in,
     normalisation inside), in training mode unless the method switches it. Images are uint8
     ``N x H x W x C`` arrays in the backbone's format; :meth:`pixels` turns a batch of them into
-    the model's input. ``scratch`` survives an interruption: save state there between epochs
-    (:class:`oodbench.models.training.EpochState`) and the stage resumes on the next run.
+    the model's input. ``backward_step(loss, optimizer)`` zeroes the gradients, back-propagates
+    (with loss scaling when the engine trains in float16) and steps. ``scratch`` survives an
+    interruption: save state there between epochs (:class:`oodbench.models.training.EpochState`)
+    and the stage resumes on the next run.
     """
 
     model: Classifier
@@ -262,6 +264,7 @@ class TrainingContext:
     desc: str
     to_pixels: Callable[[np.ndarray], Tensor]
     progress_display: Callable[..., Iterable]
+    backward_step: Callable[[Tensor, torch.optim.Optimizer], None]
     on_images: Callable[[int], None] = lambda count: None
 
     def pixels(self, images: np.ndarray) -> Tensor:
@@ -449,6 +452,7 @@ class Preset:
     train_limit: int | None = None
     #: default ID dataset when --id is not given
     id_dataset: str | None = None
-    batch_size: int = 256
+    #: inference batch size; None: measured on the device (``engine/batching.py``)
+    batch_size: int | None = None
     default_for: frozenset[str] = frozenset()
     origin: str = "built-in"

@@ -59,10 +59,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-download", dest="download", action="store_false",
                        help="never download; fail with instructions when files are missing")
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    group.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                       help="auto: bfloat16 autocast on CPUs with native bf16, else float32")
+    group.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                       help="auto: bfloat16 autocast on GPUs that support it (float16 with loss scaling on older ones) "
+                            "and on CPUs with native bf16, else float32")
     group.add_argument("--no-compile", dest="compile", action="store_false",
-                       help="train classifiers eagerly instead of through torch.compile (used on bf16 CPUs)")
+                       help="train classifiers eagerly instead of through torch.compile (used on GPUs and bf16 CPUs)")
 
 
 def _run_arguments(run: argparse.ArgumentParser) -> None:
@@ -210,6 +211,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run {result.run_id}: {records['method'].nunique()} methods x {records['ood_dataset'].nunique()} OOD sets x "
           f"{len(result.config.seeds)} seed(s), {int(ok.sum())}/{len(ok)} cells ok, wall time {result.wall_time_s:.1f} s")
     print(f"stages: {result.stages}")
+    if result.rates:
+        print("images per second: " + ", ".join(f"{kind} {rate:.0f}" for kind, rate in result.rates.items())
+              + " (checkpoint / finetune: training images; score: methods that read images)")
     print(f"images through the classifier: {result.images_forwarded}")
     print(f"results: {result.config.results_dir / 'oodbench.sqlite'}")
     if args.report:

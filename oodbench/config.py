@@ -36,7 +36,8 @@ class RunConfig:
     epochs: int | None = None
     limit: int | None = None
     train_limit: int | None = None
-    batch_size: int = 256
+    #: inference batch size; None: measured on the device
+    batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"
     compile: bool = True

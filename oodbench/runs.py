@@ -37,6 +37,8 @@ class RunResult:
     wall_time_s: float
     stages: str
     notes: list[str] = field(default_factory=list)
+    #: images per second achieved by each stage that computed something (training stages: images trained on)
+    rates: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -106,7 +108,7 @@ def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequen
                      batch_size=batch_size, device=device, precision=precision, compile=compile, download=download)
     outcome = run_engine(config, registry, say, executor)
     return RunResult(outcome.run_id, outcome.results, config, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
-                     outcome.notes)
+                     outcome.notes, outcome.rates)
 
 
 def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,

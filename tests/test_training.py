@@ -8,6 +8,7 @@ import torch
 
 from oodbench.api import TrainingRecipe
 from oodbench.backbones.small_cnn import SmallCNN
+from oodbench.data.augment import random_crop_flip
 from oodbench.engine import device
 from oodbench.engine.device import CompiledModule, Compute
 from oodbench.models.classifier import ImageClassifier
@@ -76,3 +77,28 @@ def test_a_failed_compilation_falls_back_to_the_eager_module(monkeypatch, capsys
     torch.testing.assert_close(forward(pixels), model(pixels))
     torch.testing.assert_close(forward(pixels), model(pixels))
     assert capsys.readouterr().err.count("torch.compile failed (RuntimeError: no C compiler)") == 1
+
+
+def _per_sample_crop_flip(pixels, padding, flip, generator):
+    """The reference: torchvision's RandomCrop(padding) + RandomHorizontalFlip, one sample at a time."""
+    b, _, h, w = pixels.shape
+    padded = torch.nn.functional.pad(pixels, (padding,) * 4)
+    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).tolist()
+    out = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(zip(*offsets, strict=True))])
+    if flip:
+        mask = torch.rand(b, generator=generator) < 0.5
+        out = torch.stack([o.flip(2) if m else o for o, m in zip(out, mask, strict=True)])
+    return out
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_vectorised_crop_and_flip_equals_the_per_sample_reference(channels_last):
+    pixels = torch.rand(37, 3, 8, 10)
+    if channels_last:
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+    fast = random_crop_flip(pixels, 3, True, torch.Generator().manual_seed(5))
+    reference = _per_sample_crop_flip(pixels, 3, True, torch.Generator().manual_seed(5))
+    assert torch.equal(fast, reference)
+    assert fast.is_contiguous(memory_format=torch.channels_last) == channels_last
+    shifted = (fast != pixels).flatten(1).any(1).float().mean()
+    assert shifted > 0.5  # crops and flips happened

@@ -1,4 +1,7 @@
-"""Training augmentation on whole batches of pixel tensors: random crop with zero padding, flip."""
+"""Training augmentation on whole batches of pixel tensors: random crop with zero padding, flip.
+
+Vectorised: one gather for the whole batch on its device, no per-sample Python loop.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,20 @@ import torch.nn.functional as F
 def random_crop_flip(pixels: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()`` applied per sample to ``B x C x H x W``.
 
-    Randomness comes from ``generator`` (on the CPU), so a seeded run is reproducible.
+    Randomness comes from ``generator`` (on the CPU), so a seeded run is reproducible; the result
+    keeps the input's memory format.
     """
-    b, _, h, w = pixels.shape
+    b, c, h, w = pixels.shape
+    channels_last = pixels.is_contiguous(memory_format=torch.channels_last) and not pixels.is_contiguous()
     if padding > 0:
         padded = F.pad(pixels, (padding, padding, padding, padding))
-        offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).tolist()
-        pixels = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(zip(*offsets, strict=True))])
+        dy, dx = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(pixels.device)
+        rows = (dy.view(b, 1) + torch.arange(h, device=pixels.device)).view(b, 1, h, 1)
+        cols = (dx.view(b, 1) + torch.arange(w, device=pixels.device)).view(b, 1, 1, w)
+        batch = torch.arange(b, device=pixels.device).view(b, 1, 1, 1)
+        channel = torch.arange(c, device=pixels.device).view(1, c, 1, 1)
+        pixels = padded[batch, channel, rows, cols]
     if flip:
         mask = (torch.rand(b, generator=generator) < 0.5).to(pixels.device)
         pixels = torch.where(mask.view(-1, 1, 1, 1), pixels.flip(3), pixels)
-    return pixels
+    return pixels.contiguous(memory_format=torch.channels_last) if channels_last else pixels

@@ -35,8 +35,8 @@ class EngineContext:
     cache: ArtifactCache
     sources: SourceContext
     throughput: Throughput
-    #: inference batch size (extraction and methods that read images)
-    batch_size: int
+    #: inference batch size (extraction and methods that read images); set before anything runs
+    batch_size: int | None
     say: Callable[[str], None] = print
     forwarded: ForwardCounter = field(default_factory=ForwardCounter)
     notes: list[str] = field(default_factory=list)

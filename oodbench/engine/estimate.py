@@ -45,7 +45,8 @@ def device_label(compute) -> str:
 
 
 class Throughput:
-    """Items per second per rate key, persisted next to the artifact cache."""
+    """Items per second per rate key (and measured settings such as the inference batch size),
+    persisted next to the artifact cache."""
 
     def __init__(self, path: Path, device: str) -> None:
         self.path = path
@@ -62,11 +63,16 @@ class Throughput:
         return self.rates.get(key)
 
     def record(self, key: str, items: int, seconds: float) -> None:
+        """Fold one measurement (``items`` in ``seconds``) into the running average of ``key``."""
         if items <= 0 or seconds <= 0:
             return
         rate = items / seconds
         previous = self.rates.get(key)
-        self.rates[key] = rate if previous is None else SMOOTHING * rate + (1 - SMOOTHING) * previous
+        self.set(key, rate if previous is None else SMOOTHING * rate + (1 - SMOOTHING) * previous)
+
+    def set(self, key: str, value: float) -> None:
+        """Remember a measured value (a rate, or a measured setting such as a batch size)."""
+        self.rates[key] = value
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(self.rates, indent=1, sort_keys=True))
@@ -115,8 +121,10 @@ def calibrate(throughput: Throughput, backbone: str, model: torch.nn.Module, siz
         with compute.autocast():
             model(pixels)
 
+    scaler = compute.grad_scaler()
+
     def train() -> None:
-        cross_entropy_step(model, optimizer, pixels, target, compute)
+        cross_entropy_step(model, optimizer, pixels, target, compute, scaler)
 
     model.eval()
     throughput.record(forward_key, batch_size, _timed(forward, repeats))

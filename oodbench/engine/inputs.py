@@ -17,8 +17,9 @@ import torch
 
 from oodbench.api import Capabilities, FitInputs, ImageBatches, Reads, ScoreInputs, TrainingContext
 from oodbench.data.arrays import SplitArrays
-from oodbench.data.batches import to_pixels
+from oodbench.data.batches import pixel_batches, to_pixels
 from oodbench.engine.context import Extraction, Network
+from oodbench.models.training import optimizer_step
 from oodbench.progress import progress
 
 
@@ -47,12 +48,8 @@ def _values(ctx, caps: Capabilities, network: Network, images: np.ndarray, extra
     if Reads.IMAGES in caps.reads:
         shown = images if order is None else images[order]
         batch, channels_last = ctx.batch_size, ctx.compute.channels_last
-
-        def batches():
-            for start in range(0, len(shown), batch):
-                yield to_pixels(shown[start : start + batch], device, channels_last)
-
-        values[Reads.IMAGES] = ImageBatches(network.model, batches, len(shown), ctx.compute.autocast, ctx.forwarded)
+        values[Reads.IMAGES] = ImageBatches(network.model, lambda: pixel_batches(shown, batch, device, channels_last),
+                                            len(shown), ctx.compute.autocast, ctx.forwarded)
     return values
 
 
@@ -75,10 +72,11 @@ def training_context(ctx, model, train: SplitArrays, aux: SplitArrays | None, se
                      desc: str) -> TrainingContext:
     """The data and helpers :meth:`Method.train` fine-tunes ``model`` with."""
     device, channels_last = ctx.compute.device, ctx.compute.channels_last
+    scaler = ctx.compute.grad_scaler()
     return TrainingContext(
         model=model, id_images=train.images, id_labels=np.asarray(train.labels),
         aux_images=aux.images if aux is not None else None, num_classes=model.num_classes, seed=seed, device=device,
         precision=ctx.compute.autocast, scratch=scratch, desc=desc,
         to_pixels=lambda images: to_pixels(images, device, channels_last), progress_display=progress,
-        on_images=ctx.forwarded,
+        backward_step=lambda loss, optimizer: optimizer_step(loss, optimizer, scaler), on_images=ctx.forwarded,
     )

@@ -17,17 +17,22 @@ import pandas as pd
 
 from oodbench.config import RunConfig
 from oodbench.data.source import SourceContext
+from oodbench.engine.batching import inference_batch_size
 from oodbench.engine.cache import ArtifactCache
 from oodbench.engine.context import EngineContext
 from oodbench.engine.device import select_compute
 from oodbench.engine.estimate import Throughput, device_label
-from oodbench.engine.executors import get_executor
+from oodbench.engine.executors import Outcome, get_executor
 from oodbench.engine.plan import Plan
 from oodbench.engine.planner import build_plan
 from oodbench.engine.records import Recorder
 from oodbench.hashing import DigestMemo
+from oodbench.models.checkpoints import build_classifier
 from oodbench.registry import Registry
 from oodbench.store import ResultStore
+
+#: task kinds whose work is counted in images (a fit's is in feature rows)
+IMAGE_STAGES = ("materialise", "checkpoint", "finetune", "extract", "score")
 
 
 @dataclass
@@ -38,6 +43,21 @@ class RunOutcome:
     wall_time_s: float
     stages: str
     notes: list[str] = field(default_factory=list)
+    #: images per second achieved by each stage that computed something in this run
+    rates: dict[str, float] = field(default_factory=dict)
+
+
+def achieved_rates(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, float]:
+    """Images per second per task kind, over the tasks this run computed (not loaded from the cache)."""
+    totals: dict[str, list[float]] = {}
+    for task in plan.tasks.values():
+        outcome = outcomes.get(task.id)
+        if task.kind not in IMAGE_STAGES or task.id in plan.cached or outcome is None or not outcome.ok:
+            continue
+        if task.work is not None and task.work.items and outcome.seconds > 0:
+            items, seconds = totals.setdefault(task.kind, [0.0, 0.0])
+            totals[task.kind] = [items + task.work.items, seconds + outcome.seconds]
+    return {kind: items / seconds for kind, (items, seconds) in totals.items()}
 
 
 def engine_context(config: RunConfig, say: Callable[[str], None] = print) -> EngineContext:
@@ -65,12 +85,19 @@ def run(config: RunConfig, registry: Registry, say: Callable[[str], None] = prin
         say(f"aux: {label} trains with {aux}" + ("" if config.aux else " (the method's default; --aux NAME to change)"))
     runner = get_executor(executor)
     data = runner.execute(plan, ctx, only={t.id for t in plan.tasks.values() if t.kind == "materialise"})
+    if ctx.batch_size is None:
+        backbone = registry.backbone(config.backbone)
+        model = build_classifier(backbone, plan.header["num_classes"])
+        ctx.batch_size = inference_batch_size(model, backbone.name, backbone.input_size, backbone.channels, ctx.compute,
+                                              ctx.throughput)
+        say(f"inference batch size: {ctx.batch_size} (measured on {ctx.compute.describe()}; --batch-size to set)")
+    plan.header["batch_size"] = ctx.batch_size
     store = ResultStore(config.results_dir / "oodbench.sqlite")
     recorder = Recorder(store, plan, ctx)
     recorder.start(config)
-    status = "failed"
+    status, outcomes = "failed", data
     try:
-        runner.execute(plan, ctx, done=data, on_done=recorder.on_done)
+        outcomes = runner.execute(plan, ctx, done=data, on_done=recorder.on_done)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -78,4 +105,5 @@ def run(config: RunConfig, registry: Registry, say: Callable[[str], None] = prin
     finally:
         wall = time.time() - started
         recorder.finish(status, wall)
-    return RunOutcome(recorder.run_id, store.results(recorder.run_id), ctx.forwarded.images, wall, ctx.cache.summary(), ctx.notes)
+    return RunOutcome(recorder.run_id, store.results(recorder.run_id), ctx.forwarded.images, wall, ctx.cache.summary(), ctx.notes,
+                      achieved_rates(plan, outcomes))

@@ -112,7 +112,7 @@ def trained_key(backbone: BackboneSpec, num_classes: int, train_key: str, recipe
     return stable_hash({"backbone": backbone.name, "architecture": code_version(backbone.build(num_classes, backbone.channels).__class__),
                         "num_classes": num_classes, "train": train_key, "recipe": recipe, "seed": seed,
                         "precision": compute.precision, "compile": compute.compile, "training": code_version(training),
-                        "initialisation": code_version(build_classifier)})
+                        "initialisation": code_version(build_classifier), "classifier": code_version(ImageClassifier)})
 
 
 def train_or_load(backbone: BackboneSpec, id_dataset: str, num_classes: int, train: SplitArrays, recipe: TrainingRecipe,

@@ -16,6 +16,10 @@ class ImageClassifier(nn.Module):
     Inputs are pixel tensors in ``[0, 1]``; normalisation ``(x - mean) / std`` happens inside, so
     input-space perturbations (ODIN, adversarial attacks) are expressed in pixel units.
     The network must provide ``features(x)`` (pooled penultimate features) and a linear ``fc``.
+
+    The final linear layer always runs in float32, also under bfloat16 / float16 autocast: logits
+    rounded to 8 bits of mantissa tie and shift the scores of every logit-reading method (measured
+    on the CPU: up to 0.003 AUROC against float32), at the cost of one small matrix product.
     """
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -40,12 +44,17 @@ class ImageClassifier(nn.Module):
     def features(self, pixels: Tensor) -> Tensor:
         return self.net.features(self.normalize(pixels))
 
+    def logits(self, features: Tensor) -> Tensor:
+        """The final layer on ``features``, in float32 whatever the autocast."""
+        with torch.autocast(features.device.type, enabled=False):
+            return self.net.fc(features.float())
+
     def forward_with_features(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
         features = self.features(pixels)
-        return self.net.fc(features), features
+        return self.logits(features), features
 
     def forward(self, pixels: Tensor) -> Tensor:
-        return self.net.fc(self.features(pixels))
+        return self.logits(self.features(pixels))
 
     def head(self) -> Head:
         return Head(weight=self.net.fc.weight.detach().float(), bias=self.net.fc.bias.detach().float())

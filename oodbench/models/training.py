@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from oodbench.api import TrainingRecipe
 from oodbench.data.augment import random_crop_flip
-from oodbench.data.batches import to_pixels
+from oodbench.data.batches import resident, take, to_pixels
 from oodbench.engine.device import CompiledModule, Compute
 from oodbench.models.classifier import ImageClassifier
 from oodbench.progress import progress
@@ -54,14 +54,20 @@ def uses_compile(compute: Compute, count: int, recipe: TrainingRecipe) -> bool:
     return compute.compile and recipe.epochs * steps_per_epoch(count, recipe) >= COMPILE_MIN_STEPS
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """Zero the gradients, back-propagate ``loss`` (scaled when training in float16), step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def cross_entropy_step(forward: Callable, optimizer: torch.optim.Optimizer, pixels: torch.Tensor, target: torch.Tensor,
-                       compute: Compute) -> torch.Tensor:
-    """One SGD step on the cross-entropy of ``forward(pixels)`` (under the compute's autocast); the loss."""
+                       compute: Compute, scaler: torch.amp.GradScaler) -> torch.Tensor:
+    """One step on the cross-entropy of ``forward(pixels)`` (under the compute's autocast); the loss."""
     with compute.autocast():
         loss = F.cross_entropy(forward(pixels).float(), target)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    optimizer_step(loss, optimizer, scaler)
     return loss
 
 
@@ -127,7 +133,9 @@ def train_classifier(
     start_epoch, extra = state.restore(model=model, optimizer=optimizer, schedule=schedule)
     last_loss = extra.get("loss", float("nan"))
     labels_t = torch.as_tensor(labels, dtype=torch.long)
+    source = resident(images, compute.device)
     forward = CompiledModule(model, uses_compile(compute, n, recipe))
+    scaler = compute.grad_scaler()
     started = time.perf_counter()
     for epoch in range(start_epoch, recipe.epochs):
         model.train()
@@ -137,10 +145,10 @@ def train_classifier(
         bar = progress(range(steps), desc=f"{desc} epoch {epoch + 1}/{recipe.epochs}", unit="batch")
         for step in bar:
             index = np.sort(order[step * batch_size : (step + 1) * batch_size].numpy())
-            pixels = to_pixels(images[index], compute.device, compute.channels_last)
+            pixels = to_pixels(take(source, index), compute.device, compute.channels_last)
             target = labels_t[index].to(compute.device)
             pixels = random_crop_flip(pixels, recipe.crop_padding, recipe.flip, generator)
-            loss = cross_entropy_step(forward, optimizer, pixels, target, compute)
+            loss = cross_entropy_step(forward, optimizer, pixels, target, compute, scaler)
             schedule.step()
             running += loss.item()
             if on_images is not None:

@@ -31,19 +31,26 @@ KIND = "extract"
 @torch.no_grad()
 def forward_pass(model: ImageClassifier, split: SplitArrays, compute: Compute, batch_size: int,
                  on_images: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and features of every image of ``split`` (eval mode, the compute's precision)."""
+    """Logits and features of every image of ``split`` (eval mode, the compute's precision).
+
+    Outputs stay on the device until the whole split is done: one copy to the host per split, no
+    synchronisation per batch.
+    """
     model.eval()
-    logits, features = [], []
-    total = (len(split) + batch_size - 1) // batch_size
+    n = len(split)
+    logits = torch.empty(n, model.num_classes, device=compute.device)
+    features = torch.empty(n, model.feature_dim, device=compute.device)
     batches = pixel_batches(split.images, batch_size, compute.device, compute.channels_last)
-    for pixels in progress(batches, desc=f"extract {split.label}", total=total, unit="batch"):
+    start = 0
+    for pixels in progress(batches, desc=f"extract {split.label}", total=-(-n // batch_size), unit="batch"):
         with compute.autocast():
             out, feats = model.forward_with_features(pixels)
-        logits.append(out.float().cpu().numpy())
-        features.append(feats.float().cpu().numpy())
+        logits[start : start + len(pixels)] = out
+        features[start : start + len(pixels)] = feats
+        start += len(pixels)
         if on_images is not None:
             on_images(len(pixels))
-    return np.concatenate(logits), np.concatenate(features)
+    return logits.cpu().numpy(), features.cpu().numpy()
 
 
 def _extract(ctx, network, split: SplitArrays, key: str, rate: str) -> Extraction:
@@ -67,7 +74,8 @@ def plan_extract(ctx, network_task: Task, network_name: str, split: PlannedSplit
                  num_classes: int, model_mb: float, group: str | None = None) -> Task:
     """The extraction of ``split`` by the network of ``network_task`` (planned once, shared)."""
     key = None if network_task.key is None or split.key is None else stable_hash(
-        {"checkpoint": network_task.key, "split": split.key, "precision": ctx.compute.precision, "code": code_version(forward_pass)})
+        {"checkpoint": network_task.key, "split": split.key, "precision": ctx.compute.precision, "code": code_version(forward_pass),
+         "classifier": code_version(ImageClassifier)})
     rate = ctx.throughput.key("forward", backbone)
     memory = model_mb + array_mb(split.count, feature_dim + num_classes)
     return Task(f"extract:{network_task.id}:{split.label}", KIND, f"{split.label} through {network_name}", key,

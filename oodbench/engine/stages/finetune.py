@@ -19,7 +19,8 @@ from oodbench.engine.estimate import Work
 from oodbench.engine.inputs import training_context
 from oodbench.engine.plan import TRAINING_COPIES, Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import stable_hash
+from oodbench.hashing import code_version, stable_hash
+from oodbench.models.classifier import ImageClassifier
 
 KIND = "finetune"
 
@@ -50,7 +51,7 @@ def plan_finetune(ctx, entry: MethodEntry, base: Task, network_name: str, train:
     parts = [base.key, train.key] + ([aux.key] if aux else [])
     key = None if any(p is None for p in parts) else stable_hash(
         {**entry.identity(), "base": base.key, "train": train.key, "aux": aux.key if aux else None, "seed": seed,
-         "precision": ctx.compute.precision})
+         "precision": ctx.compute.precision, "classifier": code_version(ImageClassifier)})
     items = None if train.count is None or (aux and aux.count is None) else \
         entry.cls(entry.params).training_images(train.count, aux.count if aux else 0)
     rate = ctx.throughput.key("train", backbone)

@@ -21,7 +21,8 @@ from oodbench.engine.inputs import sample_order, score_inputs, unpermute
 from oodbench.engine.plan import Resources, Task, array_mb
 from oodbench.engine.stages.fit import decode_state
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import stable_hash
+from oodbench.hashing import code_version, stable_hash
+from oodbench.models.classifier import ImageClassifier
 
 KIND = "score"
 
@@ -54,7 +55,8 @@ def plan_score(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, extr
     ``row_width``: logits + features per sample)."""
     base = fit.key if fit is not None else (None if network.key is None else stable_hash(
         {**entry.identity(), "checkpoint": network.key, "precision": ctx.compute.precision, "seed": seed}))
-    key = None if base is None or split.key is None else stable_hash({"fit": base, "split": split.key})
+    key = None if base is None or split.key is None else stable_hash(
+        {"fit": base, "split": split.key, "classifier": code_version(ImageClassifier)})
     reads_images = Reads.IMAGES in entry.caps.reads
     rate = ctx.throughput.key("score", f"{entry.cls.name}/{backbone}")
     inputs = {"network": network.id, "split": split.task, **({"extraction": extraction.id} if extraction else {}),
