@@ -121,3 +121,18 @@ def test_demo_runs_without_arguments(tmp_path, monkeypatch, capsys):
     assert "digits-heldout" in out and "photo-patches" in out
     ok, total = map(int, re.search(r"(\d+)/(\d+) cells ok", out).groups())
     assert ok == total >= 40
+
+
+def test_materialised_arrays_outlive_their_archive(tiny_catalog, tmp_path, capsys):
+    """A catalog archive removed after a run: its declared sha256 still identifies the cached arrays, so
+    the rerun is cached; `data verify` and a run that must decode it again name the missing file."""
+    cache = tmp_path / "cache"
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp", "--cache-dir", str(cache)) == 0
+    (tiny_catalog.parent / "test.zip").unlink()
+    capsys.readouterr()
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp", "--cache-dir", str(cache)) == 0
+    assert "images through the classifier: 0" in capsys.readouterr().out
+    assert main(["data", "verify", "tiny", "--catalog", str(tiny_catalog)]) == 1
+    assert "FAILED   tiny/test: archive" in capsys.readouterr().out
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp", "--cache-dir", str(tmp_path / "fresh")) == 2
+    assert "test.zip" in capsys.readouterr().err

@@ -24,7 +24,7 @@ def verify(registry: Registry, names: list[str], paths: dict) -> int:
         spec = registry.dataset(name)
         for split, source in spec.splits.items():
             try:
-                official = source.identity(context).get("official")
+                official = source.verify(context).get("official")
                 remark = {True: "  (official release, md5 verified)", False: "  (readable, but not the official release files)"}.get(official, "")
                 print(f"ok       {name}/{split}: {source.describe()}{remark}")
             except DataError as error:

@@ -98,6 +98,10 @@ class Source(ABC):
     def fetch(self, ctx: SourceContext) -> None:  # noqa: B027  (sources without a download need nothing)
         """Download the files into ``ctx.data_root`` if the source has a download and they are missing."""
 
+    def verify(self, ctx: SourceContext) -> dict:
+        """Check the files themselves (``oodbench data verify``); the identity, or a :class:`DataError`."""
+        return self.identity(ctx)
+
     def describe(self) -> str:
         """Where the data comes from, for ``oodbench list datasets``."""
         return type(self).__name__
@@ -172,11 +176,16 @@ class ZipImageFolderSource(Source):
         return f"{self.path}" + (f" (declared in {self.declared_in})" if self.declared_in else "")
 
     def identity(self, ctx: SourceContext) -> dict:
+        """The archive's checksum; when the archive is gone but its sha256 is declared, the declared
+        one (arrays materialised before stay usable; reading the archive again then fails clearly)."""
+        if not self.path.is_file() and self.sha256 is not None:
+            return {"kind": "zip-imagefolder", "sha256": self.sha256, "labelled": self.labelled, "classes": self.classes}
+        return self.verify(ctx)
+
+    def verify(self, ctx: SourceContext) -> dict:
         if not self.path.is_file():
-            raise DataError(
-                f"archive {self._where()} not found",
-                "copy the archive there or correct its 'path' (relative to the catalog file)",
-            )
+            raise DataError(f"archive {self._where()} not found",
+                            "copy the archive there or correct its 'path' (relative to the catalog file)")
         actual = ctx.digests.digest(self.path)
         if self.sha256 is not None and actual != self.sha256:
             raise DataError(
@@ -186,6 +195,7 @@ class ZipImageFolderSource(Source):
         return {"kind": "zip-imagefolder", "sha256": actual, "labelled": self.labelled, "classes": self.classes}
 
     def read(self, ctx: SourceContext, fmt: ImageFormat) -> ImageSet:
+        self.verify(ctx)
         try:
             archive = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, OSError) as error:
