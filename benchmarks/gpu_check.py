@@ -23,6 +23,15 @@ bring pytorch-ood as a wheel). On one H100, with the data carried in parts of at
     python benchmarks/gpu_check.py --stage eval --ood tin-crop-32,dtd10-32,mnist-test --aux tin-aux ...
     python benchmarks/gpu_check.py --stage eval --ood tin-resize-32 ...
 
+With the device tool (one H100, 15 minutes): in the repository, ``echo /.gpudata/ >> .git/info/exclude``,
+copy ``catalog.toml`` and the zips of one call into ``.gpudata/`` (train: the two cifar10-jpeg zips,
+61 MB; eval: OOD zips and tin-aux.zip up to ~60 MB), put the pytorch-ood wheel there too
+(``python3 -m pip download --no-deps -d .gpudata pytorch-ood==0.4.0``, pure Python), carry
+``.gpudata`` and start the command with
+``pip install -q --no-index --no-deps --target /tmp/site .gpudata/*.whl && export PYTHONPATH=/tmp/site;``.
+Keep ``--cache-dir`` outside the checkout and the calls back to back, so the warm machine keeps
+the arrays and the checkpoint between them.
+
 The smallest settings, to prove it works on a CPU::
 
     python benchmarks/gpu_check.py --catalog ../shared/data/catalog.toml --epochs 1 --train-limit 2000 --limit 300 \\
