@@ -40,7 +40,7 @@ class ODIN(Method):
         temperature = self.params.temperature
 
         def logits32(pixels: Tensor) -> Tensor:
-            return model(pixels).float()
+            return model(pixels)[:, : model.num_classes].float()
 
         scores = []
         for batch in images:

@@ -48,8 +48,10 @@ __all__ = [
 class Reads(str, enum.Enum):
     """A representation a method reads to fit or score."""
 
-    #: logits of the classifier, one forward pass shared by all methods
+    #: logits of the ID classes (the first K outputs), one forward pass shared by all methods
     LOGITS = "logits"
+    #: every output of the network, also those a training method added after the ID classes
+    ALL_LOGITS = "all_logits"
     #: penultimate pooled features, from the same shared forward pass
     FEATURES = "features"
     #: weight and bias of the final linear layer
@@ -59,7 +61,7 @@ class Reads(str, enum.Enum):
 
 
 #: Representations that come from the one forward pass every method shares.
-EXTRACTED = frozenset({Reads.LOGITS, Reads.FEATURES})
+EXTRACTED = frozenset({Reads.LOGITS, Reads.ALL_LOGITS, Reads.FEATURES})
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,18 @@ class Head:
 
 
 class Classifier(Protocol):
-    """The network every stage works with: pixels in ``[0, 1]`` in (normalisation inside), logits out."""
+    """The network every stage works with: pixels in ``[0, 1]`` in (normalisation inside), logits out.
+
+    ``num_classes`` ID classes are the first outputs; ``num_outputs`` may be larger when a training
+    method added outputs (``add_outputs``), e.g. ATOM's outlier class.
+    """
+
+    num_classes: int
 
     @property
-    def num_classes(self) -> int: ...
+    def num_outputs(self) -> int: ...
+
+    def add_outputs(self, extra: int) -> None: ...
 
     @property
     def feature_dim(self) -> int: ...
@@ -125,9 +135,9 @@ class ImageBatches:
     """Images of one split and the network, for methods that declare :attr:`Reads.IMAGES`.
 
     Iterating yields batches of pixel tensors in ``[0, 1]``, shape ``B x C x H x W``, on the
-    engine's device. ``model`` maps such pixels to logits (normalisation is inside it), so an
-    input-space step of size ``eps`` is in pixel units. ``precision()`` is the engine's
-    autocast context.
+    engine's device. ``model`` maps such pixels to its outputs (normalisation is inside it), so an
+    input-space step of size ``eps`` is in pixel units; the ID classes are the first
+    ``model.num_classes`` outputs. ``precision()`` is the engine's autocast context.
     """
 
     def __init__(
@@ -165,7 +175,7 @@ class UndeclaredRead(Exception):
 class _Inputs:
     """Representations of one split, handed out only as far as the method declared them."""
 
-    _PUBLIC: ClassVar[frozenset[str]] = frozenset({"logits", "features", "head", "images", "num_classes"})
+    _PUBLIC: ClassVar[frozenset[str]] = frozenset({"logits", "all_logits", "features", "head", "images", "num_classes"})
 
     def __init__(self, method: str, declared: frozenset[Reads], values: Mapping[Reads, Any], num_classes: int) -> None:
         object.__setattr__(self, "_method", method)
@@ -185,6 +195,11 @@ class _Inputs:
     def logits(self) -> Tensor:
         """``N x K`` float32 logits (:attr:`Reads.LOGITS`)."""
         return self._read(Reads.LOGITS)
+
+    @property
+    def all_logits(self) -> Tensor:
+        """``N x O`` float32 outputs, ID classes first (:attr:`Reads.ALL_LOGITS`)."""
+        return self._read(Reads.ALL_LOGITS)
 
     @property
     def features(self) -> Tensor:

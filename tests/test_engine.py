@@ -176,3 +176,54 @@ def test_the_headline_command_runs_as_typed(tmp_path, capsys, monkeypatch):
     rows = {r["method"]: r for r in store_rows(tmp_path / "results")}
     assert rows["oe"]["aux_dataset"] == "tinyimages300k" and '"epochs": 2' in rows["oe"]["params"]
     assert '"k": 5' in rows["mim"]["params"]
+
+
+OUTLIER_CLASS_PLUGIN = '''
+import torch
+import torch.nn.functional as F
+from oodbench.api import Method, Reads
+
+
+class ExtraClass(Method):
+    """Adds an outlier output and trains it on auxiliary images; scores with its probability."""
+
+    name = "extraclass"
+    reads = frozenset({Reads.LOGITS, Reads.ALL_LOGITS})
+    trains = True
+    uses_aux = True
+
+    def train(self, context):
+        model = context.model
+        model.add_outputs(1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        k = context.num_classes
+        for start in range(0, 48, 16):
+            x_in = context.pixels(context.id_images[start : start + 16])
+            x_out = context.pixels(context.aux_images[start : start + 16])
+            y = torch.as_tensor(context.id_labels[start : start + 16]).to(context.device)
+            with context.precision():
+                logits = model(torch.cat([x_in, x_out])).float()
+            loss = F.cross_entropy(logits[:16], y) + F.cross_entropy(logits[16:], torch.full((16,), k, device=context.device))
+            context.backward_step(loss, optimizer)
+        return {}
+
+    def score(self, data):
+        assert data.all_logits.shape[1] == data.num_classes + 1 and data.logits.shape[1] == data.num_classes
+        return data.all_logits.softmax(1)[:, -1]
+'''
+
+
+def test_a_network_with_an_added_outlier_class_round_trips_through_the_cache(tiny_catalog, tmp_path, capsys):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "extraclass.py").write_text(OUTLIER_CLASS_PLUGIN)
+    args = ("--plugins", str(plugins), "--methods", "extraclass,msp", "--aux", "tiny-aux", "--cache-dir", str(tmp_path / "cache"))
+    assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
+    first = {r["method"]: r for r in store_rows(tmp_path / "results")}
+    capsys.readouterr()
+    assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0  # the (K+1)-output network is rebuilt from the cache
+    out = capsys.readouterr().out
+    assert "images through the classifier: 0" in out and _stage_counts(out)["finetune"] == (1, 0)
+    again = {r["method"]: r for r in store_rows(tmp_path / "results") if r["run_id"] != first["msp"]["run_id"]}
+    assert again["extraclass"]["auroc"] == first["extraclass"]["auroc"]
+    assert 0 <= first["extraclass"]["id_accuracy"] <= 1 and first["extraclass"]["status"] == "ok"

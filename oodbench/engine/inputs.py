@@ -39,8 +39,10 @@ def _values(ctx, caps: Capabilities, network: Network, images: np.ndarray, extra
     device = ctx.compute.device
     pick = (lambda a: np.array(a)) if order is None else (lambda a: np.asarray(a)[order])
     values: dict[Reads, Any] = {}
-    if Reads.LOGITS in caps.reads:
-        values[Reads.LOGITS] = torch.from_numpy(pick(extraction.logits)).to(device)
+    if Reads.LOGITS in caps.reads or Reads.ALL_LOGITS in caps.reads:
+        logits = torch.from_numpy(pick(extraction.logits)).to(device)
+        values[Reads.LOGITS] = logits[:, : network.model.num_classes]
+        values[Reads.ALL_LOGITS] = logits
     if Reads.FEATURES in caps.reads:
         values[Reads.FEATURES] = torch.from_numpy(pick(extraction.features)).to(device)
     if Reads.HEAD in caps.reads:

@@ -29,10 +29,24 @@ class ImageClassifier(nn.Module):
         self.net = net
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        #: the ID classes are the first ``num_classes`` outputs; a method may add outputs after them
+        self.num_classes = net.fc.out_features
 
     @property
-    def num_classes(self) -> int:
+    def num_outputs(self) -> int:
+        """Outputs of the final layer: the ID classes, then any a method added (e.g. ATOM's outlier class)."""
         return self.net.fc.out_features
+
+    def add_outputs(self, extra: int) -> None:
+        """Widen the final layer by ``extra`` outputs after the existing ones (weights kept, new rows zero)."""
+        old = self.net.fc
+        new = nn.Linear(old.in_features, old.out_features + extra).to(device=old.weight.device, dtype=old.weight.dtype)
+        with torch.no_grad():
+            new.weight.zero_()
+            new.bias.zero_()
+            new.weight[: old.out_features] = old.weight
+            new.bias[: old.out_features] = old.bias
+        self.net.fc = new
 
     @property
     def feature_dim(self) -> int:
@@ -57,4 +71,6 @@ class ImageClassifier(nn.Module):
         return self.logits(self.features(pixels))
 
     def head(self) -> Head:
-        return Head(weight=self.net.fc.weight.detach().float(), bias=self.net.fc.bias.detach().float())
+        """The ID classifier: the rows of the final layer that belong to the ID classes."""
+        k = self.num_classes
+        return Head(weight=self.net.fc.weight[:k].detach().float(), bias=self.net.fc.bias[:k].detach().float())

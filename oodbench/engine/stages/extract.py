@@ -38,7 +38,7 @@ def forward_pass(model: ImageClassifier, split: SplitArrays, compute: Compute, b
     """
     model.eval()
     n = len(split)
-    logits = torch.empty(n, model.num_classes, device=compute.device)
+    logits = torch.empty(n, model.num_outputs, device=compute.device)
     features = torch.empty(n, model.feature_dim, device=compute.device)
     batches = pixel_batches(split.images, batch_size, compute.device, compute.channels_last)
     start = 0
@@ -65,7 +65,8 @@ def _extract(ctx, network, split: SplitArrays, key: str, rate: str) -> Extractio
     def load(artifact) -> Extraction:
         logits = artifact.array("logits", mmap=True)
         labelled = len(split) > 0 and int(split.labels.min()) >= 0
-        return Extraction(logits, artifact.array("features", mmap=True), accuracy(logits, split.labels) if labelled else None)
+        id_logits = logits[:, : network.model.num_classes]
+        return Extraction(logits, artifact.array("features", mmap=True), accuracy(id_logits, split.labels) if labelled else None)
 
     return ctx.cache.cached(KIND, key, compute, load)
 

@@ -3,7 +3,7 @@
 Cached under the method's identity (class, parameters, code), the base checkpoint, the ID
 training split, the auxiliary split (when the method trains with one), the seed and the
 precision. The fine-tuned network is evaluated like any other: its own extractions, its own ID
-accuracy.
+accuracy (over the ID classes, when the method added outputs after them, as ATOM does).
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ def _finetune(ctx, entry: MethodEntry, base: Network, train, aux, seed: int, key
         seconds = time.perf_counter() - started
         ctx.throughput.record(rate, entry.cls(entry.params).training_images(len(train), len(aux) if aux else 0), seconds)
         torch.save(model.state_dict(), directory / "model.pt")
-        return {**info, "train_seconds": seconds, "method": entry.label, "base": base.origin}
+        return {**info, "train_seconds": seconds, "method": entry.label, "base": base.origin, "outputs": model.num_outputs}
 
     def load(artifact) -> Network:
+        extra = artifact.meta.get("outputs", model.num_outputs) - model.num_outputs
+        if extra > 0:  # rebuilt with its own architecture, e.g. an added outlier class
+            model.add_outputs(extra)
         model.load_state_dict(torch.load(artifact.file("model.pt"), map_location=ctx.compute.device, weights_only=True))
         return Network(key, f"{entry.label} fine-tune of {base.origin}", model.eval(), None, dict(artifact.meta))
 
