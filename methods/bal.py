@@ -203,6 +203,7 @@ class BAL(Method):
     Params = BalParams
     reads = frozenset({Reads.LOGITS, Reads.FEATURES})
     fits = True
+    attacked_through = "score"
     #: the smoke preset trains the GAN for 2 epochs (seconds) instead of 30
     preset_defaults = {"smoke": {"epochs": 2}}
 
@@ -270,12 +271,18 @@ class BAL(Method):
             state.save(epoch + 1, g=generator, d=discriminator, opt_g=opt_g, opt_d=opt_d)
         return {"mean": mean, "std": std, "discriminator": discriminator.state_dict()}
 
-    @torch.no_grad()
-    def score(self, data: ScoreInputs) -> Tensor:
-        logits, features = data.logits.float(), data.features.float()
-        discriminator = Discriminator(data.num_classes, features.shape[1], self.params.hidden).to(features.device).eval()
+    def _confidence_product(self, logits: Tensor, features: Tensor) -> Tensor:
+        """``-(p1 * p2)``: max softmax times the discriminator's ID probability at the predicted class."""
+        discriminator = Discriminator(logits.shape[1], features.shape[1], self.params.hidden).to(features.device).eval()
         discriminator.load_state_dict(self.state["discriminator"])
         p1 = -MaxSoftmax.score(logits)
-        predicted = logits.argmax(dim=1)
-        p2 = torch.sigmoid(discriminator((features - self.state["mean"]) / self.state["std"], predicted))
+        p2 = torch.sigmoid(discriminator((features - self.state["mean"]) / self.state["std"], logits.argmax(dim=1)))
         return -(p1 * p2)
+
+    @torch.no_grad()
+    def score(self, data: ScoreInputs) -> Tensor:
+        return self._confidence_product(data.logits.float(), data.features.float())
+
+    def attack_score(self, model, pixels: Tensor) -> Tensor:
+        logits, features = model.forward_with_features(pixels)
+        return self._confidence_product(logits[:, : model.num_classes].float(), features.float())

@@ -24,6 +24,10 @@ class Energy(Method):
     summary = "negative free energy -T logsumexp(f(x)/T) of the logits"
     Params = EnergyParams
     reads = frozenset({Reads.LOGITS})
+    attacked_through = "score"
 
     def score(self, data: ScoreInputs) -> Tensor:
         return EnergyBased.score(data.logits, t=self.params.temperature)
+
+    def attack_score(self, model, pixels: Tensor) -> Tensor:
+        return EnergyBased.score(model.class_logits(pixels).float(), t=self.params.temperature)

@@ -15,6 +15,10 @@ class Entropy(Method):
     citation = "Entropy of the predictive distribution, as used by Hendrycks & Gimpel, ICLR 2017 (baseline)"
     summary = "entropy of the softmax distribution"
     reads = frozenset({Reads.LOGITS})
+    attacked_through = "score"
 
     def score(self, data: ScoreInputs) -> Tensor:
         return EntropyDetector.score(data.logits)
+
+    def attack_score(self, model, pixels: Tensor) -> Tensor:
+        return EntropyDetector.score(model.class_logits(pixels).float())

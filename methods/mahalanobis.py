@@ -10,7 +10,7 @@ that reduces the distance, then the distance of the perturbed input
 (:class:`pytorch_ood.detector.MahalanobisODIN`); the original tuned eps on the grid
 {0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01}. The paper's logistic-regression ensemble over
 layers, fitted on OOD test samples, is deliberately not implemented: nothing is fitted on OOD
-test data.
+test data. Adversarial evaluation attacks the distance itself (re-expressed in torch).
 """
 
 from dataclasses import dataclass
@@ -40,7 +40,7 @@ class Mahalanobis(Method):
 
     def capabilities(self) -> Capabilities:
         reads = {Reads.FEATURES} | ({Reads.IMAGES} if self.params.eps > 0 else set())
-        return Capabilities(reads=frozenset(reads), fits=True)
+        return Capabilities(reads=frozenset(reads), fits=True, attack="score" if self.params.eps <= 0 else "surrogate")
 
     def fit(self, train: FitInputs) -> dict:
         detector = MahalanobisDetector(encoder=None).fit_features(train.features, train.labels)
@@ -59,3 +59,9 @@ class Mahalanobis(Method):
         self._restore(detector._base)  # pytorch-ood keeps the fitted Gaussian in the wrapped detector
         with images.precision():
             return torch.cat([detector.predict(batch).float() for batch in images])
+
+    def attack_score(self, model, pixels: Tensor) -> Tensor:
+        """Half the squared distance to the closest class mean, in torch so that it has a gradient
+        (with ``eps > 0`` a surrogate: the distance without the preprocessing step)."""
+        centered = model.features(pixels).float()[:, None, :] - self.state["mu"][None]
+        return 0.5 * ((centered @ self.state["precision"]) * centered).sum(dim=2).min(dim=1).values

@@ -11,6 +11,10 @@ class MaxLogit(Method):
     citation = "Hendrycks, Basart, Mazeika, Zou, Kwon, Mostajabi, Steinhardt & Song, Scaling Out-of-Distribution Detection for Real-World Settings, ICML 2022"
     summary = "negative maximum logit"
     reads = frozenset({Reads.LOGITS})
+    attacked_through = "score"
 
     def score(self, data: ScoreInputs) -> Tensor:
         return MaxLogitDetector.score(data.logits)
+
+    def attack_score(self, model, pixels: Tensor) -> Tensor:
+        return MaxLogitDetector.score(model.class_logits(pixels).float())

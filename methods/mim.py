@@ -92,6 +92,7 @@ class MIM(Method):
     Params = MimParams
     dataset_defaults = {"cifar100": {"k": 5, "p_aug": 1.0}}
     reads = frozenset({Reads.LOGITS})
+    attacked_through = "score"
     trains = True
 
     def training_images(self, n_id: int, n_aux: int) -> int:
@@ -133,3 +134,6 @@ class MIM(Method):
 
     def score(self, data: ScoreInputs) -> Tensor:
         return MaxSoftmax.score(data.logits)
+
+    def attack_score(self, model, pixels: Tensor) -> Tensor:
+        return MaxSoftmax.score(model.class_logits(pixels).float())

@@ -15,6 +15,10 @@ class MSP(Method):
     citation = "Hendrycks & Gimpel, A Baseline for Detecting Misclassified and Out-of-Distribution Examples in Neural Networks, ICLR 2017"
     summary = "negative maximum softmax probability"
     reads = frozenset({Reads.LOGITS})
+    attacked_through = "score"
 
     def score(self, data: ScoreInputs) -> Tensor:
         return MaxSoftmax.score(data.logits)
+
+    def attack_score(self, model, pixels: Tensor) -> Tensor:
+        return MaxSoftmax.score(model.class_logits(pixels).float())

@@ -8,6 +8,9 @@ preprocessing is :func:`pytorch_ood.detector.odin_preprocessing`. The final soft
 float32 even under bfloat16 autocast: at ``T = 1000`` all probabilities are close to ``1/K`` and
 bfloat16 rounding would tie most scores. The original tuned eps on 21 values in [0, 0.004]
 with held-out validation data; pass ``--param odin.eps=...`` to use a tuned value.
+
+Adversarial evaluation attacks a surrogate: the tempered MSP without the preprocessing step (its
+``sign()`` has no useful gradient); the attacked images are then scored by ODIN itself.
 """
 
 from dataclasses import dataclass
@@ -33,6 +36,8 @@ class ODIN(Method):
     summary = "max softmax at temperature T of an input nudged toward higher confidence"
     Params = OdinParams
     reads = frozenset({Reads.IMAGES})
+    #: the preprocessing step's sign() has no useful gradient: attacks go through the tempered MSP
+    attacked_through = "surrogate"
 
     def score(self, data: ScoreInputs) -> Tensor:
         images = data.images
@@ -40,7 +45,7 @@ class ODIN(Method):
         temperature = self.params.temperature
 
         def logits32(pixels: Tensor) -> Tensor:
-            return model(pixels)[:, : model.num_classes].float()
+            return model.class_logits(pixels).float()
 
         scores = []
         for batch in images:
@@ -50,3 +55,7 @@ class ODIN(Method):
                     logits = logits32(perturbed)
             scores.append(-(logits / temperature).softmax(dim=1).max(dim=1).values)
         return torch.cat(scores)
+
+    def attack_score(self, model, pixels: Tensor) -> Tensor:
+        """Surrogate: the temperature-scaled MSP of the input itself, without the preprocessing step."""
+        return -(model.class_logits(pixels).float() / self.params.temperature).softmax(dim=1).max(dim=1).values

@@ -69,6 +69,7 @@ class OutlierExposure(Method):
     summary = "fine-tune toward uniform posteriors on auxiliary outliers; MSP"
     Params = OeParams
     reads = frozenset({Reads.LOGITS})
+    attacked_through = "score"
     trains = True
     uses_aux = True
     default_aux = "tinyimages300k"
@@ -117,3 +118,6 @@ class OutlierExposure(Method):
 
     def score(self, data: ScoreInputs) -> Tensor:
         return MaxSoftmax.score(data.logits)
+
+    def attack_score(self, model, pixels: Tensor) -> Tensor:
+        return MaxSoftmax.score(model.class_logits(pixels).float())

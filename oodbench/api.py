@@ -71,16 +71,22 @@ class Capabilities:
     ``fits`` means the method is fitted on the ID **training** split, reading there the same
     representations it reads at scoring time. ``trains`` means the method fine-tunes the
     classifier (:meth:`Method.train`); it then reads its representations from the fine-tuned
-    network. ``aux`` means training needs auxiliary outliers.
+    network. ``aux`` means training needs auxiliary outliers. ``attack`` says how adversarial
+    evaluation reaches the method: ``"score"`` (:meth:`Method.attack_score` is its own score,
+    differentiable in the input), ``"surrogate"`` (a declared differentiable stand-in for it), or
+    ``None``: not attacked, and reported so.
     """
 
     reads: frozenset[Reads]
     fits: bool = False
     trains: bool = False
     aux: bool = False
+    attack: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reads", frozenset(Reads(r) for r in self.reads))
+        if self.attack not in (None, "score", "surrogate"):
+            raise ValueError(f"attack must be 'score', 'surrogate' or None, not {self.attack!r}")
 
     @property
     def extracted(self) -> frozenset[Reads]:
@@ -127,6 +133,8 @@ class Classifier(Protocol):
     def features(self, pixels: Tensor) -> Tensor: ...
 
     def forward_with_features(self, pixels: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def class_logits(self, pixels: Tensor) -> Tensor: ...
 
     def head(self) -> Head: ...
 
@@ -322,6 +330,8 @@ class Method:
     fits: ClassVar[bool] = False
     trains: ClassVar[bool] = False
     uses_aux: ClassVar[bool] = False
+    #: how adversarial evaluation reaches the method (see :class:`Capabilities`); None: not attacked
+    attacked_through: ClassVar[str | None] = None
 
     def __init__(self, params: Any = None, state: Mapping[str, Any] | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -329,7 +339,8 @@ class Method:
 
     def capabilities(self) -> Capabilities:
         """What the engine must provide; override when it depends on the parameters."""
-        return Capabilities(reads=self.reads, fits=self.fits, trains=self.trains, aux=self.uses_aux)
+        return Capabilities(reads=self.reads, fits=self.fits, trains=self.trains, aux=self.uses_aux,
+                            attack=self.attacked_through)
 
     def train(self, context: TrainingContext) -> dict:
         """Fine-tune ``context.model`` in place (only called when ``trains``); returns a summary."""
@@ -346,6 +357,11 @@ class Method:
     def score(self, data: ScoreInputs) -> Tensor:
         """Outlier scores of one split, shape ``N``; higher means more likely OOD."""
         raise NotImplementedError(f"{type(self).__name__} must implement score()")
+
+    def attack_score(self, model: Classifier, pixels: Tensor) -> Tensor:
+        """Outlier scores of a batch of pixels in [0, 1], differentiable in them (adversarial
+        evaluation; only called when the capabilities declare ``attack``). Uses ``self.state``."""
+        raise NotImplementedError(f"{type(self).__name__} declares an attack route but does not implement attack_score()")
 
 
 @dataclass(frozen=True)

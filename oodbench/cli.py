@@ -86,6 +86,9 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--aux", help="auxiliary outlier dataset (role aux) for training-time methods (default: each method's own)")
     run.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
                      help="override a method parameter, e.g. odin.eps=0.002 (repeatable)")
+    run.add_argument("--attack", dest="attacks", action="append", default=[], metavar="SPEC",
+                     help="also evaluate under an L-inf PGD attack: aloe, atom, or pgd:eps=E,steps=S,step=A,target=id|ood|both "
+                          "(repeatable)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
     run.add_argument("--executor", default="local", help="where tasks run (default: local, in this process)")
     _common(run)
@@ -192,7 +195,7 @@ def _api_options(args: argparse.Namespace) -> dict:
     return {
         "methods": args.methods, "id": args.id_dataset, "ood": args.ood, "preset": args.preset, "seeds": args.seeds,
         "params": _parse_params(args.param), "variants": variants, "backbone": args.backbone, "checkpoint": args.checkpoint,
-        "aux": args.aux, "epochs": args.epochs, "train": args.train, "batch_size": args.batch_size, "device": args.device,
+        "aux": args.aux, "attacks": args.attacks, "epochs": args.epochs, "train": args.train, "batch_size": args.batch_size, "device": args.device,
         "precision": args.precision, "compile": args.compile, "catalogs": args.catalog, "plugins": args.plugins,
         "results": args.results, "cache_dir": args.cache_dir, "data_root": args.data_root,
         **{name: getattr(args, name) for name in ("limit", "train_limit") if hasattr(args, name)},
@@ -206,14 +209,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     records = result.records
     print()
     print(result.table())
-    ok = records["status"] == "ok"
+    ok, not_attacked = records["status"] == "ok", records["status"] == "not attacked"
     print()
     print(f"run {result.run_id}: {records['method'].nunique()} methods x {records['ood_dataset'].nunique()} OOD sets x "
-          f"{len(result.config.seeds)} seed(s), {int(ok.sum())}/{len(ok)} cells ok, wall time {result.wall_time_s:.1f} s")
+          f"{len(result.config.seeds)} seed(s), {int(ok.sum())}/{len(ok) - int(not_attacked.sum())} cells ok"
+          + (f" ({int(not_attacked.sum())} not attacked)" if not_attacked.any() else "")
+          + f", wall time {result.wall_time_s:.1f} s")
     print(f"stages: {result.stages}")
     if result.rates:
         print("images per second: " + ", ".join(f"{kind} {rate:.0f}" for kind, rate in result.rates.items())
-              + " (checkpoint / finetune: training images; score: methods that read images)")
+              + " (checkpoint / finetune: training images; score: methods that read images; attack: gradient steps)")
     print(f"images through the classifier: {result.images_forwarded}")
     print(f"results: {result.config.results_dir / 'oodbench.sqlite'}")
     if args.report:

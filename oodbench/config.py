@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from oodbench.attacks import parse_attack
 from oodbench.errors import ConfigError
 
 
@@ -46,6 +47,8 @@ class RunConfig:
     #: label -> (method, parameter overrides): a method run again under another name and parameters
     variants: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     aux: str | None = None
+    #: adversarial attacks the methods are evaluated under besides clean inputs (oodbench.attacks)
+    attacks: tuple[str, ...] = ()
     results_dir: Path = Path("results")
     cache_dir: Path = field(default_factory=lambda: default_home() / "cache")
     data_root: Path = field(default_factory=lambda: default_home() / "data")
@@ -69,7 +72,8 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
                    params: Mapping[str, Mapping[str, Any]] | None = None, backbone: str | None = None,
                    seeds: Sequence[int] = (0,), limit: Any = ..., train_limit: Any = ..., epochs: int | None = None,
                    train: bool | None = None, batch_size: int | None = None, aux: str | None = None,
-                   checkpoint: str | None = None, say: Callable[[str], None] = print, **environment: Any) -> RunConfig:
+                   checkpoint: str | None = None, attacks: Sequence[str] = (), say: Callable[[str], None] = print,
+                   **environment: Any) -> RunConfig:
     """Merge a preset's defaults with the given options (``...`` for limits means "the preset's").
 
     ``environment`` holds the options that do not depend on the preset: ``device``, ``precision``,
@@ -87,6 +91,8 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     if id_spec.role != "id":
         raise ConfigError(f"--id {id_spec.name}: the dataset has role '{id_spec.role}', not 'id'", "choose a dataset listed with role id")
     variants = dict(variants or {})
+    for spec in attacks:
+        parse_attack(spec)  # a wrong spec is an error now, not after hours of training
     default = sorted(n for n, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains)
     entries = list(dict.fromkeys([*(methods or default), *variants]))
     ood = tuple(ood or id_spec.default_ood)
@@ -98,5 +104,6 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
         train=chosen.train if train is None else train, epochs=epochs if epochs is not None else chosen.epochs,
         limit=chosen.limit if limit is ... else limit, train_limit=chosen.train_limit if train_limit is ... else train_limit,
         batch_size=batch_size or chosen.batch_size, params={m: dict(v) for m, v in (params or {}).items()},
-        variants=variants, aux=aux, **{k: v for k, v in environment.items() if v is not None},
+        variants=variants, aux=aux, attacks=tuple(attacks),
+        **{k: v for k, v in environment.items() if v is not None},
     )

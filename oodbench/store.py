@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -37,6 +38,8 @@ RESULT_COLUMNS = {
     "id_stands_for": "TEXT",
     "ood_stands_for": "TEXT",
     "aux_dataset": "TEXT",
+    #: the adversarial attack of the cell ('' for clean inputs), e.g. "atom: L-inf PGD eps 8/255, ..."
+    "attack": "TEXT NOT NULL DEFAULT ''",
     "seed": "INTEGER NOT NULL",
     "status": "TEXT NOT NULL",
     "error": "TEXT",
@@ -45,6 +48,7 @@ RESULT_COLUMNS = {
     "train_time_s": "REAL",
     "fit_time_s": "REAL",
     "score_time_s": "REAL",
+    "attack_passes": "INTEGER",
     "peak_memory_mb": "REAL",
     "n_id": "INTEGER",
     "n_ood": "INTEGER",
@@ -73,13 +77,17 @@ RUN_COLUMNS = {
 }
 
 
+#: what makes a result row one cell of one run (a repeated cell replaces the row)
+UNIQUE_CELL = ("run_id", "method", "params_hash", "checkpoint", "id_dataset", "ood_dataset", "seed", "attack")
+
+
 def _create_statements() -> list[str]:
     runs = ", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())
     results = ", ".join(f"{k} {v}" for k, v in RESULT_COLUMNS.items())
     return [
         f"CREATE TABLE IF NOT EXISTS runs ({runs})",
         f"CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY AUTOINCREMENT, {results}, "
-        "UNIQUE (run_id, method, params_hash, checkpoint, id_dataset, ood_dataset, seed))",
+        f"UNIQUE ({', '.join(UNIQUE_CELL)}))",
         "CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id)",
     ]
 
@@ -104,6 +112,7 @@ class ResultStore:
             for statement in _create_statements():
                 connection.execute(statement)
             _add_missing_columns(connection)
+            _widen_unique_cell(connection)
         return connection
 
     def start_run(self, run_id: str, **fields: Any) -> None:
@@ -169,6 +178,30 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
         for name, kind in columns.items():
             if name not in present:
                 connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind.replace(' NOT NULL', '')}")
+
+
+def _filled(name: str, kind: str) -> str:
+    """A column of an old row, with a neutral value where the new schema forbids NULL."""
+    if "NOT NULL" not in kind:
+        return name
+    return f"COALESCE({name}, {0 if kind.startswith('INTEGER') else repr('')})"
+
+
+def _widen_unique_cell(connection: sqlite3.Connection) -> None:
+    """A store from before attacks knew a cell without its attack: rebuild the table with the wider key."""
+    (schema,) = connection.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'results'").fetchone()
+    unique = re.search(r"UNIQUE\s*\(([^)]*)\)", schema)
+    if unique and "attack" in unique.group(1):
+        return
+    columns = ", ".join(["id", *RESULT_COLUMNS])
+    values = ", ".join(["id", *(_filled(name, kind) for name, kind in RESULT_COLUMNS.items())])
+    connection.execute("ALTER TABLE results RENAME TO results_before_attacks")
+    connection.execute("DROP INDEX IF EXISTS results_by_run")
+    for statement in _create_statements()[1:]:
+        connection.execute(statement)
+    connection.execute(f"INSERT INTO results ({columns}) SELECT {values} FROM results_before_attacks")
+    connection.execute("DROP TABLE results_before_attacks")
+    connection.execute("UPDATE results SET attack = '' WHERE attack IS NULL")
 
 
 def _jsonify(fields: dict[str, Any]) -> dict[str, Any]:

@@ -102,7 +102,16 @@ def test_a_store_of_an_older_schema_gains_the_new_columns(tmp_path):
 
     database = tmp_path / "oodbench.sqlite"
     with sqlite3.connect(database) as connection:
-        connection.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, run_id TEXT, method TEXT)")
-        connection.execute("INSERT INTO results (run_id, method) VALUES ('old', 'msp')")
-    frame = ResultStore(database).results()
-    assert set(RESULT_COLUMNS) <= set(frame.columns) and frame.loc[0, "method"] == "msp"
+        connection.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, run_id TEXT, method TEXT, params_hash TEXT, "
+                           "checkpoint TEXT, id_dataset TEXT, ood_dataset TEXT, seed INTEGER, "
+                           "UNIQUE (run_id, method, params_hash, checkpoint, id_dataset, ood_dataset, seed))")
+        connection.execute("INSERT INTO results (run_id, method, params_hash, checkpoint, id_dataset, ood_dataset, seed) "
+                           "VALUES ('old', 'msp', 'h', 'c', 'i', 'o', 0)")
+    store = ResultStore(database)
+    frame = store.results()
+    assert set(RESULT_COLUMNS) <= set(frame.columns) and frame.loc[0, "method"] == "msp" and frame.loc[0, "attack"] == ""
+    # the same cell under an attack is a row of its own, not a replacement of the clean one
+    row = {"run_id": "old", "method": "msp", "params": {}, "params_hash": "h", "backbone": "b", "checkpoint": "c",
+           "id_dataset": "i", "ood_dataset": "o", "seed": 0, "status": "ok", "attack": "atom"}
+    store.add_results([row])
+    assert sorted(store.results()["attack"]) == ["", "atom"]

@@ -82,8 +82,10 @@ class FittedState:
 
 @dataclass(frozen=True)
 class ScoredSplit:
-    """Outlier scores of one split in its stored order, the seconds they took, and their cache key."""
+    """Outlier scores of one split in its stored order, the seconds they took, and their cache key;
+    for attacked inputs also the forward + backward passes the attack spent."""
 
     scores: np.ndarray
     seconds: float
     key: str
+    passes: int = 0

@@ -62,6 +62,30 @@ def score_inputs(ctx, method: str, caps: Capabilities, network: Network, split: 
     return ScoreInputs(method, caps.reads, values, network.model.num_classes)
 
 
+@torch.no_grad()
+def pixel_score_inputs(ctx, method: str, caps: Capabilities, network: Network, pixels: torch.Tensor) -> ScoreInputs:
+    """The declared representations of float pixels on the device (attacked images), as for a split."""
+    model, batch = network.model, ctx.batch_size
+    values: dict[Reads, Any] = {}
+    if caps.extracted:
+        outputs, features = [], []
+        for chunk in pixels.split(batch):
+            with ctx.compute.autocast():
+                logits, feats = model.forward_with_features(chunk)
+            outputs.append(logits.float())
+            features.append(feats.float())
+            ctx.forwarded(len(chunk))
+        values[Reads.ALL_LOGITS] = torch.cat(outputs)
+        values[Reads.LOGITS] = values[Reads.ALL_LOGITS][:, : model.num_classes]
+        values[Reads.FEATURES] = torch.cat(features)
+    if Reads.HEAD in caps.reads:
+        values[Reads.HEAD] = model.head()
+    if Reads.IMAGES in caps.reads:
+        values[Reads.IMAGES] = ImageBatches(model, lambda: iter(pixels.split(batch)), len(pixels), ctx.compute.autocast,
+                                            ctx.forwarded)
+    return ScoreInputs(method, caps.reads, values, model.num_classes)
+
+
 def fit_inputs(ctx, method: str, caps: Capabilities, network: Network, train: SplitArrays, extraction: Extraction | None,
                seed: int, scratch: Path) -> FitInputs:
     """The ID training split's declared representations with labels, seed, scratch and progress."""

@@ -3,8 +3,8 @@
 Task kinds: ``materialise`` (decode a dataset split into cached arrays), ``checkpoint`` (load,
 download or train the classifier), ``finetune`` (a training-time method's network), ``extract``
 (logits and features of a split, shared by all methods), ``fit`` (a method's state from the ID
-training split), ``score`` (one split's outlier scores), ``metrics`` (one result cell). The kind
-is also the artifact cache's stage name, so whether a task is cached is one lookup of its key.
+training split), ``score`` (one split's outlier scores), ``attack`` (one split's scores under an
+adversarial attack), ``metrics`` (one result cell). The kind is also the artifact cache's stage name, so whether a task is cached is one lookup of its key.
 
 :class:`Plan` holds the tasks in an order in which every input comes before its users, and the
 result cells the run will record. Executors (``engine/executors``) run a plan; nothing here
@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from oodbench.engine.estimate import Work
 
-KINDS = ("materialise", "checkpoint", "finetune", "extract", "fit", "score", "metrics")
+KINDS = ("materialise", "checkpoint", "finetune", "extract", "fit", "score", "attack", "metrics")
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,13 @@ class Task:
 
 @dataclass(frozen=True)
 class Cell:
-    """One result row the run records: a method entry x seed x OOD set, and the tasks behind it."""
+    """One result row the run records: a method entry x seed x OOD set (x attack), and the tasks
+    behind it. ``metrics`` is None for a cell with nothing to compute (a method that cannot be attacked)."""
 
     method: str
     seed: int
     ood_dataset: str
-    metrics: str
+    metrics: str | None
     #: task ids of the method's own chain (finetune, fit, scores), for its failure and its costs
     chain: tuple[str, ...]
     #: the base network and its ID-test extraction, for rows of a method that failed

@@ -14,11 +14,13 @@ import math
 from typing import Callable
 
 from oodbench.api import DatasetSpec
+from oodbench.attacks import AttackSpec, parse_attack
 from oodbench.config import RunConfig
 from oodbench.data.arrays import evaluation_split, training_split
 from oodbench.data.source import ImageFormat
 from oodbench.engine.entries import MethodEntry, method_entries
 from oodbench.engine.plan import Cell, Plan, Task
+from oodbench.engine.stages.attack import plan_attack
 from oodbench.engine.stages.checkpoint import plan_checkpoint
 from oodbench.engine.stages.extract import plan_extract
 from oodbench.engine.stages.finetune import plan_finetune
@@ -111,6 +113,32 @@ class _Planner:
                                        entry.label, f"{entry.label} on {split.spec.name} (seed {seed})"))
             self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id,
                                         self.static(entry, seed, id_test, split, aux)))
+        for spec in map(parse_attack, self.config.attacks):
+            self.attacked(entry, seed, spec, network, accuracy, fit, scores, id_test, oods, base, base_accuracy, aux)
+
+    def attacked(self, entry: MethodEntry, seed: int, spec: AttackSpec, network: Task, accuracy: Task, fit: Task | None,
+                 clean: dict[str, Task], id_test: PlannedSplit, oods: list[PlannedSplit], base: Task, base_accuracy: Task,
+                 aux: PlannedSplit | None) -> None:
+        """The cells of ``entry`` under ``spec``: attacked ID and / or OOD scores, or 'not attacked' cells."""
+        add = lambda task: self.plan.tasks[self.plan.add(task)]  # noqa: E731
+
+        def scores(split: PlannedSplit, toward_ood: bool) -> Task:
+            if not spec.attacks("id" if toward_ood else "ood"):
+                return clean[split.label]
+            return add(plan_attack(self.ctx, entry, network, split, fit, spec, toward_ood, seed, self.backbone.name,
+                                   self.model_mb, self.fmt.size * self.fmt.size * self.fmt.channels))
+
+        id_scores = scores(id_test, True) if entry.caps.attack else None
+        for split in oods:
+            static = {**self.static(entry, seed, id_test, split, aux), "attack": spec.describe()}
+            if entry.caps.attack is None:
+                self.plan.cells.append(Cell(entry.label, seed, split.spec.name, None, (), base.id, base_accuracy.id, static))
+                continue
+            ood_scores = scores(split, False)
+            metrics = add(plan_metrics(network, accuracy, id_scores, ood_scores, fit, entry.caps.trains, entry.label,
+                                       f"{entry.label} on {split.spec.name} under {spec.name} (seed {seed})"))
+            chain = tuple(t.id for t in (fit, id_scores, ood_scores) if t is not None)
+            self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id, static))
 
     def static(self, entry: MethodEntry, seed: int, id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None) -> dict:
         """The columns of a result row known before anything runs."""
@@ -121,7 +149,7 @@ class _Planner:
             "method_version": code_version(entry.cls), "backbone": self.backbone.name,
             "id_dataset": self.id_spec.name, "id_stands_for": self.id_spec.stands_for,
             "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for,
-            "aux_dataset": entry.aux, "seed": seed,
+            "aux_dataset": entry.aux, "seed": seed, "attack": "",
             "protocol": {"fit_split": train_label if caps.fits else None, "reads": caps.describe(), "id_split": id_test.label,
                          "precision": self.ctx.compute.precision, "trained_on": train_label if caps.trains else None,
                          "aux_split": aux.label if aux else None},

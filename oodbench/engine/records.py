@@ -33,6 +33,9 @@ class Recorder:
     def start(self, config: RunConfig) -> str:
         self.store.start_run(self.run_id, command=config.command, config=config_record(config), versions=package_versions(),
                              git_commit=git_commit(), hardware=hardware())
+        for cell in self.cells.get(None, ()):  # nothing to compute: a method that cannot be attacked
+            self.store.add_results([{**cell.static, "run_id": self.run_id, "status": "not attacked", "checkpoint": "",
+                                     "error": "the method declares no differentiable score or surrogate (Capabilities.attack)"}])
         return self.run_id
 
     def on_done(self, task: Task, outcome: Outcome) -> None:

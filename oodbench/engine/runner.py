@@ -31,8 +31,8 @@ from oodbench.models.checkpoints import build_classifier
 from oodbench.registry import Registry
 from oodbench.store import ResultStore
 
-#: task kinds whose work is counted in images (a fit's is in feature rows)
-IMAGE_STAGES = ("materialise", "checkpoint", "finetune", "extract", "score")
+#: task kinds whose work is counted in images (an attack's in gradient steps on images, a fit's in feature rows)
+IMAGE_STAGES = ("materialise", "checkpoint", "finetune", "extract", "score", "attack")
 
 
 @dataclass

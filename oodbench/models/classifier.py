@@ -70,6 +70,10 @@ class ImageClassifier(nn.Module):
     def forward(self, pixels: Tensor) -> Tensor:
         return self.logits(self.features(pixels))
 
+    def class_logits(self, pixels: Tensor) -> Tensor:
+        """The logits of the ID classes only (the first ``num_classes`` outputs)."""
+        return self(pixels)[:, : self.num_classes]
+
     def head(self) -> Head:
         """The ID classifier: the rows of the final layer that belong to the ID classes."""
         k = self.num_classes

@@ -11,7 +11,7 @@ import pandas as pd
 from oodbench.errors import ConfigError
 from oodbench.store import ResultStore
 
-KEY = ["id_dataset", "method", "ood_dataset", "seed"]
+KEY = ["id_dataset", "method", "ood_dataset", "seed", "attack"]
 #: metric -> +1 when higher is better, -1 when lower is better
 COMPARED = {"auroc": 1, "aupr_out": 1, "fpr95_ood_pos": -1, "fpr95_id_pos": -1}
 

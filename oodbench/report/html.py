@@ -21,7 +21,15 @@ from oodbench.report import plots
 from oodbench.report.export import best_mask, to_latex, to_markdown
 from oodbench.report.leaderboard import leaderboard
 from oodbench.report.published import published_vs_reproduced
-from oodbench.report.tables import BAL_METRICS, bal_layout, cell_status, latest_cells, mim_layout
+from oodbench.report.tables import (
+    BAL_METRICS,
+    bal_layout,
+    cell_status,
+    clean_and_attacked,
+    latest_cells,
+    mim_layout,
+    robustness_layout,
+)
 from oodbench.store import ResultStore
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -61,6 +69,9 @@ class Section:
     bal_best: pd.DataFrame
     board: pd.DataFrame
     published: pd.DataFrame
+    #: the ATOM Table 2 layout (natural and attacked inputs) and the attacks' descriptions; empty without attacks
+    robust: pd.DataFrame = field(default_factory=pd.DataFrame)
+    attacks: list[str] = field(default_factory=list)
     figures: dict = field(default_factory=dict)
     exports: dict = field(default_factory=dict)
 
@@ -95,7 +106,7 @@ def _slug(text: str) -> str:
 
 
 def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int) -> Section:
-    cells = results[results["id_dataset"] == id_dataset]
+    cells, attacked = clean_and_attacked(results[results["id_dataset"] == id_dataset])
     seeds = sorted(cells["seed"].unique())
     mim = mim_layout(cells)
     bal = bal_layout(cells).rename(columns=METRIC_LABELS)
@@ -105,6 +116,11 @@ def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int)
                f"{'mean over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'seed ' + str(seeds[0])}")
     section = Section(id_dataset, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
                       leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells))
+    if not attacked.empty:
+        section.robust = robustness_layout(pd.concat([cells, attacked]))
+        section.attacks = list(dict.fromkeys(attacked["attack"]))
+        _write(out / f"robustness_{_slug(id_dataset)}.md", to_markdown(section.robust, f"Robustness (ATOM Table 2 layout), {caption}"))
+        section.exports["robustness (md)"] = f"robustness_{_slug(id_dataset)}.md"
     slug = _slug(id_dataset)
     for name, table, title in (("mim", mim, "AUROC / AUPR-OUT (MIM-paper layout)"), ("bal", bal, "BAL-paper layout")):
         for suffix, render in (("tex", to_latex), ("md", to_markdown)):

@@ -43,8 +43,36 @@ def cell_status(results: pd.DataFrame) -> dict[tuple[str, str], str]:
     return {(r.method, r.ood_dataset): r.status for r in bad.itertuples()}
 
 
+def clean_and_attacked(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of clean inputs and those of attacked inputs (stores of older versions: all clean)."""
+    attacked = results["attack"].fillna("").astype(bool) if "attack" in results else pd.Series(False, index=results.index)
+    return results[~attacked], results[attacked]
+
+
+ROBUST_METRICS = (("fpr95_id_pos", "FPR@95TPR(ID+)"), ("auroc", "AUROC"))
+NATURAL = "natural"
+
+
+def robustness_layout(results: pd.DataFrame) -> pd.DataFrame:
+    """The ATOM paper's Table 2 layout: rows methods, columns (condition, metric), each the mean over
+    OOD sets (and seeds) of valid cells; conditions 'natural' (clean inputs) and each attack's name.
+    A method that could not be attacked shows no values under that attack."""
+    frame = results.assign(condition=results["attack"].fillna("").map(lambda a: a.split(":")[0] if a else NATURAL))
+    conditions = _ordered(frame["condition"])
+    ok = frame[frame["status"] == "ok"]
+    means = ok.groupby(["method", "condition"])[[m for m, _ in ROBUST_METRICS]].mean()
+    columns = pd.MultiIndex.from_tuples([(c, label) for c in conditions for _, label in ROBUST_METRICS])
+    table = pd.DataFrame(np.nan, index=pd.Index(_ordered(frame["method"]), name="method"), columns=columns)
+    for (method, condition), row in means.iterrows():
+        for metric, label in ROBUST_METRICS:
+            table.loc[method, (condition, label)] = row[metric]
+    return table
+
+
 def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
-    """The MIM-paper layout as aligned text for the terminal, with a caption."""
+    """The MIM-paper layout of the clean cells as aligned text for the terminal, with a caption, and
+    the robustness layout when the run attacked the methods."""
+    results, attacked = clean_and_attacked(results)
     table = mim_layout(results)
     status = cell_status(results)
     text = table.map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "")
@@ -62,7 +90,13 @@ def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
         f"ID {ids}, backbone {', '.join(_ordered(results['backbone']))}; AUROC and AUPR-OUT (OOD positive), "
         f"{'mean over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}"
     )
-    return caption + "\n" + text.to_string()
+    out = caption + "\n" + text.to_string()
+    if not attacked.empty:
+        robust = robustness_layout(pd.concat([results, attacked])).map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "not attacked")
+        attacks = "; ".join(_ordered(attacked["attack"]))
+        out += (f"\n\nunder attack ({attacks}); FPR@95TPR with ID positive and AUROC, mean over OOD sets\n"
+                + robust.to_string())
+    return out
 
 
 BAL_METRICS = ("fpr95_id_pos", "aupr_in", "aupr_out", "auroc", "detection_error", "id_accuracy")
@@ -80,6 +114,6 @@ def bal_layout(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def latest_cells(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (ID set, method, OOD set, seed): the most recent, when several runs are selected."""
-    ordered = results.sort_values("created", kind="stable")
-    return ordered.drop_duplicates(["id_dataset", "method", "ood_dataset", "seed"], keep="last").sort_index()
+    """One row per (ID set, method, OOD set, seed, attack): the most recent, when several runs are selected."""
+    ordered = results.assign(attack=results["attack"].fillna("") if "attack" in results else "").sort_values("created", kind="stable")
+    return ordered.drop_duplicates(["id_dataset", "method", "ood_dataset", "seed", "attack"], keep="last").sort_index()

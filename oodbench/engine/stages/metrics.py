@@ -36,6 +36,7 @@ def _metrics(ctx, inputs: dict, key: str, trains: bool) -> dict:
             "train_time_s": network.info.get("train_seconds") if trains else None,
             "fit_time_s": fitted.seconds if fitted is not None else 0.0,
             "score_time_s": scored_id.seconds + scored_ood.seconds,
+            "attack_passes": scored_id.passes + scored_ood.passes,
             "n_id": len(scored_id.scores), "n_ood": len(scored_ood.scores),
         }
 
@@ -50,5 +51,5 @@ def plan_metrics(network: Task, accuracy: Task, score_id: Task, score_ood: Task,
                                                   "code": code_version(metric_cells), "metrics": code_version(detection_metrics)})
     inputs = {"network": network.id, "accuracy": accuracy.id, "id": score_id.id, "ood": score_ood.id,
               **({"fit": fit.id} if fit else {})}
-    return Task(f"metrics:{score_ood.id}", KIND, label, key, lambda ctx, values: _metrics(ctx, values, key, trains),
+    return Task(f"metrics:{score_id.id}|{score_ood.id}", KIND, label, key, lambda ctx, values: _metrics(ctx, values, key, trains),
                 inputs=inputs, group=group)
