@@ -81,12 +81,14 @@ def parse_attack(spec: str) -> AttackSpec:
 
 
 def pgd(score: Callable[[Tensor], Tensor], pixels: Tensor, spec: AttackSpec, ascend: bool, generator: torch.Generator,
-        precision: Callable = torch.enable_grad) -> Tensor:
+        precision: Callable = torch.enable_grad, keep_best: bool = False) -> Tensor:
     """Perturbed ``pixels`` within the L-inf ball of ``spec.eps`` (and [0, 1]) that move the per-sample
     ``score`` up (``ascend``) or down, by ``spec.steps`` signed-gradient steps of ``spec.step_size``.
 
     ``score`` maps a batch to one value per sample; ``precision`` is the autocast context the
-    forward passes run under (the gradient step itself is taken in float32).
+    forward passes run under (the gradient step itself is taken in float32). ``keep_best``
+    returns, per sample, the iterate that moved the score furthest (ATOM's training attack)
+    instead of the last one.
     """
     origin = pixels.detach().float()
     adversarial = origin.clone()
@@ -94,11 +96,25 @@ def pgd(score: Callable[[Tensor], Tensor], pixels: Tensor, spec: AttackSpec, asc
         noise = torch.rand(origin.shape, generator=generator).to(origin.device)
         adversarial = (origin + (2 * noise - 1) * spec.eps).clamp(0, 1)
     direction = 1.0 if ascend else -1.0
+    best, best_value = adversarial.clone(), None
+
+    def remember(candidate: Tensor, value: Tensor) -> None:
+        nonlocal best, best_value
+        better = torch.ones_like(value, dtype=torch.bool) if best_value is None else direction * value > direction * best_value
+        best = torch.where(better.view(-1, *[1] * (candidate.dim() - 1)), candidate, best)
+        best_value = value if best_value is None else torch.where(better, value, best_value)
+
     for _ in range(spec.steps):
         adversarial.requires_grad_(True)
         with torch.enable_grad(), precision():
-            objective = score(adversarial).float().sum()
-        (gradient,) = torch.autograd.grad(objective, adversarial)
+            values = score(adversarial).float()
+        (gradient,) = torch.autograd.grad(values.sum(), adversarial)
+        if keep_best:
+            remember(adversarial.detach(), values.detach())
         stepped = adversarial.detach() + direction * spec.step_size * gradient.sign()
         adversarial = torch.min(torch.max(stepped, origin - spec.eps), origin + spec.eps).clamp(0, 1)
+    if keep_best:
+        with torch.no_grad(), precision():
+            remember(adversarial, score(adversarial).float())
+        return best.detach()
     return adversarial.detach()

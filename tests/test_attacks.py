@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from helpers import run_tiny, store_rows
@@ -88,3 +90,30 @@ def test_an_attack_that_perturbs_only_id_inputs_keeps_clean_ood_scores(tiny_cata
     rows = {r["attack"] != "": r for r in store_rows(tmp_path / "results")}
     assert rows[True]["attack_passes"] == 3 * 50  # the 50 ID test images only
     assert rows[True]["auroc"] < rows[False]["auroc"]
+
+
+def test_keep_best_returns_the_iterate_that_moved_each_score_furthest():
+    model = ImageClassifier(TinyNet(), (0.5,) * 3, (0.25,) * 3).eval()
+    pixels = torch.rand(32, 3, 4, 4)
+    spec = AttackSpec("pgd", eps=16 / 255, steps=6, step_size=8 / 255, target="ood")  # large steps overshoot
+    score = msp_outlier_score(model)
+    last = pgd(score, pixels, spec, True, torch.Generator().manual_seed(3))
+    best = pgd(score, pixels, spec, True, torch.Generator().manual_seed(3), keep_best=True)
+    with torch.no_grad():
+        assert (score(best) >= score(last) - 1e-6).all()
+    assert (best - pixels).abs().max() <= spec.eps + 1e-6
+
+
+def test_aloe_and_atom_train_score_and_are_attacked_on_the_smoke_preset(tiny_catalog, tmp_path, capsys):
+    args = ("--methods", "msp,aloe,atom", "--aux", "tiny-aux", "--attack", "atom", "--cache-dir", str(tmp_path / "cache"))
+    assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
+    out = capsys.readouterr().out
+    assert "aloe: fine-tuned" in out and "atom: fine-tuned" in out
+    rows = {(r["method"], bool(r["attack"])): r for r in store_rows(tmp_path / "results")}
+    assert all(rows[(m, a)]["status"] == "ok" for m in ("msp", "aloe", "atom") for a in (False, True))
+    assert '"from_scratch": false' in rows[("atom", False)]["params"] and '"epochs": 1' in rows[("aloe", False)]["params"]
+    (meta,) = [p for p in (tmp_path / "cache" / "finetune").glob("*/meta.json") if '"atom"' in p.read_text()]
+    facts = json.loads(meta.read_text())
+    assert facts["outputs"] == 11 and facts["per_epoch"] == [{"pool": 60, "slice_start": 7, "mined": 53}]
+    assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0  # the 11-output network comes back from the cache
+    assert "images through the classifier: 0" in capsys.readouterr().out

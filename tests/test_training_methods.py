@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ import torch
 from helpers import fit_with, score_with
 from torch import nn
 
-from oodbench.methods import bal, mim, oe
+from oodbench.methods import aloe, atom, bal, mim, oe
 from oodbench.models.classifier import ImageClassifier
+from oodbench.models.outlier_training import cosine_annealing
 from oodbench.params import resolve_params
 from oodbench.registry import build_registry
 
@@ -107,7 +109,7 @@ def test_oe_loss_matches_a_hand_computed_example():
 
 
 def test_oe_cosine_schedule_goes_from_lr_to_lr_min():
-    factor = oe.cosine_annealing(100, 1e-3, 1e-6)
+    factor = cosine_annealing(100, 1e-3, 1e-6)
     assert factor(0) == pytest.approx(1.0) and factor(100) == pytest.approx(1e-3)
     assert oe.OutlierExposure(None).capabilities().aux
 
@@ -192,3 +194,96 @@ def test_bal_fit_and_score_separate_off_manifold_features(registry, tmp_path):
     far = torch.tensor(rng.normal(0, 3, (100, 6)) * 4, dtype=torch.float32)
     outliers = score_with(method, num_classes=3, features=far, logits=far @ torch.tensor(means.T, dtype=torch.float32))
     assert outliers.median() > inliers.median()
+
+
+# -- ALOE and ATOM -----------------------------------------------------------------------------------
+
+def _context(model, n=64, classes=4, aux=48):
+    from oodbench.engine.device import Compute
+    from oodbench.engine.inputs import training_context
+
+    class Ctx:  # the engine context a training context is made from
+        compute = Compute(torch.device("cpu"), "fp32", channels_last=False)
+
+        @staticmethod
+        def forwarded(count):
+            pass
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8)
+    labels = rng.integers(0, classes, n)
+
+    class Split:
+        def __init__(self, images, labels):
+            self.images, self.labels = images, labels
+
+        def __len__(self):
+            return len(self.labels)
+
+    aux_split = Split(rng.integers(0, 256, (aux, 4, 4, 3), dtype=np.uint8), np.full(aux, -1))
+    return training_context(Ctx, model, Split(images, labels), aux_split, 0, Path("/nonexistent"), "test")
+
+
+class Tiny(nn.Module):
+    def __init__(self, classes=4):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.Tanh())
+        self.fc = nn.Linear(16, classes)
+
+    def features(self, x):
+        return self.body(x)
+
+
+def test_atom_mining_keeps_the_quantile_slice_and_the_largest_the_pool_allows():
+    from oodbench.methods.atom import mined_slice
+
+    probabilities = np.array([0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4])  # ascending order: 1 5 3 7 2 4 6 0
+    start, chosen = mined_slice(probabilities, 0.25, 3)
+    assert start == 2 and chosen.tolist() == [3, 7, 2]
+    start, chosen = mined_slice(probabilities, 0.25, 100)  # pool smaller than M: keep q, take what is left
+    assert start == 2 and chosen.tolist() == [3, 7, 2, 4, 6, 0]
+
+
+def test_atom_loss_on_a_hand_checkable_batch():
+    method = atom.ATOM(None)
+    logits_in, targets = torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0])  # K = 2 classes + the outlier class
+    logits_out = torch.tensor([[0.0, 0.0, 1.0]])
+    ce_in = -math.log(math.exp(2) / (math.exp(2) + 2))
+    ce_out = -math.log(math.e / (math.e + 2))
+    assert method.outlier_loss(logits_in, targets, logits_out, 2).item() == pytest.approx(ce_in + ce_out, abs=1e-6)
+
+
+def test_atom_adds_an_outlier_class_and_perturbs_half_of_the_outliers_toward_id():
+    model = ImageClassifier(Tiny(), (0.5,) * 3, (0.25,) * 3)
+    method = atom.ATOM(resolve_params(atom.ATOM, "x", "smoke"))
+    context = _context(model)
+    facts = method.prepare(context)
+    assert facts["outputs"] == 5 and model.num_classes == 4 and model.num_outputs == 5
+    x_in, x_out = torch.rand(8, 3, 4, 4), torch.rand(8, 3, 4, 4)
+    _, perturbed = method.perturb(context, x_in, torch.zeros(8, dtype=torch.long), x_out, torch.Generator().manual_seed(0))
+    assert torch.equal(perturbed[4:], x_out[4:]) and not torch.equal(perturbed[:4], x_out[:4])
+    assert (perturbed - x_out).abs().max() <= 8 / 255 + 1e-6
+    with torch.no_grad():  # toward ID: the loss on the outlier label rises
+        loss = torch.nn.functional.cross_entropy(model(perturbed[:4]), torch.full((4,), 4), reduction="none")
+        before = torch.nn.functional.cross_entropy(model(x_out[:4]), torch.full((4,), 4), reduction="none")
+    assert (loss >= before - 1e-6).all() and (loss > before).any()
+    pool, mined = method.epoch_pool(context, 0, torch.Generator())
+    assert mined == {"pool": 48, "slice_start": 6, "mined": 42} and len(pool) == 42
+
+
+def test_aloe_trains_on_inliers_and_outliers_pushed_against_its_loss():
+    model = ImageClassifier(Tiny(), (0.5,) * 3, (0.25,) * 3).eval()
+    method = aloe.ALOE(resolve_params(aloe.ALOE, "x", "quick"))
+    assert not method.params.from_scratch and method.params.steps == 2 and method.attack_passes == 2
+    context = _context(model)
+    x_in, x_out, y = torch.rand(8, 3, 4, 4), torch.rand(8, 3, 4, 4), torch.arange(8) % 4
+    adv_in, adv_out = method.perturb(context, x_in, y, x_out, torch.Generator().manual_seed(0))
+    assert (adv_in - x_in).abs().max() <= 1 / 255 + 1e-6 and (adv_out - x_out).abs().max() <= 1 / 255 + 1e-6
+    with torch.no_grad():
+        ce = torch.nn.functional.cross_entropy
+        assert ce(model(adv_in), y) > ce(model(x_in), y)
+        assert oe.uniform_term(model(adv_out)).mean() > oe.uniform_term(model(x_out)).mean()
+    # the objective is Outlier Exposure's, on those inputs
+    logits_in, logits_out = torch.randn(3, 4), torch.randn(5, 4)
+    assert method.outlier_loss(logits_in, y[:3], logits_out, 4) == oe.outlier_exposure_loss(logits_in, y[:3], logits_out, 0.5)

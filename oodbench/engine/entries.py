@@ -29,10 +29,12 @@ class MethodEntry:
     aux: str | None = None
 
     def identity(self) -> dict:
-        """What identifies its computation: the method (not a variant's label), parameters, source code,
-        pytorch-ood's version."""
-        return {"method": self.cls.name, "params": dataclasses.asdict(self.params), "code": code_version(self.cls),
-                "pytorch_ood": pytorch_ood.__version__}
+        """What identifies its computation: the method (not a variant's label), parameters, the source
+        code of its class and of the classes it builds on (another method's loss, a shared training
+        loop), pytorch-ood's version."""
+        modules = [c for c in self.cls.__mro__ if c.__module__ not in ("builtins", Method.__module__)]
+        return {"method": self.cls.name, "params": dataclasses.asdict(self.params),
+                "code": [code_version(c) for c in modules], "pytorch_ood": pytorch_ood.__version__}
 
     @property
     def params_hash(self) -> str:
