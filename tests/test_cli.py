@@ -49,6 +49,20 @@ def test_default_ood_list_of_cifar_needs_the_mim_sets(tmp_path, capsys):
     assert store_rows(tmp_path / "results") == []
 
 
+@pytest.mark.parametrize("typo,fixed,suggested", [
+    ('sha256 = "', 'sha265 = "', "sha256"),
+    ('role = "ood"', 'role = "ood"\ndescrption = "crops"', "description"),
+])
+def test_a_misspelt_catalog_key_names_the_file_the_key_and_the_fix(tiny_catalog, tmp_path, capsys, typo, fixed, suggested):
+    tiny_catalog.write_text(tiny_catalog.read_text().replace(typo, fixed, 1))
+    code = run_tiny(tiny_catalog, tmp_path / "results")
+    err = capsys.readouterr().err
+    wrong = fixed.split("\n")[-1].split(" ")[0]
+    assert code == 2
+    assert str(tiny_catalog) in err and f"unknown key '{wrong}'" in err and f"did you mean '{suggested}'?" in err
+    assert store_rows(tmp_path / "results", "runs") == []
+
+
 @pytest.mark.parametrize("damage,message", [
     ("sha256", "sha256 of"),
     ("truncate", "not a readable zip archive"),

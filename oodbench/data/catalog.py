@@ -13,11 +13,14 @@ path = "archive.zip"             # zip or folder, ImageFolder layout; relative t
 sha256 = "..."                   # zip only; verified before first use
 count = 10000                    # expected number of images
 ```
+
+Any other key is an error naming the file, the entry and the closest valid key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -32,6 +35,19 @@ from oodbench.data.source import (
 from oodbench.errors import ConfigError
 
 CATALOG_ENV = "OODBENCH_CATALOG"
+DATASET_KEYS = frozenset(
+    {"role", "num_classes", "classes", "source", "same_as", "description", "default_ood", "splits"}
+)
+SPLIT_KEYS = frozenset({"path", "sha256", "count"})
+
+
+def _check_keys(path: Path, where: str, entry: dict, allowed: frozenset[str]) -> None:
+    """Fail on a key no catalog reader knows: a typo such as ``sha265`` would otherwise turn a check off."""
+    for key in entry:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(sorted(allowed))
+            raise ConfigError(f"{path} {where}: unknown key '{key}'", f"{hint} (every key: docs/catalog.md)")
 
 
 def catalog_paths_from_env() -> list[Path]:
@@ -41,6 +57,7 @@ def catalog_paths_from_env() -> list[Path]:
 
 
 def _split_source(path: Path, name: str, split: str, entry: dict, labelled: bool, classes) -> Source:
+    _check_keys(path, f"[datasets.{name}.splits.{split}]", entry, SPLIT_KEYS)
     where = f"{path} [datasets.{name}.splits.{split}]"
     if "path" not in entry:
         raise ConfigError(f"{where} has no 'path'", "give the archive or folder, relative to the catalog file")
@@ -66,7 +83,9 @@ def load_catalog(path: str | os.PathLike) -> list[DatasetSpec]:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"catalog file {path} is not valid TOML: {error}") from None
     specs = []
+    _check_keys(path, "(top level)", document, frozenset({"datasets"}))
     for name, entry in document.get("datasets", {}).items():
+        _check_keys(path, f"[datasets.{name}]", entry, DATASET_KEYS)
         role = entry.get("role")
         if role not in {"id", "ood", "aux"}:
             raise ConfigError(f"{path} [datasets.{name}]: role must be 'id', 'ood' or 'aux', got {role!r}")
