@@ -11,7 +11,8 @@ paper's description is the specification, and the choices it leaves open are mar
   batch's features, with random labels: :func:`box_samples`;
 - hard OOD (RSM): generated features ``G(z; c)`` pushed toward the boundary by one FGSM step on
   the discriminator, ``f~ = f - eps * sign(dD(f; c)/df)``, ``eps`` drawn per sample from
-  ``N(eps_mean, eps_std)`` (*choice*: 0.1 and 0.05, in units of the feature standard deviation):
+  ``N(eps_mean, eps_std)`` (*choice*: 0.1 and 0.05, in units of the feature standard deviation)
+  and clipped at 0: about 2% of the draws are negative and would step toward the ID side instead:
   :func:`fgsm_toward_boundary`;
 - discriminator losses (*choice*: the terms the losses *minimise* without bound, ``log D`` of the
   shuffled and OOD pairs and the generator's ``log(1 - D)``, are floored at log(1e-4); the
@@ -138,6 +139,12 @@ def box_samples(features: Tensor, classes: int, generator: torch.Generator) -> t
     return low + u * (high - low), labels
 
 
+def fgsm_step_sizes(count: int, mean: float, std: float, generator: torch.Generator) -> Tensor:
+    """Per-sample FGSM step sizes drawn from ``N(mean, std)`` and clipped at 0 (a negative step
+    would move a generated feature toward the ID side of the boundary)."""
+    return (mean + std * torch.randn(count, generator=generator)).clamp_min(0)
+
+
 def fgsm_toward_boundary(d: Discriminator, features: Tensor, labels: Tensor, eps: Tensor) -> Tensor:
     """One FGSM step that lowers ``D``: ``f - eps * sign(dD(f; c)/df)``, per-sample ``eps``."""
     features = features.detach().requires_grad_(True)
@@ -223,7 +230,7 @@ class BAL(Method):
             ood.append(box)
             ood_labels.append(box_labels)
         if p.use_uniform and p.use_hard:
-            eps = (p.eps_mean + p.eps_std * torch.randn(f.shape[0], generator=generator)).to(f.device)
+            eps = fgsm_step_sizes(f.shape[0], p.eps_mean, p.eps_std, generator).to(f.device)
             ood.append(fgsm_toward_boundary(d, fake, fake_labels, eps))
             ood_labels.append(fake_labels)
         if ood:

@@ -101,8 +101,6 @@ class MIM(Method):
     def train(self, context: TrainingContext) -> dict:
         p = self.params
         model = context.model.eval()
-        for parameter in model.parameters():
-            parameter.requires_grad_(True)
         optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=0.0)
         state = EpochState(context.scratch, context.device)
         start, extra = state.restore(model=model, optimizer=optimizer)

@@ -11,6 +11,7 @@ from helpers import fit_with, score_with
 from torch import nn
 
 from oodbench.api import Head, ImageBatches, Reads
+from oodbench.engine.context import Network
 from oodbench.errors import ConfigError
 from oodbench.models.classifier import ImageClassifier
 from oodbench.params import resolve_params
@@ -107,6 +108,17 @@ def test_mahalanobis_with_preprocessing_scores_from_its_plain_state(method, tmp_
     plain = fit_with(method("mahalanobis"), labels, tmp_path, features=features)
     assert scores.shape == (10,) and torch.isfinite(scores).all()
     assert (scores <= score_with(plain, features=model.features(test).detach()) + 1e-5).all()  # the step reduces the distance
+
+
+def test_input_preprocessing_leaves_no_gradient_on_the_shared_network(method, tmp_path):
+    network = Network("key", "test", ImageClassifier(TinyNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval())
+    model, images = network.model, torch.rand(16, 3, 4, 4)
+    with torch.no_grad():
+        features = model.features(images)
+    mahalanobis = fit_with(method("mahalanobis", eps="0.002"), torch.arange(16) % 4, tmp_path, features=features)
+    score_with(mahalanobis, features=features, images=image_batches(model, images))
+    score_with(method("odin"), images=image_batches(model, images))
+    assert all(parameter.grad is None for parameter in model.parameters())
 
 
 def test_fitted_feature_methods_flag_weak_activations_as_outliers(method, tmp_path):

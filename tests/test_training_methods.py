@@ -180,6 +180,12 @@ def test_bal_fgsm_step_lowers_the_discriminator():
         assert (torch.sigmoid(d(stepped, c)) < torch.sigmoid(d(f, c))).float().mean() > 0.95
 
 
+def test_bal_fgsm_step_sizes_are_never_negative():
+    steps = bal.fgsm_step_sizes(100_000, 0.1, 0.05, torch.Generator().manual_seed(0))
+    assert steps.min() == 0 and 0.015 < (steps == 0).float().mean() < 0.03  # the ~2% of N(0.1, 0.05) below 0
+    assert steps.mean() == pytest.approx(0.1, abs=0.002)
+
+
 def test_bal_fit_and_score_separate_off_manifold_features(registry, tmp_path):
     rng = np.random.default_rng(0)
     means = rng.normal(0, 3, (3, 6))
@@ -198,7 +204,7 @@ def test_bal_fit_and_score_separate_off_manifold_features(registry, tmp_path):
 
 # -- ALOE and ATOM -----------------------------------------------------------------------------------
 
-def _context(model, n=64, classes=4, aux=48):
+def _context(model, n=64, classes=4, aux=48, scratch=Path("/nonexistent")):
     from oodbench.engine.device import Compute
     from oodbench.engine.inputs import training_context
 
@@ -221,7 +227,7 @@ def _context(model, n=64, classes=4, aux=48):
             return len(self.labels)
 
     aux_split = Split(rng.integers(0, 256, (aux, 4, 4, 3), dtype=np.uint8), np.full(aux, -1))
-    return training_context(Ctx, model, Split(images, labels), aux_split, 0, Path("/nonexistent"), "test")
+    return training_context(Ctx, model, Split(images, labels), aux_split, 0, scratch, "test")
 
 
 class Tiny(nn.Module):
@@ -287,3 +293,18 @@ def test_aloe_trains_on_inliers_and_outliers_pushed_against_its_loss():
     # the objective is Outlier Exposure's, on those inputs
     logits_in, logits_out = torch.randn(3, 4), torch.randn(5, 4)
     assert method.outlier_loss(logits_in, y[:3], logits_out, 4) == oe.outlier_exposure_loss(logits_in, y[:3], logits_out, 0.5)
+
+
+def test_an_outlier_training_epoch_covers_every_id_image_including_the_last_partial_batch(tmp_path):
+    shown = []
+
+    class CountingOE(oe.OutlierExposure):
+        def perturb(self, context, x_in, y, x_out, generator):
+            shown.append((len(x_in), len(x_out)))
+            return x_in, x_out
+
+    model = ImageClassifier(Tiny(), (0.5,) * 3, (0.25,) * 3)
+    method = CountingOE(resolve_params(oe.OutlierExposure, "x", "smoke", {"epochs": "1", "batch_size": "16", "aux_batch_size": "8"}))
+    method.train(_context(model, n=70, scratch=tmp_path))
+    assert shown == [(16, 8)] * 4 + [(6, 8)]
+    assert method.training_images(70, 48) == 70 + 5 * 8

@@ -49,7 +49,7 @@ class EngineContext:
 
 @dataclass
 class Network:
-    """A classifier on the compute device, in eval mode, and its identity.
+    """A classifier on the compute device, in eval mode with frozen weights, and its identity.
 
     ``key`` is the checkpoint hash that keys every downstream stage: the sha256 of a weights file,
     or the cache key of the training or fine-tuning stage that made it.
@@ -60,6 +60,11 @@ class Network:
     model: ImageClassifier
     known: KnownCheckpoint | None = None
     info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # frozen weights: an input-gradient step (ODIN, Mahalanobis with eps, an attack) computes
+        # no weight gradients and leaves none on a network that other methods share
+        self.model.requires_grad_(False)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Epochs over the ID training split; each step takes a batch of ID images and a ba
 outliers (cycling through the epoch's outlier pool in a fresh permutation), random crop + flip on
 both, one forward pass over the two, SGD with Nesterov momentum and weight decay, the learning
 rate annealed per step on a cosine from ``lr`` to ``lr_min``, train mode. State is saved after
-every epoch, so an interrupted training resumes. An epoch is one pass over the ID split (the last
-partial batch dropped).
+every epoch, so an interrupted training resumes. An epoch is one pass over the whole ID split: its
+last batch is partial (391 steps for 50,000 images in batches of 128), as with the OE code's
+DataLoader, which does not drop it.
 
 A method using it (``class OE(OutlierTraining, Method)``) gives the loss and, where its paper
 differs, overrides the hooks: :meth:`prepare` (before the optimiser exists: a new output,
@@ -68,14 +69,15 @@ class OutlierTraining:
 
     def training_images(self, n_id: int, n_aux: int) -> int:
         p = self.params
-        return p.epochs * (n_id // p.batch_size) * (p.batch_size + p.aux_batch_size) * (1 + self.attack_passes)
+        return p.epochs * (n_id + math.ceil(n_id / p.batch_size) * p.aux_batch_size) * (1 + self.attack_passes)
 
     def train(self, context: TrainingContext) -> dict:
         p = self.params
         facts = self.prepare(context)
         model = context.model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, nesterov=True, weight_decay=p.weight_decay)
-        n, steps = len(context.id_labels), len(context.id_labels) // p.batch_size
+        n = len(context.id_labels)
+        steps = math.ceil(n / p.batch_size)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_annealing(p.epochs * steps, p.lr, p.lr_min))
         state = EpochState(context.scratch, context.device)
         start, extra = state.restore(model=model, optimizer=optimizer, schedule=schedule)

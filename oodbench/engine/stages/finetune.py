@@ -26,7 +26,7 @@ KIND = "finetune"
 
 
 def _finetune(ctx, entry: MethodEntry, base: Network, train, aux, seed: int, key: str, rate: str) -> Network:
-    model = copy.deepcopy(base.model)
+    model = copy.deepcopy(base.model).requires_grad_(True)  # the base network's weights are frozen
 
     def compute(directory) -> dict:
         context = training_context(ctx, model, train, aux, seed, ctx.cache.scratch(KIND, key), f"{entry.label} (seed {seed})")
