@@ -139,10 +139,20 @@ def test_fitted_feature_methods_flag_weak_activations_as_outliers(method, tmp_pa
     def median_score(fitted, x):
         return np.median(score_with(fitted, num_classes=4, **given(fitted, x)).numpy())
 
-    for name in ["mahalanobis", "rmd", "vim", "dice", "klmatching"]:
+    for name in ["mahalanobis", "rmd", "vim", "dice", "klmatching", "knn"]:
         untrained = method(name)
         fitted = fit_with(untrained, torch.tensor(labels), tmp_path, **given(untrained, features))
         assert median_score(fitted, outliers) > median_score(fitted, inliers), name
+
+
+def test_knn_is_the_distance_to_the_kth_nearest_normalised_training_feature(method, tmp_path):
+    features, labels = gaussian_features(dim=8)
+    test = torch.randn(20, 8) * 3
+    fitted = fit_with(method("knn", k="7"), labels, tmp_path, features=features)
+    unit = torch.nn.functional.normalize
+    expected = torch.cdist(unit(test, dim=1), unit(features, dim=1)).sort(dim=1).values[:, 6]
+    torch.testing.assert_close(score_with(fitted, features=test), expected, rtol=1e-5, atol=1e-5)
+    assert resolve_params(type(fitted), "cifar100", "quick").k == 200
 
 
 def test_vim_subspace_defaults_to_half_the_feature_dimension(method, tmp_path):
