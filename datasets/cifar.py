@@ -20,6 +20,10 @@ from oodbench.data.source import ImageSet
 from oodbench.errors import DataError
 
 MIM_OOD_SETS = ("tin-crop", "tin-resize", "svhn", "lsun-crop", "lsun-resize", "textures", "places365")
+#: OpenOOD v1.5's grouping (by source): the other CIFAR and TinyImageNet are near-OOD; MNIST, SVHN,
+#: Textures and Places365 far-OOD. LSUN, which OpenOOD v1.5 does not use, is a scene set like
+#: Places365 and counted far.
+FAR_OOD = ("mnist", "svhn", "dtd", "places365", "lsun")
 CITATION = "Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009"
 
 
@@ -55,7 +59,7 @@ def _source(dataset: type, base: str, files: list[str], md5: dict[str, str], lab
     )
 
 
-def _cifar(dataset: type, name: str, base: str, label_key: str, classes: tuple[str, ...]) -> DatasetSpec:
+def _cifar(dataset: type, name: str, base: str, label_key: str, classes: tuple[str, ...], other: str) -> DatasetSpec:
     md5 = {entry[0]: entry[1] for entry in dataset.train_list + dataset.test_list}
     train_files = [entry[0] for entry in dataset.train_list]
     test_files = [entry[0] for entry in dataset.test_list]
@@ -71,6 +75,8 @@ def _cifar(dataset: type, name: str, base: str, label_key: str, classes: tuple[s
         description=f"{name.upper()}: 50,000 train / 10,000 test 32x32 images (torchvision download)",
         citation=CITATION,
         default_ood=MIM_OOD_SETS,
+        near_ood=(other, "tinyimagenet"),
+        far_ood=FAR_OOD,
         source=name,
     )
 
@@ -86,5 +92,5 @@ CIFAR100_CLASSES = tuple(
     "tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm".split()
 )
 
-CIFAR10 = _cifar(tvd.CIFAR10, "cifar10", "cifar-10-batches-py", "labels", CIFAR10_CLASSES)
-CIFAR100 = _cifar(tvd.CIFAR100, "cifar100", "cifar-100-python", "fine_labels", CIFAR100_CLASSES)
+CIFAR10 = _cifar(tvd.CIFAR10, "cifar10", "cifar-10-batches-py", "labels", CIFAR10_CLASSES, "cifar100")
+CIFAR100 = _cifar(tvd.CIFAR100, "cifar100", "cifar-100-python", "fine_labels", CIFAR100_CLASSES, "cifar10")

@@ -53,6 +53,7 @@ class AloeParams(OeParams):
 
 class ALOE(OutlierExposure):
     name = "aloe"
+    table_order = 230
     citation = "Chen, Li, Wu, Liang & Jha, Robust Out-of-distribution Detection for Neural Networks, arXiv 2003.09711 (2020)"
     summary = "outlier exposure on adversarially perturbed inliers and outliers; MSP"
     Params = AloeParams

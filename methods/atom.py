@@ -73,6 +73,7 @@ def mined_slice(outlier_probability: np.ndarray, quantile: float, size: int) -> 
 
 class ATOM(OutlierTraining, Method):
     name = "atom"
+    table_order = 240
     citation = "Chen, Li, Wu, Liang & Jha, ATOM: Robustifying Out-of-distribution Detection Using Outlier Mining, ECML PKDD 2021"
     summary = "(K+1)-way classifier trained on mined, half-adversarial auxiliary outliers; extra-class probability"
     Params = AtomParams

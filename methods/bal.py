@@ -205,6 +205,7 @@ def generator_objective(d: Discriminator, fake: Tensor, fake_labels: Tensor, nea
 
 class BAL(Method):
     name = "bal"
+    table_order = 220
     citation = "Pei, Zhang, Pan & Xiang, Out-of-Distribution Detection with Boundary Aware Learning, ECCV 2022"
     summary = "max softmax times a conditional GAN discriminator's ID probability of the features"
     Params = BalParams

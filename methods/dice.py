@@ -23,6 +23,7 @@ class DiceParams:
 
 class DICE(Method):
     name = "dice"
+    table_order = 80
     citation = "Sun & Li, DICE: Leveraging Sparsification for Out-of-Distribution Detection, ECCV 2022"
     summary = "energy through a last layer sparsified by weight contribution"
     Params = DiceParams

@@ -20,6 +20,7 @@ class EnergyParams:
 
 class Energy(Method):
     name = "energy"
+    table_order = 50
     citation = "Liu, Wang, Owens & Li, Energy-based Out-of-distribution Detection, NeurIPS 2020"
     summary = "negative free energy -T logsumexp(f(x)/T) of the logits"
     Params = EnergyParams

@@ -12,6 +12,7 @@ from oodbench.api import Method, Reads, ScoreInputs
 
 class Entropy(Method):
     name = "entropy"
+    table_order = 40
     citation = "Entropy of the predictive distribution, as used by Hendrycks & Gimpel, ICLR 2017 (baseline)"
     summary = "entropy of the softmax distribution"
     reads = frozenset({Reads.LOGITS})

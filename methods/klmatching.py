@@ -15,6 +15,7 @@ from oodbench.api import FitInputs, Method, Reads, ScoreInputs
 
 class KLMatching(Method):
     name = "klmatching"
+    table_order = 70
     citation = "Hendrycks, Basart, Mazeika, Zou, Kwon, Mostajabi, Steinhardt & Song, Scaling Out-of-Distribution Detection for Real-World Settings, ICML 2022"
     summary = "KL divergence to the nearest class-template posterior"
     reads = frozenset({Reads.LOGITS})

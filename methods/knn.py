@@ -25,6 +25,7 @@ class KnnParams:
 
 class KNN(Method):
     name = "knn"
+    table_order = 110
     citation = "Sun, Ming, Zhu & Li, Out-of-Distribution Detection with Deep Nearest Neighbors, ICML 2022"
     summary = "distance to the k-th nearest normalised ID training feature"
     Params = KnnParams

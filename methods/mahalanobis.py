@@ -34,6 +34,7 @@ class MahalanobisParams:
 
 class Mahalanobis(Method):
     name = "mahalanobis"
+    table_order = 30
     citation = "Lee, Lee, Lee & Shin, A Simple Unified Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks, NeurIPS 2018"
     summary = "distance to the closest class mean under a shared covariance"
     Params = MahalanobisParams

@@ -8,6 +8,7 @@ from oodbench.api import Method, Reads, ScoreInputs
 
 class MaxLogit(Method):
     name = "maxlogit"
+    table_order = 60
     citation = "Hendrycks, Basart, Mazeika, Zou, Kwon, Mostajabi, Steinhardt & Song, Scaling Out-of-Distribution Detection for Real-World Settings, ICML 2022"
     summary = "negative maximum logit"
     reads = frozenset({Reads.LOGITS})

@@ -87,6 +87,7 @@ def uniform_cross_entropy(logits: Tensor) -> Tensor:
 
 class MIM(Method):
     name = "mim"
+    table_order = 200
     citation = "Choi & Na, Multiple Input Mixup for Out-of-Distribution Detection, arXiv 2312.15514 (2023)"
     summary = "one epoch of fine-tuning with averages of k ID images as uniform-target outliers; MSP"
     Params = MimParams

@@ -12,6 +12,7 @@ from oodbench.api import Method, Reads, ScoreInputs
 
 class MSP(Method):
     name = "msp"
+    table_order = 10
     citation = "Hendrycks & Gimpel, A Baseline for Detecting Misclassified and Out-of-Distribution Examples in Neural Networks, ICLR 2017"
     summary = "negative maximum softmax probability"
     reads = frozenset({Reads.LOGITS})

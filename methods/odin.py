@@ -32,6 +32,7 @@ class OdinParams:
 
 class ODIN(Method):
     name = "odin"
+    table_order = 20
     citation = "Liang, Li & Srikant, Enhancing The Reliability of Out-of-distribution Image Detection in Neural Networks, ICLR 2018"
     summary = "max softmax at temperature T of an input nudged toward higher confidence"
     Params = OdinParams

@@ -57,6 +57,7 @@ def outlier_exposure_loss(logits_in: Tensor, targets: Tensor, logits_out: Tensor
 
 class OutlierExposure(OutlierTraining, Method):
     name = "oe"
+    table_order = 210
     citation = "Hendrycks, Mazeika & Dietterich, Deep Anomaly Detection with Outlier Exposure, ICLR 2019"
     summary = "fine-tune toward uniform posteriors on auxiliary outliers; MSP"
     Params = OeParams

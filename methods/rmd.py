@@ -16,6 +16,7 @@ FITTED = ("mu", "precision", "background_mu", "background_precision")
 
 class RMD(Method):
     name = "rmd"
+    table_order = 90
     citation = "Ren, Fort, Liu, Roy, Padhy & Lakshminarayanan, A Simple Fix to Mahalanobis Distance for Improving Near-OOD Detection, arXiv 2106.09022 (2021)"
     summary = "class Mahalanobis distance minus background distance"
     reads = frozenset({Reads.FEATURES})

@@ -24,6 +24,7 @@ class VimParams:
 
 class ViM(Method):
     name = "vim"
+    table_order = 100
     citation = "Wang, Li, Feng & Zhang, ViM: Out-Of-Distribution with Virtual-logit Matching, CVPR 2022"
     summary = "residual norm outside the principal feature subspace, matched to the logits"
     Params = VimParams

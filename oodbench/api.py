@@ -315,8 +315,9 @@ class Method:
 
     Settings the method owns: ``dataset_defaults`` (parameter overrides per ID dataset, e.g.
     MIM's ``k``; a re-encoded copy gets those of the dataset it stands for), ``preset_defaults``
-    (overrides per preset, e.g. fewer fine-tuning epochs in ``quick``) and ``default_aux`` (the
-    auxiliary outlier set a training method uses when none is given).
+    (overrides per preset, e.g. fewer fine-tuning epochs in ``quick``), ``default_aux`` (the
+    auxiliary outlier set a training method uses when none is given) and ``table_order`` (its row
+    in paper-style tables).
     """
 
     name: ClassVar[str] = ""
@@ -332,6 +333,9 @@ class Method:
     uses_aux: ClassVar[bool] = False
     #: how adversarial evaluation reaches the method (see :class:`Capabilities`); None: not attacked
     attacked_through: ClassVar[str | None] = None
+    #: rows of paper-style tables sort by this: the MIM paper's order for its baselines (10-100),
+    #: other post-hoc methods after them, training-time methods from 200; unranked methods last
+    table_order: ClassVar[int] = 1000
 
     def __init__(self, params: Any = None, state: Mapping[str, Any] | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -369,6 +373,8 @@ class DatasetSpec:
     """A dataset: its role, splits (each an :class:`oodbench.data.source.Source`), and for ID sets its classes.
 
     ``default_ood`` (ID sets only) is the OOD list a run uses when ``--ood`` is not given.
+    ``near_ood`` / ``far_ood`` (ID sets only) group OOD sets in tables, as OpenOOD v1.5 does per ID
+    set: each entry names an OOD dataset, the dataset it stands for, or its ``source``.
     ``source`` names the collection the images were drawn from (sets of one source may overlap);
     ``same_as`` names the dataset a re-encoded copy stands for: the copy gets that dataset's
     method defaults and published numbers (never its pre-trained weights).
@@ -382,6 +388,8 @@ class DatasetSpec:
     description: str = ""
     citation: str = ""
     default_ood: tuple[str, ...] = ()
+    near_ood: tuple[str, ...] = ()
+    far_ood: tuple[str, ...] = ()
     source: str | None = None
     same_as: str | None = None
     origin: str = "built-in"
@@ -396,6 +404,14 @@ class DatasetSpec:
     def stands_for(self) -> str:
         """The dataset whose settings and published numbers apply: ``same_as``, else the dataset itself."""
         return self.same_as or self.name
+
+    def ood_group(self, ood: "DatasetSpec") -> str:
+        """'near' or 'far' when this ID set declares where ``ood`` belongs, else ''."""
+        names = {ood.name, ood.stands_for, ood.source} - {None}
+        for group, members in (("near", self.near_ood), ("far", self.far_ood)):
+            if names & set(members):
+                return group
+        return ""
 
 
 @dataclass(frozen=True)

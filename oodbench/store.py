@@ -37,6 +37,10 @@ RESULT_COLUMNS = {
     "ood_dataset": "TEXT NOT NULL",
     "id_stands_for": "TEXT",
     "ood_stands_for": "TEXT",
+    #: 'near' / 'far' as the ID set groups the OOD set ('' when it does not say)
+    "ood_group": "TEXT",
+    #: the row of the method in paper-style tables (its plugin's ``table_order``)
+    "table_order": "INTEGER",
     "aux_dataset": "TEXT",
     #: the adversarial attack of the cell ('' for clean inputs), e.g. "atom: L-inf PGD eps 8/255, ..."
     "attack": "TEXT NOT NULL DEFAULT ''",

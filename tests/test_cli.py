@@ -19,6 +19,11 @@ def test_smoke_run_on_the_offline_catalog_then_a_cached_rerun(catalog, shared_ca
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "tin-crop-32" in first and "mahalanobis" in first and "12/12 cells ok" in first
+    # cifar10-jpeg takes CIFAR-10's grouping: TinyImageNet near, MNIST far, noise in neither
+    header = next(line for line in first.splitlines() if "tin-crop-32" in line and "Average" in line)
+    assert re.search(r"tin-crop-32 +Near-OOD average +mnist-test +Far-OOD average +gaussian +Average", header)
+    rows = [line.split()[0] for line in first.splitlines() if line.split()[:1] and line.split()[0] in {"msp", "energy", "odin", "mahalanobis"}]
+    assert rows[:4] == ["msp", "odin", "mahalanobis", "energy"]  # the MIM table's order, not the command's
     assert re.search(r"images per second: .*extract \d+.*score \d+", first)  # score: odin reads images
     assert main(args) == 0
     second = capsys.readouterr().out

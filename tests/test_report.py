@@ -15,6 +15,7 @@ from oodbench.cli import main
 from oodbench.report.browser import find_chromium
 from oodbench.report.export import best_mask
 from oodbench.report.leaderboard import leaderboard
+from oodbench.report.tables import mim_layout
 from oodbench.store import ResultStore
 
 
@@ -139,6 +140,34 @@ def test_compare_marks_regressions(tiny_catalog, tmp_path, capsys):
 def test_report_without_a_store_is_a_clear_error(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path / "nothing")]) == 2
     assert "no results store" in capsys.readouterr().err
+
+
+def test_tables_follow_paper_order_and_group_near_and_far_ood_sets():
+    cells = [("energy", 50, "far1", "far", 0.9), ("zeta", None, "near1", "near", 0.6), ("msp", 10, "near1", "near", 0.7),
+             ("msp", 10, "far1", "far", 0.8), ("msp", 10, "noise", "", 0.99), ("msp", 10, "far2", "far", 1.0),
+             ("energy", 50, "near1", "near", 0.5), ("energy", 50, "far2", "far", 0.7), ("energy", 50, "noise", "", 0.6)]
+    results = pd.DataFrame([{"method": m, "table_order": o, "ood_dataset": d, "ood_group": g, "status": "ok", "auroc": a,
+                             "aupr_out": a} for m, o, d, g, a in cells])
+    table = mim_layout(results)
+    assert table.index.tolist() == ["msp", "energy", "zeta"]
+    assert list(dict.fromkeys(table.columns.get_level_values(0))) == [
+        "near1", "Near-OOD average", "far1", "far2", "Far-OOD average", "noise", "Average"]
+    assert table.loc["msp", ("Far-OOD average", "AUROC")] == pytest.approx(0.9)
+    assert table.loc["msp", ("Near-OOD average", "AUROC")] == pytest.approx(0.7)
+    assert table.loc["msp", ("Average", "AUROC")] == pytest.approx((0.7 + 0.8 + 0.99 + 1.0) / 4)
+    assert np.isnan(table.loc["zeta", ("Average", "AUROC")])  # only one of four sets scored
+    ungrouped = mim_layout(results.drop(columns=["ood_group", "table_order"]))
+    assert ungrouped.index.tolist() == ["energy", "zeta", "msp"]  # older stores: order of appearance
+    assert list(dict.fromkeys(ungrouped.columns.get_level_values(0))) == ["far1", "near1", "noise", "far2", "Average"]
+
+
+def test_an_id_set_groups_ood_sets_by_name_stands_for_or_source():
+    from oodbench.api import DatasetSpec
+    cifar = DatasetSpec("c", "id", {}, num_classes=10, near_ood=("cifar100", "tinyimagenet"), far_ood=("mnist", "dtd"))
+    assert cifar.ood_group(DatasetSpec("tin-crop-32", "ood", {}, source="tinyimagenet")) == "near"
+    assert cifar.ood_group(DatasetSpec("c100-copy", "ood", {}, same_as="cifar100")) == "near"
+    assert cifar.ood_group(DatasetSpec("mnist", "ood", {})) == "far"
+    assert cifar.ood_group(DatasetSpec("gaussian", "ood", {})) == ""
 
 
 def test_tables_with_a_block_per_ood_set_mark_the_best_within_each_block():

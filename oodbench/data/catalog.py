@@ -7,6 +7,8 @@ num_classes = 10                 # id only
 classes = ["airplane", ...]      # optional; else sorted folder names
 source = "cifar10"               # optional: the collection the images were drawn from
 same_as = "cifar10"              # optional: the dataset a re-encoded copy stands for
+near_ood = ["tinyimagenet"]      # optional, id only: OOD sets (names, stands-for names or sources) grouped as near-OOD
+far_ood = ["mnist", "dtd"]       # optional, id only: the same for far-OOD
 description = "..."
 [datasets.NAME.splits.SPLIT]
 path = "archive.zip"             # zip or folder, ImageFolder layout; relative to the catalog file
@@ -36,7 +38,7 @@ from oodbench.errors import ConfigError
 
 CATALOG_ENV = "OODBENCH_CATALOG"
 DATASET_KEYS = frozenset(
-    {"role", "num_classes", "classes", "source", "same_as", "description", "default_ood", "splits"}
+    {"role", "num_classes", "classes", "source", "same_as", "description", "default_ood", "near_ood", "far_ood", "splits"}
 )
 SPLIT_KEYS = frozenset({"path", "sha256", "count"})
 
@@ -110,6 +112,8 @@ def load_catalog(path: str | os.PathLike) -> list[DatasetSpec]:
                 classes=classes,
                 description=entry.get("description", ""),
                 default_ood=tuple(entry.get("default_ood", ())),
+                near_ood=tuple(entry.get("near_ood", ())),
+                far_ood=tuple(entry.get("far_ood", ())),
                 source=entry.get("source"),
                 same_as=entry.get("same_as"),
                 origin=f"catalog {path}",

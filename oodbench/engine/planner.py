@@ -61,6 +61,10 @@ class _Planner:
     def __init__(self, config: RunConfig, registry: Registry, ctx, fetch: bool) -> None:
         self.config, self.registry, self.ctx, self.fetch = config, registry, ctx, fetch
         self.id_spec = registry.dataset(config.id_dataset)
+        #: the spec whose near/far-OOD lists apply: a copy that declares none takes those of what it stands for
+        self.grouping = self.id_spec
+        if not (self.id_spec.near_ood or self.id_spec.far_ood) and self.id_spec.same_as in registry.datasets:
+            self.grouping = registry.datasets[self.id_spec.same_as]
         self.backbone = registry.backbone(config.backbone)
         self.fmt = ImageFormat(self.backbone.input_size, self.backbone.channels)
         weights = sum(p.numel() for p in build_classifier(self.backbone, self.id_spec.num_classes).parameters())
@@ -148,8 +152,8 @@ class _Planner:
             "method": entry.label, "params": dataclasses.asdict(entry.params), "params_hash": entry.params_hash,
             "method_version": code_version(entry.cls), "backbone": self.backbone.name,
             "id_dataset": self.id_spec.name, "id_stands_for": self.id_spec.stands_for,
-            "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for,
-            "aux_dataset": entry.aux, "seed": seed, "attack": "",
+            "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for, "ood_group": self.grouping.ood_group(ood.spec),
+            "table_order": entry.cls.table_order, "aux_dataset": entry.aux, "seed": seed, "attack": "",
             "protocol": {"fit_split": train_label if caps.fits else None, "reads": caps.describe(), "id_split": id_test.label,
                          "precision": self.ctx.compute.precision, "trained_on": train_label if caps.trains else None,
                          "aux_split": aux.label if aux else None},

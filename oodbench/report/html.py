@@ -28,6 +28,7 @@ from oodbench.report.tables import (
     clean_and_attacked,
     latest_cells,
     mim_layout,
+    ood_groups,
     robustness_layout,
 )
 from oodbench.store import ResultStore
@@ -72,6 +73,8 @@ class Section:
     #: the ATOM Table 2 layout (natural and attacked inputs) and the attacks' descriptions; empty without attacks
     robust: pd.DataFrame = field(default_factory=pd.DataFrame)
     attacks: list[str] = field(default_factory=list)
+    #: whether the ID set groups its OOD sets as near- and far-OOD (the tables then have group averages)
+    grouped: bool = False
     figures: dict = field(default_factory=dict)
     exports: dict = field(default_factory=dict)
 
@@ -115,7 +118,8 @@ def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int)
     caption = (f"ID {id_dataset}{copy}, backbone {', '.join(cells['backbone'].unique())}; "
                f"{'mean over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'seed ' + str(seeds[0])}")
     section = Section(id_dataset, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
-                      leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells))
+                      leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells),
+                      grouped=any(name for name, _ in ood_groups(cells)))
     if not attacked.empty:
         section.robust = robustness_layout(pd.concat([cells, attacked]))
         section.attacks = list(dict.fromkeys(attacked["attack"]))

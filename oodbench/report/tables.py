@@ -3,6 +3,11 @@
 The MIM-paper layout: rows are methods, columns are OOD sets x {AUROC, AUPR-OUT} plus their
 average over OOD sets. Values are means over seeds; cells whose method failed or produced
 non-finite scores are reported as such and left out of the average.
+
+Rows follow paper order (the ``table_order`` each method's plugin declares: the MIM table's
+baselines, then other post-hoc methods, then training-time methods). When the ID set groups its
+OOD sets, columns come as near-OOD sets and their average, far-OOD sets and theirs, the rest,
+then the average over all.
 """
 
 from __future__ import annotations
@@ -12,28 +17,52 @@ import pandas as pd
 
 MIM_METRICS = (("auroc", "AUROC"), ("aupr_out", "AUPR"))
 AVERAGE = "Average"
+GROUP_AVERAGES = {"near": "Near-OOD average", "far": "Far-OOD average"}
+#: where methods without a declared ``table_order`` (stores of older versions) go
+UNRANKED = 1000
 
 
 def _ordered(values: pd.Series) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+def method_order(results: pd.DataFrame) -> list[str]:
+    """The methods of ``results`` in paper order: by declared ``table_order``, ties in order of appearance."""
+    methods = _ordered(results["method"])
+    if "table_order" not in results:
+        return methods
+    rank = results.groupby("method")["table_order"].min().fillna(UNRANKED)
+    return sorted(methods, key=lambda method: rank[method])
+
+
+def ood_groups(results: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """The OOD sets as the ID set groups them: ('near', sets), ('far', sets), ('', the others); no empty groups."""
+    oods = _ordered(results["ood_dataset"])
+    group = results.groupby("ood_dataset")["ood_group"].first().fillna("") if "ood_group" in results else {}
+    grouped = [(name, [o for o in oods if group.get(o, "") == name]) for name in ("near", "far", "")]
+    return [(name, members) for name, members in grouped if members]
+
+
 def mim_layout(results: pd.DataFrame) -> pd.DataFrame:
-    """Numeric MIM-paper table: index methods, columns (OOD set or 'Average', metric label).
+    """Numeric MIM-paper table: index methods, columns (OOD set, group average or 'Average', metric label).
 
     NaN marks a cell without a valid value (failed or non-finite); :func:`cell_status` says why.
     """
-    methods, oods = _ordered(results["method"]), _ordered(results["ood_dataset"])
+    groups = ood_groups(results)
+    oods = [o for _, members in groups for o in members]
+    headers = [h for name, members in groups for h in [*members, *([GROUP_AVERAGES[name]] if name else [])]]
     ok = results[results["status"] == "ok"]
-    columns = pd.MultiIndex.from_tuples([(o, label) for o in [*oods, AVERAGE] for _, label in MIM_METRICS])
-    table = pd.DataFrame(np.nan, index=pd.Index(methods, name="method"), columns=columns)
+    columns = pd.MultiIndex.from_tuples([(h, label) for h in [*headers, AVERAGE] for _, label in MIM_METRICS])
+    table = pd.DataFrame(np.nan, index=pd.Index(method_order(results), name="method"), columns=columns)
     means = ok.groupby(["method", "ood_dataset"])[[m for m, _ in MIM_METRICS]].mean()
     for (method, ood), row in means.iterrows():
         for metric, label in MIM_METRICS:
             table.loc[method, (ood, label)] = row[metric]
     for _, label in MIM_METRICS:
-        per_ood = table[[(o, label) for o in oods]]
-        table[(AVERAGE, label)] = per_ood.mean(axis=1, skipna=False)
+        for name, members in groups:
+            if name:
+                table[(GROUP_AVERAGES[name], label)] = table[[(o, label) for o in members]].mean(axis=1, skipna=False)
+        table[(AVERAGE, label)] = table[[(o, label) for o in oods]].mean(axis=1, skipna=False)
     return table
 
 
@@ -62,7 +91,7 @@ def robustness_layout(results: pd.DataFrame) -> pd.DataFrame:
     ok = frame[frame["status"] == "ok"]
     means = ok.groupby(["method", "condition"])[[m for m, _ in ROBUST_METRICS]].mean()
     columns = pd.MultiIndex.from_tuples([(c, label) for c in conditions for _, label in ROBUST_METRICS])
-    table = pd.DataFrame(np.nan, index=pd.Index(_ordered(frame["method"]), name="method"), columns=columns)
+    table = pd.DataFrame(np.nan, index=pd.Index(method_order(frame), name="method"), columns=columns)
     for (method, condition), row in means.iterrows():
         for metric, label in ROBUST_METRICS:
             table.loc[method, (condition, label)] = row[metric]
@@ -79,11 +108,12 @@ def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
     for (method, ood), why in status.items():
         for _, label in MIM_METRICS:
             text.loc[method, (ood, label)] = why
+    averages = [c for c in text.columns if c[0] in {AVERAGE, *GROUP_AVERAGES.values()}]
     for method in text.index:
         if any(m == method for m, _ in status):
-            for _, label in MIM_METRICS:
-                if not text.loc[method, (AVERAGE, label)]:
-                    text.loc[method, (AVERAGE, label)] = "-"
+            for column in averages:
+                if not text.loc[method, column]:
+                    text.loc[method, column] = "-"
     seeds = results["seed"].nunique()
     ids = ", ".join(_ordered(results["id_dataset"]))
     caption = (
@@ -109,7 +139,8 @@ def bal_layout(results: pd.DataFrame) -> pd.DataFrame:
     detection error and the ID accuracy of the scoring network; means over seeds of valid cells."""
     ok = results[results["status"] == "ok"]
     table = ok.groupby(["ood_dataset", "method"], sort=False)[list(BAL_METRICS)].mean()
-    order = pd.MultiIndex.from_product([_ordered(results["ood_dataset"]), _ordered(results["method"])])
+    oods = [o for _, members in ood_groups(results) for o in members]
+    order = pd.MultiIndex.from_product([oods, method_order(results)])
     return table.reindex([i for i in order if i in table.index])
 
 
