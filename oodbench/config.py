@@ -93,7 +93,8 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     variants = dict(variants or {})
     for spec in attacks:
         parse_attack(spec)  # a wrong spec is an error now, not after hours of training
-    default = sorted(n for n, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains)
+    post_hoc = [n for n, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains]
+    default = sorted(post_hoc, key=lambda n: (registry.methods[n].table_order, n))  # paper order
     entries = list(dict.fromkeys([*(methods or default), *variants]))
     ood = tuple(ood or id_spec.default_ood)
     if not ood:
