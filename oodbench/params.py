@@ -97,3 +97,15 @@ def resolve_params(method: type, dataset: str, preset: str, overrides: Mapping[s
                                   f"use one of: {', '.join(sorted(types_)) or 'none'}")
             values[key] = coerce(value, types_[key], f"{method.name}.{key}")
     return dataclasses.replace(method.Params(), **values)
+
+
+def reduced_settings(method: type, dataset: str, preset: str, params: Any) -> str:
+    """The settings a preset reduced, as text ("epochs 2 (paper 10)"), or "" when it reduced none.
+
+    A setting counts when the preset's layer names it and the value used differs from the
+    method's own value for the dataset (its ``Params`` default with ``dataset_defaults``).
+    """
+    paper = resolve_params(method, dataset, "")
+    reduced = [f"{key} {getattr(params, key)} (paper {getattr(paper, key)})"
+               for key in method.preset_defaults.get(preset, {}) if getattr(params, key) != getattr(paper, key)]
+    return ", ".join(reduced)

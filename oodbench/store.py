@@ -41,6 +41,8 @@ RESULT_COLUMNS = {
     "ood_group": "TEXT",
     #: the row of the method in paper-style tables (its plugin's ``table_order``)
     "table_order": "INTEGER",
+    #: the settings the preset reduced against the paper's, e.g. "epochs 2 (paper 10)"; '' for none
+    "reduced": "TEXT",
     "aux_dataset": "TEXT",
     #: the adversarial attack of the cell ('' for clean inputs), e.g. "atom: L-inf PGD eps 8/255, ..."
     "attack": "TEXT NOT NULL DEFAULT ''",

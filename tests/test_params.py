@@ -63,3 +63,13 @@ def test_layers_defaults_then_dataset_then_preset_then_overrides():
 def test_unknown_parameters_list_the_valid_ones():
     with pytest.raises(ConfigError, match="(?s)no parameter 'colour'.*cap, count, depth"):
         resolve_params(Knobbed, "other", "other", {"colour": "red"})
+
+
+def test_reduced_settings_name_what_the_preset_changed_against_the_paper():
+    from oodbench.params import reduced_settings
+
+    fast = resolve_params(Knobbed, "base", "fast")
+    assert reduced_settings(Knobbed, "base", "fast", fast) == "count 1 (paper 7), rate 0.25 (paper 0.5)"
+    assert reduced_settings(Knobbed, "base", "other", resolve_params(Knobbed, "base", "other")) == ""
+    restored = resolve_params(Knobbed, "base", "fast", {"count": "7"})  # set back to the paper's value
+    assert reduced_settings(Knobbed, "base", "fast", restored) == "rate 0.25 (paper 0.5)"

@@ -20,6 +20,8 @@ def test_mim_oe_bal_smoke_run_then_cached_rerun(tiny_catalog, tmp_path, capsys):
     assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
     first = capsys.readouterr().out
     assert "mim: fine-tuned" in first and "oe: fine-tuned" in first
+    assert "reduced: oe runs with epochs 1 (paper 10) under preset smoke" in first
+    assert re.search(r"^oe \u2020 ", first, re.M) and "\u2020 reduced settings: " in first and re.search(r"^msp ", first, re.M)
     assert _stage_counts(first)["finetune"] == (0, 2) and _stage_counts(first)["fit"] == (0, 1)
     assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
     second = capsys.readouterr().out
@@ -31,6 +33,12 @@ def test_mim_oe_bal_smoke_run_then_cached_rerun(tiny_catalog, tmp_path, capsys):
     assert by_method["mim"]["checkpoint"] != by_method["msp"]["checkpoint"]
     assert by_method["bal"]["checkpoint"] == by_method["msp"]["checkpoint"]
     assert by_method["oe"]["train_time_s"] > 0 and by_method["msp"]["train_time_s"] is None
+    assert by_method["oe"]["reduced"] == "epochs 1 (paper 10)" and by_method["msp"]["reduced"] == ""
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "report"), "--replicates", "50"]) == 0
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert 'title="reduced: epochs 1 (paper 10)">&dagger;' in html and "oe: epochs 1 (paper 10)" in html
+    markdown = next((tmp_path / "report").glob("mim_*.md")).read_text()
+    assert "| oe \u2020 |" in markdown and "\u2020 reduced settings: oe: epochs 1 (paper 10)" in markdown
 
 
 def test_training_methods_need_an_auxiliary_set_of_role_aux(tiny_catalog, tmp_path, capsys):

@@ -13,7 +13,7 @@ from oodbench.api import Capabilities, DatasetSpec, Method
 from oodbench.config import RunConfig
 from oodbench.errors import ConfigError
 from oodbench.hashing import code_version, stable_hash
-from oodbench.params import resolve_params
+from oodbench.params import reduced_settings, resolve_params
 from oodbench.registry import Registry
 
 
@@ -27,6 +27,8 @@ class MethodEntry:
     caps: Capabilities
     #: the auxiliary outlier set it trains with, when it declares that it needs one
     aux: str | None = None
+    #: the settings the preset reduced against the paper's ("epochs 2 (paper 10)"), "" for none
+    reduced: str = ""
 
     def identity(self) -> dict:
         """What identifies its computation: the method (not a variant's label), parameters, the source
@@ -69,5 +71,6 @@ def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) 
         cls = registry.method(base)
         params = resolve_params(cls, id_spec.stands_for, config.preset, {**config.params.get(base, {}), **overrides})
         caps = cls(params).capabilities()
-        entries.append(MethodEntry(label, cls, params, caps, _aux(config, registry, cls, label) if caps.aux else None))
+        aux = _aux(config, registry, cls, label) if caps.aux else None
+        entries.append(MethodEntry(label, cls, params, caps, aux, reduced_settings(cls, id_spec.stands_for, config.preset, params)))
     return entries

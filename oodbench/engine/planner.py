@@ -153,7 +153,7 @@ class _Planner:
             "method_version": code_version(entry.cls), "backbone": self.backbone.name,
             "id_dataset": self.id_spec.name, "id_stands_for": self.id_spec.stands_for,
             "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for, "ood_group": self.grouping.ood_group(ood.spec),
-            "table_order": entry.cls.table_order, "aux_dataset": entry.aux, "seed": seed, "attack": "",
+            "table_order": entry.cls.table_order, "reduced": entry.reduced, "aux_dataset": entry.aux, "seed": seed, "attack": "",
             "protocol": {"fit_split": train_label if caps.fits else None, "reads": caps.describe(), "id_split": id_test.label,
                          "precision": self.ctx.compute.precision, "trained_on": train_label if caps.trains else None,
                          "aux_split": aux.label if aux else None},
@@ -177,7 +177,8 @@ class _Planner:
             "preset": config.preset, "id_dataset": self.id_spec.name, "stands_for": self.id_spec.stands_for,
             "backbone": self.backbone.name, "methods": [e.label for e in entries], "ood": list(config.ood),
             "seeds": list(config.seeds), "compute": self.ctx.compute.describe(),
-            "aux": {e.label: e.aux for e in entries if e.aux}, "num_classes": self.id_spec.num_classes,
+            "aux": {e.label: e.aux for e in entries if e.aux}, "reduced": {e.label: e.reduced for e in entries if e.reduced},
+            "num_classes": self.id_spec.num_classes,
         }
         self.plan.cached = {t.id for t in self.plan.tasks.values() if t.key is not None and self.ctx.cache.exists(t.kind, t.key)}
         return self.plan

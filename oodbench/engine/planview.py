@@ -71,6 +71,7 @@ class PlanView:
                  + f", backbone {header['backbone']}, {len(header['methods'])} method(s) x {len(header['ood'])} OOD set(s)"
                  f" x {len(header['seeds'])} seed(s), on {self.device}"]
         lines += [f"aux: {label} trains with {aux}" for label, aux in header["aux"].items()]
+        lines += [f"reduced: {label} runs with {reduced}" for label, reduced in header["reduced"].items()]
         shown = self.tasks.assign(estimate=[("-" if s == "cached" else _clock(e)) for s, e in zip(self.tasks["status"], self.tasks["estimate_s"], strict=True)],
                                   memory=[f"{m:.0f} MB" if m >= 1 else "" for m in self.tasks["memory_mb"]])
         columns = ["kind", "task", "key", "status", "estimate", "memory", "needs"]

@@ -83,6 +83,8 @@ def run(config: RunConfig, registry: Registry, say: Callable[[str], None] = prin
     plan, ctx = plan_run(config, registry, say, fetch=True)
     for label, aux in plan.header["aux"].items():
         say(f"aux: {label} trains with {aux}" + ("" if config.aux else " (the method's default; --aux NAME to change)"))
+    for label, reduced in plan.header["reduced"].items():
+        say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
     runner = get_executor(executor)
     data = runner.execute(plan, ctx, only={t.id for t in plan.tasks.values() if t.kind == "materialise"})
     if ctx.batch_size is None:

@@ -27,8 +27,11 @@ from oodbench.report.tables import (
     cell_status,
     clean_and_attacked,
     latest_cells,
+    mark_reduced,
     mim_layout,
     ood_groups,
+    reduced_footnote,
+    reduced_notes,
     robustness_layout,
 )
 from oodbench.store import ResultStore
@@ -75,6 +78,8 @@ class Section:
     attacks: list[str] = field(default_factory=list)
     #: whether the ID set groups its OOD sets as near- and far-OOD (the tables then have group averages)
     grouped: bool = False
+    #: method -> the settings its preset reduced (rows marked in every table and export)
+    reduced: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
     exports: dict = field(default_factory=dict)
 
@@ -119,17 +124,19 @@ def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int)
                f"{'mean over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'seed ' + str(seeds[0])}")
     section = Section(id_dataset, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
                       leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells),
-                      grouped=any(name for name, _ in ood_groups(cells)))
+                      grouped=any(name for name, _ in ood_groups(cells)), reduced=reduced_notes(cells))
+    footnote = f". {reduced_footnote(section.reduced)}" if section.reduced else ""
     if not attacked.empty:
         section.robust = robustness_layout(pd.concat([cells, attacked]))
         section.attacks = list(dict.fromkeys(attacked["attack"]))
-        _write(out / f"robustness_{_slug(id_dataset)}.md", to_markdown(section.robust, f"Robustness (ATOM Table 2 layout), {caption}"))
+        _write(out / f"robustness_{_slug(id_dataset)}.md",
+               to_markdown(mark_reduced(section.robust, section.reduced), f"Robustness (ATOM Table 2 layout), {caption}{footnote}"))
         section.exports["robustness (md)"] = f"robustness_{_slug(id_dataset)}.md"
     slug = _slug(id_dataset)
     for name, table, title in (("mim", mim, "AUROC / AUPR-OUT (MIM-paper layout)"), ("bal", bal, "BAL-paper layout")):
         for suffix, render in (("tex", to_latex), ("md", to_markdown)):
             file = f"{name}_{slug}.{suffix}"
-            _write(out / file, render(table, f"{title}, {caption}"))
+            _write(out / file, render(mark_reduced(table, section.reduced), f"{title}, {caption}{footnote}"))
             section.exports[f"{name} ({suffix})"] = file
     ok = cells[cells["status"] == "ok"]
     if not ok.empty:

@@ -43,6 +43,26 @@ def ood_groups(results: pd.DataFrame) -> list[tuple[str, list[str]]]:
     return [(name, members) for name, members in grouped if members]
 
 
+REDUCED_MARK = "\u2020"
+
+
+def reduced_notes(results: pd.DataFrame) -> dict[str, str]:
+    """method -> the settings its preset reduced against the paper's, for the methods that ran reduced."""
+    if "reduced" not in results:
+        return {}
+    return {m: r for m, r in zip(results["method"], results["reduced"].fillna(""), strict=True) if r}
+
+
+def mark_reduced(table: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
+    """``table`` with the rows of reduced methods labelled ``name \u2020`` (for text and exports)."""
+    return table.rename(index=lambda m: f"{m} {REDUCED_MARK}" if m in notes else m, level="method")
+
+
+def reduced_footnote(notes: dict[str, str]) -> str:
+    """The footnote that goes with :func:`mark_reduced` ('' when nothing ran reduced)."""
+    return "" if not notes else f"{REDUCED_MARK} reduced settings: " + "; ".join(f"{m}: {r}" for m, r in notes.items())
+
+
 def mim_layout(results: pd.DataFrame) -> pd.DataFrame:
     """Numeric MIM-paper table: index methods, columns (OOD set, group average or 'Average', metric label).
 
@@ -114,15 +134,18 @@ def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
             for column in averages:
                 if not text.loc[method, column]:
                     text.loc[method, column] = "-"
+    notes = reduced_notes(results)
+    text = mark_reduced(text, notes)
     seeds = results["seed"].nunique()
     ids = ", ".join(_ordered(results["id_dataset"]))
     caption = (
         f"ID {ids}, backbone {', '.join(_ordered(results['backbone']))}; AUROC and AUPR-OUT (OOD positive), "
         f"{'mean over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}"
     )
-    out = caption + "\n" + text.to_string()
+    out = caption + "\n" + text.to_string() + ("\n" + reduced_footnote(notes) if notes else "")
     if not attacked.empty:
         robust = robustness_layout(pd.concat([results, attacked])).map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "not attacked")
+        robust = mark_reduced(robust, notes)
         attacks = "; ".join(_ordered(attacked["attack"]))
         out += (f"\n\nunder attack ({attacks}); FPR@95TPR with ID positive and AUROC, mean over OOD sets\n"
                 + robust.to_string())
