@@ -35,7 +35,8 @@ training mean and standard deviation; ``G`` and ``D`` are MLPs with two hidden l
 units (LeakyReLU 0.2); ``D`` is a projection discriminator (Miyato & Koyama, ICLR 2018:
 ``psi(phi(f)) + <embed(c), phi(f)>``); noise size 64; Adam (lr 2e-4, betas 0.5 / 0.999); 30
 epochs of batches of 256; one D step and one G step per batch. The fitted state is the
-discriminator's weights and the feature standardisation; the generator is only needed to train.
+discriminator's weights and the feature standardisation, which scoring uses, and the generator's
+weights, which only ``benchmarks/bal_diagnostics.py`` reads.
 """
 
 from __future__ import annotations
@@ -277,7 +278,7 @@ class BAL(Method):
                 loss_g.backward()
                 opt_g.step()
             state.save(epoch + 1, g=generator, d=discriminator, opt_g=opt_g, opt_d=opt_d)
-        return {"mean": mean, "std": std, "discriminator": discriminator.state_dict()}
+        return {"mean": mean, "std": std, "discriminator": discriminator.state_dict(), "generator": generator.state_dict()}
 
     def _confidence_product(self, logits: Tensor, features: Tensor) -> Tensor:
         """``-(p1 * p2)``: max softmax times the discriminator's ID probability at the predicted class."""

@@ -1,4 +1,4 @@
-"""The Python API: ``oodbench.run``, ``oodbench.plan`` and ``oodbench.load_results``.
+"""The Python API: ``oodbench.run``, ``oodbench.plan``, ``oodbench.outputs`` and ``oodbench.load_results``.
 
 The command line is a thin layer over these functions, so a notebook and ``oodbench run`` go
 through the same engine and give the same records::
@@ -129,6 +129,24 @@ def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Seque
                      data_root=data_root, command=command, **options)
     planned, ctx = plan_run(config, registry, say)
     return PlanView.of(planned, ctx, registry)
+
+
+def outputs(wanted: Callable[[Any], bool], methods: Sequence[str] | None = None, id: str | None = None,
+            ood: Sequence[str] | None = None, preset: str | None = None, *, catalogs: Sequence[str | Path] = (),
+            plugins: Sequence[str | Path] = (), cache_dir: str | Path | None = None, data_root: str | Path | None = None,
+            quiet: bool = False, **overrides: Any) -> tuple[Any, dict[str, Any]]:
+    """The outputs of the plan's tasks that ``wanted`` (a predicate on :class:`~oodbench.engine.plan.Task`)
+    selects, for the same arguments as :func:`run`: each comes from the cache when a run made it, else
+    it is computed with what it depends on. Nothing is recorded. Returns the plan and a dict task id
+    -> output (a :class:`~oodbench.engine.context.Network`, ``Extraction``, ``FittedState``, ...)."""
+    from oodbench.engine.runner import task_outputs
+
+    say = _say(quiet)
+    registry = _registry(catalogs, plugins)
+    options = {"limit": DEFAULT, "train_limit": DEFAULT, **overrides}
+    config = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results="results", cache_dir=cache_dir,
+                     data_root=data_root, command=None, **options)
+    return task_outputs(config, registry, wanted, say)
 
 
 def load_results(path: str | Path = "results", run_id: str | None = None) -> pd.DataFrame:

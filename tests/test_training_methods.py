@@ -195,11 +195,49 @@ def test_bal_fit_and_score_separate_off_manifold_features(registry, tmp_path):
     cls = registry.method("bal")
     method = fit_with(cls(resolve_params(cls, "x", "none", {"epochs": "15", "batch_size": "64"})), torch.tensor(labels),
                       tmp_path, features=features, logits=logits)
-    assert set(method.state) == {"mean", "std", "discriminator"}
+    assert set(method.state) == {"mean", "std", "discriminator", "generator"}
     inliers = score_with(method, num_classes=3, features=features[:100], logits=logits[:100])
     far = torch.tensor(rng.normal(0, 3, (100, 6)) * 4, dtype=torch.float32)
     outliers = score_with(method, num_classes=3, features=far, logits=far @ torch.tensor(means.T, dtype=torch.float32))
     assert outliers.median() > inliers.median()
+
+
+def test_bal_learns_the_id_support_in_two_dimensions(registry, tmp_path):
+    """In the spirit of the BAL repository's 2-D demonstration: three Gaussian classes, the features
+    are the inputs (an identity backbone) and a linear head gives the logits. Uniform points off the
+    support must get a low D(x; c^), although the linear head is confident far from the origin."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    angles = 2 * np.pi * np.arange(3) / 3
+    centers = 4 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    head = torch.tensor(centers, dtype=torch.float32)
+
+    def points(per_class):
+        return torch.tensor(centers[np.repeat(np.arange(3), per_class)] + rng.normal(0, 0.5, (3 * per_class, 2)), dtype=torch.float32)
+
+    train, held_out = points(600), points(200)
+    box = rng.uniform(-8, 8, (6000, 2))
+    off_support = torch.tensor(box[np.linalg.norm(box[:, None] - centers[None], axis=2).min(axis=1) > 2.0][:2000], dtype=torch.float32)
+    cls = registry.method("bal")
+    fitted = fit_with(cls(resolve_params(cls, "x", "none", {"epochs": "60", "batch_size": "64"})),
+                      torch.arange(3).repeat_interleave(600), tmp_path, features=train, logits=train @ head.T)
+
+    def auroc(outlier_score):
+        scores = torch.cat([outlier_score(held_out), outlier_score(off_support)]).numpy()
+        return roc_auc_score(np.r_[np.zeros(len(held_out)), np.ones(len(off_support))], scores)
+
+    def d_of(x):
+        d = bal.Discriminator(3, 2, fitted.params.hidden).eval()
+        d.load_state_dict(fitted.state["discriminator"])
+        with torch.no_grad():
+            return torch.sigmoid(d((x - fitted.state["mean"]) / fitted.state["std"], (x @ head.T).argmax(dim=1)))
+
+    d_auroc = auroc(lambda x: -d_of(x))
+    bal_auroc = auroc(lambda x: score_with(fitted, num_classes=3, features=x, logits=x @ head.T))
+    msp_auroc = auroc(lambda x: -(x @ head.T).softmax(dim=1).max(dim=1).values)
+    assert d_auroc >= 0.95, d_auroc
+    assert bal_auroc > msp_auroc + 0.1, (bal_auroc, msp_auroc)
 
 
 # -- ALOE and ATOM -----------------------------------------------------------------------------------

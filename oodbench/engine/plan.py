@@ -102,6 +102,16 @@ class Plan:
             self.tasks[task.id] = task
         return task.id
 
+    def with_inputs(self, ids: set[str]) -> set[str]:
+        """``ids`` and every task they depend on, directly or not."""
+        needed, stack = set(), list(ids)
+        while stack:
+            task_id = stack.pop()
+            if task_id not in needed:
+                needed.add(task_id)
+                stack.extend(self.tasks[task_id].inputs.values())
+        return needed
+
     def pending(self) -> list[Task]:
         """Tasks whose output is not in the cache."""
         return [t for t in self.tasks.values() if t.id not in self.cached]

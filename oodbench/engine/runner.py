@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -23,7 +23,7 @@ from oodbench.engine.context import EngineContext
 from oodbench.engine.device import select_compute
 from oodbench.engine.estimate import Throughput, device_label
 from oodbench.engine.executors import Outcome, get_executor
-from oodbench.engine.plan import Plan
+from oodbench.engine.plan import Plan, Task
 from oodbench.engine.planner import build_plan
 from oodbench.engine.records import Recorder
 from oodbench.hashing import DigestMemo
@@ -77,6 +77,38 @@ def plan_run(config: RunConfig, registry: Registry, say: Callable[[str], None] =
     return build_plan(config, registry, ctx, fetch), ctx
 
 
+def _materialise(plan: Plan, ctx: EngineContext, registry: Registry, config: RunConfig, runner, needed: set[str] | None,
+                 say: Callable[[str], None]) -> dict[str, Outcome]:
+    """Decode the data first (a data error stops everything before work starts), then settle the
+    inference batch size; returns the materialise tasks' outcomes."""
+    data = runner.execute(plan, ctx, only={t.id for t in plan.tasks.values()
+                                           if t.kind == "materialise" and (needed is None or t.id in needed)})
+    if ctx.batch_size is None:
+        backbone = registry.backbone(config.backbone)
+        model = build_classifier(backbone, plan.header["num_classes"])
+        ctx.batch_size = inference_batch_size(model, backbone.name, backbone.input_size, backbone.channels, ctx.compute,
+                                              ctx.throughput)
+        say(f"inference batch size: {ctx.batch_size} (measured on {ctx.compute.describe()}; --batch-size to set)")
+    plan.header["batch_size"] = ctx.batch_size
+    return data
+
+
+def task_outputs(config: RunConfig, registry: Registry, wanted: Callable[[Task], bool], say: Callable[[str], None] = print,
+                 executor: str = "local") -> tuple[Plan, dict[str, Any]]:
+    """The outputs of the tasks ``wanted`` selects, computing (or loading from the cache) only them and
+    what they depend on, without recording a run: for diagnostics on a run's networks, extractions
+    and fitted states. Returns the plan and the outputs by task id."""
+    plan, ctx = plan_run(config, registry, say, fetch=True)
+    needed = plan.with_inputs({t.id for t in plan.tasks.values() if wanted(t)})
+    runner = get_executor(executor)
+    data = _materialise(plan, ctx, registry, config, runner, needed, say)
+    outcomes = runner.execute(plan, ctx, only=needed, done=data)
+    failed = next((o for o in outcomes.values() if not o.ok), None)
+    if failed is not None:
+        raise RuntimeError(f"task {failed.failed_task} failed: {failed.error}")
+    return plan, {task_id: outcome.value for task_id, outcome in outcomes.items()}
+
+
 def run(config: RunConfig, registry: Registry, say: Callable[[str], None] = print, executor: str = "local") -> RunOutcome:
     """Plan, execute and record one run; returns its id, its result rows and its counters."""
     started = time.time()
@@ -86,14 +118,7 @@ def run(config: RunConfig, registry: Registry, say: Callable[[str], None] = prin
     for label, reduced in plan.header["reduced"].items():
         say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
     runner = get_executor(executor)
-    data = runner.execute(plan, ctx, only={t.id for t in plan.tasks.values() if t.kind == "materialise"})
-    if ctx.batch_size is None:
-        backbone = registry.backbone(config.backbone)
-        model = build_classifier(backbone, plan.header["num_classes"])
-        ctx.batch_size = inference_batch_size(model, backbone.name, backbone.input_size, backbone.channels, ctx.compute,
-                                              ctx.throughput)
-        say(f"inference batch size: {ctx.batch_size} (measured on {ctx.compute.describe()}; --batch-size to set)")
-    plan.header["batch_size"] = ctx.batch_size
+    data = _materialise(plan, ctx, registry, config, runner, None, say)
     store = ResultStore(config.results_dir / "oodbench.sqlite")
     recorder = Recorder(store, plan, ctx)
     recorder.start(config)
