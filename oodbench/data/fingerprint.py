@@ -1,0 +1,207 @@
+"""Near-duplicate images between two sets: perceptual fingerprints and the pairs they match.
+
+"Near-duplicate" means the same picture after JPEG re-encoding, resizing, cropping a little
+(up to about 10% of a side, resized back or not) or dropping colour. Every image is first brought
+to a 32x32 grayscale picture (ITU-R 601 luma, antialiased bilinear resize), so colour and size
+drop out. From it, :func:`fingerprints` computes, batched in torch on the stored uint8 arrays:
+
+- a *descriptor*: the 8x8 block of lowest-frequency 2-D DCT-II coefficients (DC left out) of the
+  picture without a 2-pixel border, scaled to unit length. Copies lie close together; it only
+  proposes candidates;
+- *hashes*: the 64-bit perceptual hash (pHash, Zauner 2010: each of the 8x8 lowest-frequency DCT
+  coefficients of the 32x32 picture against their median, the definition of
+  ``imagehash.phash``) of the picture and of 18 crops of it (2 and 4 pixels removed per axis at 9
+  offsets, resized back), so a cropped copy matches one of its source's hashes within a few bits.
+
+:func:`near_duplicates` finds, for every image of the smaller set, its nearest descriptors in the
+other set (an inverted-file search: k-means lists, the closest few lists probed, so the cost
+grows with the sets' sizes, not their product) and keeps a candidate when the closest of one
+image's hashes is within :data:`THRESHOLD` bits of the other's plain hash, in either direction.
+
+Why not ``imagehash`` itself: it converts one PIL image at a time (tens of microseconds each);
+the arrays are already decoded, and the batched version costs a small share of a run's
+extraction. ``tests/test_fingerprint.py`` plants copies of each kind among unrelated photographs
+and checks recall and false pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: the largest Hamming distance (of 64 bits) at which two hashes are the same picture
+THRESHOLD = 8
+#: crops the hashes cover: pixels removed per axis (of 32), at offsets 0, half and all of them
+CROPS = (2, 4)
+SIZE = 32
+BLOCK = 8
+BORDER = 2
+#: candidates kept per image of the smaller set, and the k-means lists probed per image
+NEIGHBOURS = 4
+PROBES = 8
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """``descriptors``: ``N x 63`` float32 (unit rows); ``hashes``: ``N x 19`` uint64, the plain
+    hash first, then those of the crops."""
+
+    descriptors: np.ndarray
+    hashes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Near-duplicate pairs: index into the first set, into the second, and their Hamming distance."""
+
+    first: np.ndarray
+    second: np.ndarray
+    distance: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+
+def dct_matrix(n: int) -> torch.Tensor:
+    """The orthonormal DCT-II matrix: ``D @ x`` transforms the columns of ``x``."""
+    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
+    matrix = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2 / n)
+    matrix[0] /= np.sqrt(2)
+    return torch.tensor(matrix, dtype=torch.float32)
+
+
+def resize_matrix(size: int, to: int) -> torch.Tensor:
+    """``to x size``: one axis of an antialiased bilinear resize (torch's, which is separable)."""
+    if size == to:
+        return torch.eye(size)
+    identity = torch.eye(size)[None, None]  # resizing its rows only gives the matrix
+    return F.interpolate(identity, size=(to, size), mode="bilinear", antialias=True, align_corners=False)[0, 0]
+
+
+def _operators(size: int) -> torch.Tensor:
+    """One axis of every linear view of an image whose side is ``size``, as ``8 x size`` matrices that
+    give the lowest DCT frequencies of: the 32x32 picture; each crop of it (3 offsets per crop size),
+    resized back; the picture without its border (the descriptor's view, last)."""
+    picture = resize_matrix(size, SIZE)
+    low = dct_matrix(SIZE)[:BLOCK]
+    views = [low @ picture]
+    for removed in CROPS:
+        back = resize_matrix(SIZE - removed, SIZE)
+        views += [low @ back @ picture[offset : offset + SIZE - removed] for offset in (0, removed // 2, removed)]
+    views.append(dct_matrix(SIZE - 2 * BORDER)[:BLOCK] @ picture[BORDER : SIZE - BORDER])
+    return torch.stack(views)
+
+
+#: the hashes' views, as groups (first, last view per axis) of all combinations within the group:
+#: the plain picture, then each crop size's 3 x 3 offsets
+HASH_GROUPS = ((0, 1), *((1 + 3 * c, 4 + 3 * c) for c in range(len(CROPS))))
+DESCRIPTOR_VIEW = 1 + 3 * len(CROPS)
+HASHES = sum((last - first) ** 2 for first, last in HASH_GROUPS)
+
+
+def _columns_with_luma(views: torch.Tensor, channels: int) -> torch.Tensor:
+    """The column operators as ``(views * 8) x (width * channels)``, taking the luma of RGB pixels on the way."""
+    flat = views.reshape(-1, views.shape[-1])
+    if channels == 1:
+        return flat
+    return (flat[:, :, None] * torch.tensor(LUMA)).reshape(len(flat), -1)
+
+
+def _fingerprint_batch(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pixels = torch.from_numpy(np.ascontiguousarray(images))
+    n, height, width = pixels.shape[:3]
+    channels = pixels.shape[3] if pixels.ndim == 4 else 1
+    rows = _operators(height)
+    columns = rows if width == height else _operators(width)
+    # each view's DCT block is rows[v] @ luma @ columns[v].T; the right-hand products serve every view
+    right = (pixels.reshape(n * height, width * channels).float() @ _columns_with_luma(columns, channels).T).reshape(n, height, -1)
+    groups = []
+    for first, last in HASH_GROUPS:  # every (row view, column view) combination of a group in one product
+        count = last - first
+        block = rows[first:last].reshape(-1, height) @ right[:, :, first * BLOCK : last * BLOCK]
+        groups.append(block.reshape(n, count, BLOCK, count, BLOCK).transpose(2, 3).reshape(n, count * count, BLOCK * BLOCK))
+    blocks = torch.cat(groups, dim=1)
+    bits = (blocks > blocks.median(dim=2, keepdim=True).values).numpy()
+    hashes = np.packbits(bits, axis=2).view(">u8")[..., 0].astype(np.uint64)
+    view = slice(DESCRIPTOR_VIEW * BLOCK, (DESCRIPTOR_VIEW + 1) * BLOCK)
+    inner = (rows[DESCRIPTOR_VIEW] @ right[:, :, view]).reshape(n, -1)
+    descriptors = F.normalize(inner[:, 1:], dim=1).numpy()
+    return descriptors, hashes
+
+
+def fingerprints(images: np.ndarray, batch: int = 4096) -> Fingerprints:
+    """The descriptors and hashes of ``N x H x W [x C]`` uint8 images (any size, gray or RGB)."""
+    parts = [_fingerprint_batch(images[start : start + batch]) for start in range(0, len(images), batch)]
+    if not parts:
+        return Fingerprints(np.zeros((0, BLOCK * BLOCK - 1), np.float32), np.zeros((0, HASHES), np.uint64))
+    return Fingerprints(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def _kmeans(points: torch.Tensor, lists: int, generator: torch.Generator, iterations: int = 6) -> torch.Tensor:
+    """Centroids (unit rows) of spherical k-means on unit ``points``."""
+    centroids = points[torch.randperm(len(points), generator=generator)[:lists]].clone()
+    for _ in range(iterations):
+        assignment = (points @ centroids.T).argmax(dim=1)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, points)
+        empty = sums.norm(dim=1) == 0
+        centroids = torch.where(empty[:, None], centroids, F.normalize(sums, dim=1))
+    return centroids
+
+
+def _candidates(queries: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, base index) of each query's :data:`NEIGHBOURS` nearest descriptors among those
+    in the :data:`PROBES` k-means lists closest to it."""
+    q, b = torch.from_numpy(queries), torch.from_numpy(base)
+    lists = max(1, min(1024, round(math.sqrt(len(b)))))
+    centroids = _kmeans(b, lists, torch.Generator().manual_seed(0))
+    assignment = (b @ centroids.T).argmax(dim=1)
+    probed = (q @ centroids.T).topk(min(PROBES, lists), dim=1).indices
+    found_q, found_b, found_sim = [], [], []
+    for index in range(lists):
+        members = (assignment == index).nonzero().squeeze(1)
+        asking = (probed == index).any(dim=1).nonzero().squeeze(1)
+        if len(members) == 0 or len(asking) == 0:
+            continue
+        top = (q[asking] @ b[members].T).topk(min(NEIGHBOURS, len(members)), dim=1)
+        found_q.append(asking[:, None].expand_as(top.indices).reshape(-1))
+        found_b.append(members[top.indices].reshape(-1))
+        found_sim.append(top.values.reshape(-1))
+    if not found_q:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    qi, bi, sim = torch.cat(found_q).numpy(), torch.cat(found_b).numpy(), torch.cat(found_sim).numpy()
+    order = np.lexsort((-sim, qi))  # per query, most similar first
+    qi, bi = qi[order], bi[order]
+    rank = np.arange(len(qi)) - np.searchsorted(qi, qi)
+    keep = rank < NEIGHBOURS
+    return qi[keep], bi[keep]
+
+
+def hash_distance(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Hamming distance per pair of hash rows (``M x 19`` each): the closest of either image's hashes
+    (crops included) to the other's plain hash."""
+    one_way = np.bitwise_count(first ^ second[:, :1]).min(axis=1)
+    other_way = np.bitwise_count(second ^ first[:, :1]).min(axis=1)
+    return np.minimum(one_way, other_way).astype(np.int64)
+
+
+def near_duplicates(first: Fingerprints, second: Fingerprints) -> Pairs:
+    """Near-duplicate pairs between two fingerprinted sets, sorted by (first, second) index."""
+    swap = len(first) > len(second)
+    queries, base = (second, first) if swap else (first, second)
+    if len(queries) == 0 or len(base) == 0:
+        empty = np.zeros(0, np.int64)
+        return Pairs(empty, empty, empty)
+    qi, bi = _candidates(queries.descriptors, base.descriptors)
+    distance = hash_distance(queries.hashes[qi], base.hashes[bi])
+    match = distance <= THRESHOLD
+    a, b = (bi[match], qi[match]) if swap else (qi[match], bi[match])
+    order = np.lexsort((b, a))
+    return Pairs(a[order], b[order], distance[match][order])

@@ -1,0 +1,89 @@
+"""Near-duplicate detection: copies of four kinds planted among unrelated photographs are found,
+and unrelated pairs are not."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from oodbench.data.fingerprint import THRESHOLD, fingerprints, hash_distance, near_duplicates
+
+PER_KIND = 50
+KINDS = ("jpeg", "resize", "crop", "gray")
+
+
+@pytest.fixture(scope="module")
+def photographs(request) -> np.ndarray:
+    """2,400 CIFAR-10 test images (32x32 RGB photographs) from the offline catalog, in random order."""
+    catalog = request.getfixturevalue("catalog")
+    with zipfile.ZipFile(catalog.parent / "cifar10-jpeg-test.zip") as archive:
+        names = sorted(n for n in archive.namelist() if not n.endswith("/"))
+        chosen = np.random.default_rng(0).permutation(len(names))[:2400]
+        return np.stack([np.array(Image.open(io.BytesIO(archive.read(names[i]))).convert("RGB")) for i in chosen])
+
+
+def _pil(image: np.ndarray) -> Image.Image:
+    return Image.fromarray(image)
+
+
+def copy_of(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """``image`` re-encoded, resized, cropped a little or without colour, back as 32x32 RGB (as a
+    split is stored after materialisation)."""
+    if kind == "jpeg":
+        buffer = io.BytesIO()
+        _pil(image).save(buffer, "JPEG", quality=int(rng.integers(30, 76)))
+        return np.array(Image.open(buffer).convert("RGB"))
+    if kind == "resize":
+        size = int(rng.integers(20, 29))
+        return np.array(_pil(image).resize((size, size), Image.BICUBIC).resize((32, 32), Image.BICUBIC))
+    if kind == "crop":
+        removed = int(rng.integers(1, 4))  # up to ~10% of a side
+        top, left = rng.integers(0, removed + 1, 2)
+        cropped = image[top : top + 32 - removed, left : left + 32 - removed]
+        return np.array(_pil(cropped).resize((32, 32), Image.BILINEAR))
+    return np.array(_pil(image).convert("L").convert("RGB"))
+
+
+def test_planted_copies_are_found_and_unrelated_pairs_are_not(photographs):
+    rng = np.random.default_rng(1)
+    originals, first_unrelated, second_unrelated = photographs[:200], photographs[200:1200], photographs[1200:2400]
+    copies = np.stack([copy_of(image, KINDS[i // PER_KIND], rng) for i, image in enumerate(originals)])
+    first = np.concatenate([first_unrelated, originals])  # originals at 1000..1199
+    second = np.concatenate([copies, second_unrelated])  # copy i of original 1000 + i
+    pairs = near_duplicates(fingerprints(first), fingerprints(second))
+    planted = set(zip(range(1000, 1200), range(200), strict=True))
+    found = set(zip(pairs.first.tolist(), pairs.second.tolist(), strict=True))
+    for k, kind in enumerate(KINDS):
+        kind_pairs = {(1000 + i, i) for i in range(k * PER_KIND, (k + 1) * PER_KIND)}
+        recall = len(kind_pairs & found) / PER_KIND
+        assert recall >= 0.9, f"{kind}: recall {recall:.2f}"
+    false_pairs = len(found - planted)
+    unrelated_pairs = len(first) * len(second) - len(planted)
+    assert false_pairs <= unrelated_pairs / 10_000, f"{false_pairs} false pairs among {unrelated_pairs} unrelated pairs"
+    assert (pairs.distance <= THRESHOLD).all()
+
+
+def test_a_grayscale_set_of_another_size_matches_the_rgb_set_it_came_from(photographs):
+    rgb = photographs[:300]
+    gray = np.stack([np.array(_pil(image).convert("L").resize((28, 28), Image.BILINEAR)) for image in photographs[300:400]])
+    copies = np.stack([np.array(_pil(image).convert("L").resize((28, 28), Image.BILINEAR)) for image in rgb[:100]])
+    pairs = near_duplicates(fingerprints(rgb), fingerprints(np.concatenate([copies, gray])))  # N x 28 x 28, no channels
+    found = set(zip(pairs.first.tolist(), pairs.second.tolist(), strict=True))
+    assert len(found & {(i, i) for i in range(100)}) >= 95 and len(found - {(i, i) for i in range(100)}) <= 3
+
+
+def test_hash_distance_takes_the_closest_crop_hash_in_either_direction():
+    plain = np.array([[0b0000, 0b1111, 0b0001]], dtype=np.uint64)  # a plain hash, then two crop hashes
+    other = np.array([[0b0011, 0b1111_0000, 0b1111_0000]], dtype=np.uint64)
+    assert hash_distance(plain, other).tolist() == [1]  # plain's crop 0b0001 vs other's plain 0b0011
+    assert hash_distance(other, plain).tolist() == [1]
+
+
+def test_empty_sets_have_no_pairs():
+    empty = fingerprints(np.zeros((0, 32, 32, 3), np.uint8))
+    some = fingerprints(np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8))
+    assert len(near_duplicates(empty, some)) == 0 and len(near_duplicates(some, empty)) == 0
