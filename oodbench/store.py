@@ -43,6 +43,8 @@ RESULT_COLUMNS = {
     "table_order": "INTEGER",
     #: the settings the preset reduced against the paper's, e.g. "epochs 2 (paper 10)"; '' for none
     "reduced": "TEXT",
+    #: what the data-hygiene checks found that concerns the cell (shared sources, near-duplicates); '' for nothing
+    "hygiene": "TEXT",
     "aux_dataset": "TEXT",
     #: the adversarial attack of the cell ('' for clean inputs), e.g. "atom: L-inf PGD eps 8/255, ..."
     "attack": "TEXT NOT NULL DEFAULT ''",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oodbench.data.fingerprint import THRESHOLD, fingerprints, hash_distance, near_duplicates
+from oodbench.data.fingerprint import CORRELATION, THRESHOLD, fingerprints, hash_distance, near_duplicates
 
 PER_KIND = 50
 KINDS = ("jpeg", "resize", "crop", "gray")
@@ -54,7 +54,7 @@ def test_planted_copies_are_found_and_unrelated_pairs_are_not(photographs):
     copies = np.stack([copy_of(image, KINDS[i // PER_KIND], rng) for i, image in enumerate(originals)])
     first = np.concatenate([first_unrelated, originals])  # originals at 1000..1199
     second = np.concatenate([copies, second_unrelated])  # copy i of original 1000 + i
-    pairs = near_duplicates(fingerprints(first), fingerprints(second))
+    pairs = near_duplicates(fingerprints(first), fingerprints(second), first, second)
     planted = set(zip(range(1000, 1200), range(200), strict=True))
     found = set(zip(pairs.first.tolist(), pairs.second.tolist(), strict=True))
     for k, kind in enumerate(KINDS):
@@ -64,14 +64,24 @@ def test_planted_copies_are_found_and_unrelated_pairs_are_not(photographs):
     false_pairs = len(found - planted)
     unrelated_pairs = len(first) * len(second) - len(planted)
     assert false_pairs <= unrelated_pairs / 10_000, f"{false_pairs} false pairs among {unrelated_pairs} unrelated pairs"
-    assert (pairs.distance <= THRESHOLD).all()
+    assert (pairs.distance <= THRESHOLD).all() and (pairs.correlation >= CORRELATION).all()
+
+
+def test_digits_and_photographs_of_similar_layout_are_not_duplicates(photographs, catalog):
+    """Hashes alone match some MNIST digits to dark photographs with a bright stroke; verification does not."""
+    with zipfile.ZipFile(catalog.parent / "mnist-test.zip") as archive:
+        names = sorted(n for n in archive.namelist() if not n.endswith("/"))[:3000]
+        digits = np.stack([np.array(Image.open(io.BytesIO(archive.read(n)))) for n in names])  # 28 x 28 gray
+    prints, photo_prints = fingerprints(digits), fingerprints(photographs)
+    assert len(near_duplicates(prints, photo_prints, digits, photographs)) == 0
 
 
 def test_a_grayscale_set_of_another_size_matches_the_rgb_set_it_came_from(photographs):
     rgb = photographs[:300]
     gray = np.stack([np.array(_pil(image).convert("L").resize((28, 28), Image.BILINEAR)) for image in photographs[300:400]])
     copies = np.stack([np.array(_pil(image).convert("L").resize((28, 28), Image.BILINEAR)) for image in rgb[:100]])
-    pairs = near_duplicates(fingerprints(rgb), fingerprints(np.concatenate([copies, gray])))  # N x 28 x 28, no channels
+    others = np.concatenate([copies, gray])  # N x 28 x 28, no channel axis
+    pairs = near_duplicates(fingerprints(rgb), fingerprints(others), rgb, others)
     found = set(zip(pairs.first.tolist(), pairs.second.tolist(), strict=True))
     assert len(found & {(i, i) for i in range(100)}) >= 95 and len(found - {(i, i) for i in range(100)}) <= 3
 
@@ -84,6 +94,7 @@ def test_hash_distance_takes_the_closest_crop_hash_in_either_direction():
 
 
 def test_empty_sets_have_no_pairs():
-    empty = fingerprints(np.zeros((0, 32, 32, 3), np.uint8))
-    some = fingerprints(np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8))
-    assert len(near_duplicates(empty, some)) == 0 and len(near_duplicates(some, empty)) == 0
+    none = np.zeros((0, 32, 32, 3), np.uint8)
+    some = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    assert len(near_duplicates(fingerprints(none), fingerprints(some), none, some)) == 0
+    assert len(near_duplicates(fingerprints(some), fingerprints(none), some, none)) == 0

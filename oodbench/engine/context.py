@@ -94,3 +94,27 @@ class ScoredSplit:
     seconds: float
     key: str
     passes: int = 0
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """The near-duplicate check of two splits: how many pairs match, a few of them as thumbnails, and
+    the collection both were drawn from when they declare the same ``source`` (None when the sources
+    differ or one is unknown: nothing is assumed across unknown sources)."""
+
+    first: str
+    second: str
+    shared_source: str | None
+    pairs: int
+    threshold: int
+    #: up to a few matched pairs: indices, Hamming distance and both images as base64 PNG
+    examples: tuple[dict, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def flagged(self) -> bool:
+        return self.pairs > 0 or self.shared_source is not None
+
+    def describe(self) -> str:
+        facts = [f"{self.pairs} near-duplicate pair(s)"] + ([f"shared source '{self.shared_source}'"] if self.shared_source else [])
+        return f"{self.first} ~ {self.second}: " + ", ".join(facts)

@@ -1,6 +1,7 @@
 """A run as data: a DAG of tasks, each with its content key, inputs, resources and estimated cost.
 
-Task kinds: ``materialise`` (decode a dataset split into cached arrays), ``checkpoint`` (load,
+Task kinds: ``materialise`` (decode a dataset split into cached arrays), ``fingerprint`` (a split's
+perceptual hashes) and ``overlap`` (near-duplicates between two splits: data hygiene), ``checkpoint`` (load,
 download or train the classifier), ``finetune`` (a training-time method's network), ``extract``
 (logits and features of a split, shared by all methods), ``fit`` (a method's state from the ID
 training split), ``score`` (one split's outlier scores), ``attack`` (one split's scores under an
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 from oodbench.engine.estimate import Work
 
-KINDS = ("materialise", "checkpoint", "finetune", "extract", "fit", "score", "attack", "metrics")
+KINDS = ("materialise", "fingerprint", "overlap", "checkpoint", "finetune", "extract", "fit", "score", "attack", "metrics")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class Cell:
     base_network: str
     base_accuracy: str
     static: dict[str, Any]
+    #: the overlap (data hygiene) tasks whose findings concern the cell
+    checks: tuple[str, ...] = ()
 
 
 @dataclass

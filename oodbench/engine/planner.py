@@ -24,9 +24,11 @@ from oodbench.engine.stages.attack import plan_attack
 from oodbench.engine.stages.checkpoint import plan_checkpoint
 from oodbench.engine.stages.extract import plan_extract
 from oodbench.engine.stages.finetune import plan_finetune
+from oodbench.engine.stages.fingerprint import plan_fingerprint
 from oodbench.engine.stages.fit import plan_fit
 from oodbench.engine.stages.materialise import PlannedSplit, plan_split
 from oodbench.engine.stages.metrics import plan_metrics
+from oodbench.engine.stages.overlap import plan_overlap
 from oodbench.engine.stages.score import plan_score
 from oodbench.hashing import code_version
 from oodbench.models.checkpoints import build_classifier
@@ -71,6 +73,8 @@ class _Planner:
         self.model_mb = weights * 4 / 2**20
         self.row_width = self.backbone.feature_dim + self.id_spec.num_classes
         self.splits: dict[tuple[str, str], PlannedSplit] = {}
+        #: overlap task ids by (first split label, second split label)
+        self.overlaps: dict[tuple[str, str], str] = {}
         self.plan = Plan({}, [], {})
 
     def split(self, spec: DatasetSpec, split: str, limit: int | None) -> PlannedSplit:
@@ -83,6 +87,38 @@ class _Planner:
     def train(self) -> PlannedSplit:
         return self.split(self.id_spec, "train", self.config.train_limit)
 
+    def aux(self, entry: MethodEntry) -> PlannedSplit | None:
+        spec = self.registry.dataset(entry.aux) if entry.aux else None
+        return self.split(spec, training_split(spec), None) if spec else None
+
+    def id_splits(self, id_test: PlannedSplit) -> list[PlannedSplit]:
+        return [id_test, *([self.train()] if "train" in self.id_spec.splits else [])]
+
+    def hygiene(self, entries: list[MethodEntry], id_test: PlannedSplit, oods: list[PlannedSplit]) -> None:
+        """The data-hygiene checks, before any work that uses the data: each auxiliary set against the
+        ID splits and every OOD set, and the ID splits against every OOD set."""
+        def check(first: PlannedSplit, second: PlannedSplit) -> None:
+            prints = [self.plan.tasks[self.plan.add(plan_fingerprint(self.ctx, split))] for split in (first, second)]
+            task = plan_overlap(first, second, *prints)
+            task.announce = lambda ctx, inputs, found: ctx.note(f"hygiene: {found.describe()}") if found.flagged else None
+            self.overlaps[(first.label, second.label)] = self.plan.add(task)
+
+        for aux in {split.label: split for split in map(self.aux, entries) if split}.values():
+            for other in [*self.id_splits(id_test), *oods]:
+                check(aux, other)
+        for id_split in self.id_splits(id_test):
+            for ood in oods:
+                check(id_split, ood)
+
+    def checks(self, entry: MethodEntry, id_test: PlannedSplit, ood: PlannedSplit) -> tuple[str, ...]:
+        """The overlap tasks that concern a cell of ``entry`` on ``ood``: the ID splits against the OOD
+        set, and the method's auxiliary set against the OOD set and the ID splits."""
+        aux = self.aux(entry)
+        pairs = [(s.label, ood.label) for s in self.id_splits(id_test)]
+        if aux is not None:
+            pairs += [(aux.label, s.label) for s in (ood, *self.id_splits(id_test))]
+        return tuple(self.overlaps[pair] for pair in pairs)
+
     def extract(self, network: Task, name: str, split: PlannedSplit, group: str | None = None, announce=None) -> Task:
         task = plan_extract(self.ctx, network, name, split, self.backbone.name, self.backbone.feature_dim,
                             self.id_spec.num_classes, self.model_mb, group)
@@ -94,8 +130,7 @@ class _Planner:
         caps, add = entry.caps, (lambda task: self.plan.tasks[self.plan.add(task)])
         network, accuracy, group = base, base_accuracy, (None if not caps.trains else entry.label)
         name = f"{entry.label}'s network (seed {seed})" if caps.trains else f"{self.backbone.name} (seed {seed})"
-        aux_spec = self.registry.dataset(entry.aux) if entry.aux else None
-        aux = self.split(aux_spec, training_split(aux_spec), None) if aux_spec else None
+        aux = self.aux(entry)
         if caps.trains:
             network = add(plan_finetune(self.ctx, entry, base, f"{self.backbone.name} (seed {seed})", self.train(), aux, seed,
                                         self.backbone.name, self.model_mb))
@@ -116,7 +151,7 @@ class _Planner:
             metrics = add(plan_metrics(network, accuracy, scores[id_test.label], scores[split.label], fit, caps.trains,
                                        entry.label, f"{entry.label} on {split.spec.name} (seed {seed})"))
             self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id,
-                                        self.static(entry, seed, id_test, split, aux)))
+                                        self.static(entry, seed, id_test, split, aux), self.checks(entry, id_test, split)))
         for spec in map(parse_attack, self.config.attacks):
             self.attacked(entry, seed, spec, network, accuracy, fit, scores, id_test, oods, base, base_accuracy, aux)
 
@@ -136,13 +171,15 @@ class _Planner:
         for split in oods:
             static = {**self.static(entry, seed, id_test, split, aux), "attack": spec.describe()}
             if entry.caps.attack is None:
-                self.plan.cells.append(Cell(entry.label, seed, split.spec.name, None, (), base.id, base_accuracy.id, static))
+                self.plan.cells.append(Cell(entry.label, seed, split.spec.name, None, (), base.id, base_accuracy.id, static,
+                                            self.checks(entry, id_test, split)))
                 continue
             ood_scores = scores(split, False)
             metrics = add(plan_metrics(network, accuracy, id_scores, ood_scores, fit, entry.caps.trains, entry.label,
                                        f"{entry.label} on {split.spec.name} under {spec.name} (seed {seed})"))
             chain = tuple(t.id for t in (fit, id_scores, ood_scores) if t is not None)
-            self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id, static))
+            self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id, static,
+                                        self.checks(entry, id_test, split)))
 
     def static(self, entry: MethodEntry, seed: int, id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None) -> dict:
         """The columns of a result row known before anything runs."""
@@ -164,6 +201,7 @@ class _Planner:
         entries = method_entries(config, self.registry, self.id_spec)
         id_test = self.split(self.id_spec, evaluation_split(self.id_spec), config.limit)
         oods = [self.split(spec, evaluation_split(spec), config.limit) for spec in map(self.registry.dataset, config.ood)]
+        self.hygiene(entries, id_test, oods)
         for seed in config.seeds:
             published = config.pretrained and self.backbone.known_checkpoint(self.id_spec.name, seed) is not None
             trains = config.train and not config.checkpoint and not published

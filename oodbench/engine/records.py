@@ -7,11 +7,13 @@ closes the run with its provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from typing import Any
 
 from oodbench.config import RunConfig
+from oodbench.engine.context import Overlap
 from oodbench.engine.executors import Outcome
 from oodbench.engine.plan import Cell, Plan, Task
 from oodbench.provenance import config_record, git_commit, hardware, package_versions
@@ -35,6 +37,7 @@ class Recorder:
                              git_commit=git_commit(), hardware=hardware())
         for cell in self.cells.get(None, ()):  # nothing to compute: a method that cannot be attacked
             self.store.add_results([{**cell.static, "run_id": self.run_id, "status": "not attacked", "checkpoint": "",
+                                     "hygiene": self.hygiene(cell),
                                      "error": "the method declares no differentiable score or surrogate (Capabilities.attack)"}])
         return self.run_id
 
@@ -56,8 +59,13 @@ class Recorder:
         outcome = self.outcomes.get(task_id)
         return outcome.value if outcome is not None and outcome.ok else None
 
+    def hygiene(self, cell: Cell) -> str:
+        """What the data-hygiene checks found that concerns ``cell`` ('' when nothing)."""
+        found = [self._value(check) for check in cell.checks]
+        return "; ".join(overlap.describe() for overlap in found if overlap is not None and overlap.flagged)
+
     def _row(self, cell: Cell, outcome: Outcome) -> dict:
-        row = {**cell.static, "run_id": self.run_id}
+        row = {**cell.static, "run_id": self.run_id, "hygiene": self.hygiene(cell)}
         if not outcome.ok:
             network, accuracy = self._value(cell.base_network), self._value(cell.base_accuracy)
             return {**row, "status": "failed", "error": outcome.error, "checkpoint": network.key if network else "",
@@ -82,8 +90,9 @@ class Recorder:
             if network is not None:
                 checkpoints[str(cell.seed)] = {"hash": network.key, "origin": network.origin,
                                                "id_accuracy": accuracy.accuracy if accuracy else None, "info": network.info}
+        hygiene = [dataclasses.asdict(overlap) for overlap in map(self._value, self.plan.tasks) if isinstance(overlap, Overlap)]
         return {"datasets": datasets, "checkpoints": checkpoints, "compute": self.ctx.compute.describe(),
-                "notes": self.ctx.notes, "plan": self.plan.header}
+                "notes": self.ctx.notes, "plan": self.plan.header, "hygiene": hygiene}
 
     def finish(self, status: str, wall_time_s: float) -> None:
         self.store.finish_run(self.run_id, status, wall_time_s=wall_time_s, images_forwarded=self.ctx.forwarded.images,
