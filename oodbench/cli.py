@@ -129,9 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("what", choices=["methods", "datasets", "backbones", "presets"])
     _common(listing)
 
-    data = commands.add_parser("data", help="verify or prepare datasets")
-    data.add_argument("action", choices=["verify", "prepare"])
-    data.add_argument("names", nargs="*", help="datasets (default: all)")
+    data = commands.add_parser("data", help="verify or prepare datasets, or find near-duplicates between two")
+    data.add_argument("action", choices=["verify", "prepare", "overlap"])
+    data.add_argument("names", nargs="*", help="datasets (default: all); overlap: two, each NAME or NAME/SPLIT")
     data.add_argument("--backbone", help="prepare arrays at this backbone's input format (default: the default preset's)")
     _common(data)
 
@@ -284,15 +284,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     import torch
 
     from oodbench.config import choose_preset
-    from oodbench.data.manage import prepare, verify
+    from oodbench.data.manage import overlap, prepare, verify
 
     registry = _registry(args)
     names = args.names or sorted(registry.datasets)
     paths = _home_paths(args)
     if args.action == "verify":
         return verify(registry, names, paths)
-    backbone = args.backbone or choose_preset(registry, None, True, torch.cuda.is_available()).backbone
-    return prepare(registry, names, registry.backbone(backbone), paths)
+    backbone = registry.backbone(args.backbone or choose_preset(registry, None, True, torch.cuda.is_available()).backbone)
+    if args.action == "overlap":
+        if len(args.names) != 2:
+            raise ConfigError(f"data overlap compares two datasets, got {len(args.names)}", "e.g. oodbench data overlap tin-aux tin-crop-32")
+        return overlap(registry, *args.names, backbone, paths)
+    return prepare(registry, names, backbone, paths)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -58,10 +58,13 @@ VERIFY_CROP = 4
 @dataclass(frozen=True)
 class Fingerprints:
     """``descriptors``: ``N x 63`` float32 (unit rows); ``hashes``: ``N x 19`` uint64, the plain
-    hash first, then those of the crops."""
+    hash first, then those of the crops; ``centroids`` (``L x 63``) and ``lists`` (``N``): the
+    k-means lists of the descriptors, the index a search of this set goes through."""
 
     descriptors: np.ndarray
     hashes: np.ndarray
+    centroids: np.ndarray
+    lists: np.ndarray
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -155,41 +158,49 @@ def _fingerprint_batch(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fingerprints(images: np.ndarray, batch: int = 4096) -> Fingerprints:
-    """The descriptors and hashes of ``N x H x W [x C]`` uint8 images (any size, gray or RGB)."""
+    """The descriptors, hashes and descriptor index of ``N x H x W [x C]`` uint8 images (any size, gray or RGB)."""
     parts = [_fingerprint_batch(images[start : start + batch]) for start in range(0, len(images), batch)]
     if not parts:
-        return Fingerprints(np.zeros((0, BLOCK * BLOCK - 1), np.float32), np.zeros((0, HASHES), np.uint64))
-    return Fingerprints(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        return Fingerprints(np.zeros((0, BLOCK * BLOCK - 1), np.float32), np.zeros((0, HASHES), np.uint64),
+                            np.zeros((0, BLOCK * BLOCK - 1), np.float32), np.zeros(0, np.int64))
+    descriptors = np.concatenate([p[0] for p in parts])
+    centroids, lists = _kmeans(torch.from_numpy(descriptors), max(1, min(1024, round(math.sqrt(len(descriptors))))))
+    return Fingerprints(descriptors, np.concatenate([p[1] for p in parts]), centroids.numpy(), lists.numpy())
 
 
-def _kmeans(points: torch.Tensor, lists: int, generator: torch.Generator, iterations: int = 6) -> torch.Tensor:
-    """Centroids (unit rows) of spherical k-means on unit ``points``."""
-    centroids = points[torch.randperm(len(points), generator=generator)[:lists]].clone()
+def _kmeans(points: torch.Tensor, lists: int, iterations: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centroids (unit rows) of spherical k-means on unit ``points``, and each point's list."""
+    centroids = points[torch.randperm(len(points), generator=torch.Generator().manual_seed(0))[:lists]].clone()
     for _ in range(iterations):
         assignment = (points @ centroids.T).argmax(dim=1)
         sums = torch.zeros_like(centroids).index_add_(0, assignment, points)
         empty = sums.norm(dim=1) == 0
         centroids = torch.where(empty[:, None], centroids, F.normalize(sums, dim=1))
-    return centroids
+    return centroids, (points @ centroids.T).argmax(dim=1)
 
 
-def _candidates(queries: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _candidates(queries: np.ndarray, base: Fingerprints) -> tuple[np.ndarray, np.ndarray]:
     """(query index, base index) of each query's :data:`NEIGHBOURS` nearest descriptors among those
-    in the :data:`PROBES` k-means lists closest to it."""
-    q, b = torch.from_numpy(queries), torch.from_numpy(base)
-    lists = max(1, min(1024, round(math.sqrt(len(b)))))
-    centroids = _kmeans(b, lists, torch.Generator().manual_seed(0))
-    assignment = (b @ centroids.T).argmax(dim=1)
-    probed = (q @ centroids.T).topk(min(PROBES, lists), dim=1).indices
+    in the :data:`PROBES` lists of ``base`` whose centroids are closest to it."""
+    q, centroids = torch.from_numpy(queries), torch.from_numpy(base.centroids)
+    lists = len(centroids)
+    members = torch.from_numpy(np.argsort(base.lists, kind="stable"))  # base indices, list by list
+    descriptors = torch.from_numpy(base.descriptors)[members]
+    bounds = np.searchsorted(base.lists[members.numpy()], np.arange(lists + 1)).tolist()
+    probes = min(PROBES, lists)
+    probed = (q @ centroids.T).topk(probes, dim=1).indices.reshape(-1)
+    by_list = torch.argsort(probed, stable=True)
+    asking_all = by_list // probes  # the query of each (query, probed list) pair, list by list
+    asking_bounds = np.searchsorted(probed[by_list].numpy(), np.arange(lists + 1)).tolist()
     found_q, found_b, found_sim = [], [], []
     for index in range(lists):
-        members = (assignment == index).nonzero().squeeze(1)
-        asking = (probed == index).any(dim=1).nonzero().squeeze(1)
-        if len(members) == 0 or len(asking) == 0:
+        start, end = bounds[index], bounds[index + 1]
+        asking = asking_all[asking_bounds[index] : asking_bounds[index + 1]]
+        if start == end or len(asking) == 0:
             continue
-        top = (q[asking] @ b[members].T).topk(min(NEIGHBOURS, len(members)), dim=1)
-        found_q.append(asking[:, None].expand_as(top.indices).reshape(-1))
-        found_b.append(members[top.indices].reshape(-1))
+        top = (q[asking] @ descriptors[start:end].T).topk(min(NEIGHBOURS, end - start), dim=1)
+        found_q.append(asking.repeat_interleave(top.indices.shape[1]))
+        found_b.append(members[start + top.indices].reshape(-1))
         found_sim.append(top.values.reshape(-1))
     if not found_q:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -216,7 +227,7 @@ def near_duplicates(first: Fingerprints, second: Fingerprints, first_images: np.
     if len(queries) == 0 or len(base) == 0:
         empty = np.zeros(0, np.int64)
         return Pairs(empty, empty, empty, np.zeros(0, np.float32))
-    qi, bi = _candidates(queries.descriptors, base.descriptors)
+    qi, bi = _candidates(queries.descriptors, base)
     a, b = (bi, qi) if swap else (qi, bi)
     distance = hash_distance(first.hashes[a], second.hashes[b])
     close = distance <= THRESHOLD
@@ -248,21 +259,35 @@ def _aligned_views(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(axis), torch.tensor(pairs)
 
 
-def _view_pictures(images: np.ndarray) -> torch.Tensor:
-    """``M x views x 256``: each alignment of each image at 16x16 grayscale (fine detail and JPEG
-    noise averaged out), centred and scaled to unit norm."""
+def _view_pictures(images: np.ndarray, dense: bool) -> torch.Tensor:
+    """``M x views x 256``: the plain picture (``dense=False``) or every alignment of each image at
+    16x16 grayscale (fine detail and JPEG noise averaged out), centred and scaled to unit norm."""
     luma = _luma(images)
     rows, pairs = _aligned_views(luma.shape[1])
     columns = rows if luma.shape[2] == luma.shape[1] else _aligned_views(luma.shape[2])[0]
+    pairs = pairs if dense else pairs[:1]
     pictures = torch.einsum("vih,mhw,vjw->mvij", rows[pairs[:, 0]], luma, columns[pairs[:, 1]]).flatten(2)
     centred = pictures - pictures.mean(dim=2, keepdim=True)
     return F.normalize(centred, dim=2)
 
 
-def correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """For aligned pairs of images (``first[i]`` with ``second[i]``): the largest correlation of one
-    image's view with the other's plain picture, either way round, at 16x16 grayscale."""
-    a, b = _view_pictures(first), _view_pictures(second)
+def _best_alignment(first: np.ndarray, second: np.ndarray, dense: bool) -> torch.Tensor:
+    a, b = _view_pictures(first, dense), _view_pictures(second, dense)
     one_way = (a * b[:, :1]).sum(dim=2).max(dim=1).values
     other_way = (b * a[:, :1]).sum(dim=2).max(dim=1).values
-    return torch.maximum(one_way, other_way).numpy()
+    return torch.maximum(one_way, other_way)
+
+
+def correlation(first: np.ndarray, second: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """For aligned pairs of images (``first[i]`` with ``second[i]``): the largest correlation of one
+    image's view with the other's plain picture, either way round, at 16x16 grayscale. Pairs that
+    correlate as they are skip the search over crops."""
+    best = np.zeros(len(first), np.float32)
+    for start in range(0, len(first), chunk):
+        part = slice(start, start + chunk)
+        plain = _best_alignment(first[part], second[part], dense=False).numpy()
+        search = np.flatnonzero(plain < CORRELATION)
+        if len(search):
+            plain[search] = _best_alignment(first[part][search], second[part][search], dense=True).numpy()
+        best[part] = plain
+    return best

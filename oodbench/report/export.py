@@ -7,9 +7,11 @@ the minimum for error-type metrics (FPR, detection error).
 
 from __future__ import annotations
 
+from typing import Collection
+
 import pandas as pd
 
-from oodbench.report.tables import LOWER_IS_BETTER
+from oodbench.report.tables import HYGIENE_MARK, LOWER_IS_BETTER
 
 LOWER_LABELS = {"FPR@95TPR(ID+)", "FPR@95TPR(OOD+)", "Det. error"}
 
@@ -40,8 +42,14 @@ def _label(value) -> str:
     return " / ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _formatted(table: pd.DataFrame, digits: int) -> pd.DataFrame:
-    return table.map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
+def _formatted(table: pd.DataFrame, digits: int, flagged: Collection[tuple] = ()) -> pd.DataFrame:
+    """Cell texts; a cell whose (row, column group) is in ``flagged`` gets the data-hygiene mark."""
+    text = table.map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
+    for row, column in ((r, c) for r in table.index for c in table.columns):
+        group = column[0] if isinstance(column, tuple) else column
+        if (row, group) in flagged and text.loc[row, column]:
+            text.loc[row, column] += HYGIENE_MARK
+    return text
 
 
 def _latex_escape(text: str) -> str:
@@ -50,9 +58,10 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def to_latex(table: pd.DataFrame, caption: str, digits: int = 4) -> str:
-    """A booktabs ``tabular`` (with two header rows for two-level columns), best values bold."""
-    text, best = _formatted(table, digits), best_mask(table, digits)
+def to_latex(table: pd.DataFrame, caption: str, digits: int = 4, flagged: Collection[tuple] = ()) -> str:
+    """A booktabs ``tabular`` (with two header rows for two-level columns), best values bold, cells
+    in ``flagged`` ((row, column group) pairs) marked."""
+    text, best = _formatted(table, digits, flagged), best_mask(table, digits)
     two_level = isinstance(table.columns, pd.MultiIndex)
     lines = [f"% {caption}", r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\toprule"]
     index_name = _latex_escape(str(table.index.name or ""))
@@ -77,9 +86,10 @@ def to_latex(table: pd.DataFrame, caption: str, digits: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_markdown(table: pd.DataFrame, caption: str, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table, best values bold, column groups joined into the header."""
-    text, best = _formatted(table, digits), best_mask(table, digits)
+def to_markdown(table: pd.DataFrame, caption: str, digits: int = 4, flagged: Collection[tuple] = ()) -> str:
+    """A GitHub-flavoured Markdown table, best values bold, column groups joined into the header,
+    cells in ``flagged`` ((row, column group) pairs) marked."""
+    text, best = _formatted(table, digits, flagged), best_mask(table, digits)
     header = [str(table.index.name or "")] + [_label(c) for c in table.columns]
     lines = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.index:

@@ -26,11 +26,14 @@ from oodbench.report.tables import (
     bal_layout,
     cell_status,
     clean_and_attacked,
+    hygiene_footnote,
+    hygiene_notes,
     latest_cells,
     mark_reduced,
     mim_layout,
     ood_groups,
     reduced_footnote,
+    reduced_label,
     reduced_notes,
     robustness_layout,
 )
@@ -80,6 +83,12 @@ class Section:
     grouped: bool = False
     #: method -> the settings its preset reduced (rows marked in every table and export)
     reduced: dict = field(default_factory=dict)
+    #: (method, OOD set) -> what the data-hygiene checks found that concerns the cell (cells marked)
+    hygiene: dict = field(default_factory=dict)
+
+    @property
+    def hygiene_note(self) -> str:
+        return hygiene_footnote(self.hygiene)
     figures: dict = field(default_factory=dict)
     exports: dict = field(default_factory=dict)
 
@@ -124,8 +133,11 @@ def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int)
                f"{'mean over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'seed ' + str(seeds[0])}")
     section = Section(id_dataset, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
                       leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells),
-                      grouped=any(name for name, _ in ood_groups(cells)), reduced=reduced_notes(cells))
-    footnote = f". {reduced_footnote(section.reduced)}" if section.reduced else ""
+                      grouped=any(name for name, _ in ood_groups(cells)), reduced=reduced_notes(cells),
+                      hygiene=hygiene_notes(cells))
+    footnote = "".join(f". {note}" for note in (reduced_footnote(section.reduced), hygiene_footnote(section.hygiene)) if note)
+    shown = [(reduced_label(method, section.reduced), ood) for method, ood in section.hygiene]  # as exports label rows
+    flagged = {"mim": set(shown), "bal": {((ood, method), column) for method, ood in shown for column in bal.columns}}
     if not attacked.empty:
         section.robust = robustness_layout(pd.concat([cells, attacked]))
         section.attacks = list(dict.fromkeys(attacked["attack"]))
@@ -136,7 +148,7 @@ def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int)
     for name, table, title in (("mim", mim, "AUROC / AUPR-OUT (MIM-paper layout)"), ("bal", bal, "BAL-paper layout")):
         for suffix, render in (("tex", to_latex), ("md", to_markdown)):
             file = f"{name}_{slug}.{suffix}"
-            _write(out / file, render(mark_reduced(table, section.reduced), f"{title}, {caption}{footnote}"))
+            _write(out / file, render(mark_reduced(table, section.reduced), f"{title}, {caption}{footnote}", flagged=flagged[name]))
             section.exports[f"{name} ({suffix})"] = file
     ok = cells[cells["status"] == "ok"]
     if not ok.empty:
@@ -171,6 +183,7 @@ def _provenance(store: ResultStore, run_ids: list[str]) -> list[dict]:
             "hardware": json.loads(row.hardware) if isinstance(row.hardware, str) else {},
             "datasets": provenance.get("datasets", {}), "checkpoints": provenance.get("checkpoints", {}),
             "compute": provenance.get("compute", ""), "notes": provenance.get("notes", []),
+            "hygiene": provenance.get("hygiene", []),
         })
     return out
 

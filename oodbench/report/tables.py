@@ -53,14 +53,35 @@ def reduced_notes(results: pd.DataFrame) -> dict[str, str]:
     return {m: r for m, r in zip(results["method"], results["reduced"].fillna(""), strict=True) if r}
 
 
+def reduced_label(method: str, notes: dict[str, str]) -> str:
+    """``method``, with the reduced-settings mark when it ran reduced."""
+    return f"{method} {REDUCED_MARK}" if method in notes else method
+
+
 def mark_reduced(table: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
     """``table`` with the rows of reduced methods labelled ``name \u2020`` (for text and exports)."""
-    return table.rename(index=lambda m: f"{m} {REDUCED_MARK}" if m in notes else m, level="method")
+    return table.rename(index=lambda m: reduced_label(m, notes), level="method")
 
 
 def reduced_footnote(notes: dict[str, str]) -> str:
     """The footnote that goes with :func:`mark_reduced` ('' when nothing ran reduced)."""
     return "" if not notes else f"{REDUCED_MARK} reduced settings: " + "; ".join(f"{m}: {r}" for m, r in notes.items())
+
+
+HYGIENE_MARK = "\u2021"
+
+
+def hygiene_notes(results: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(method, OOD set) -> what the data-hygiene checks found that concerns the cell (flagged cells only)."""
+    if "hygiene" not in results:
+        return {}
+    return {(r.method, r.ood_dataset): r.hygiene for r in results.itertuples() if isinstance(r.hygiene, str) and r.hygiene}
+
+
+def hygiene_footnote(notes: dict[tuple[str, str], str]) -> str:
+    """The footnote of :data:`HYGIENE_MARK` ('' when no cell is flagged): each distinct finding once."""
+    findings = dict.fromkeys(finding for text in notes.values() for finding in text.split("; "))
+    return "" if not findings else f"{HYGIENE_MARK} data hygiene (averages include these cells): " + "; ".join(findings)
 
 
 def mim_layout(results: pd.DataFrame) -> pd.DataFrame:
@@ -134,6 +155,11 @@ def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
             for column in averages:
                 if not text.loc[method, column]:
                     text.loc[method, column] = "-"
+    flagged = hygiene_notes(results)
+    for method, ood in flagged:
+        for _, label in MIM_METRICS:
+            if text.loc[method, (ood, label)]:
+                text.loc[method, (ood, label)] += HYGIENE_MARK
     notes = reduced_notes(results)
     text = mark_reduced(text, notes)
     seeds = results["seed"].nunique()
@@ -142,7 +168,8 @@ def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
         f"ID {ids}, backbone {', '.join(_ordered(results['backbone']))}; AUROC and AUPR-OUT (OOD positive), "
         f"{'mean over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}"
     )
-    out = caption + "\n" + text.to_string() + ("\n" + reduced_footnote(notes) if notes else "")
+    footnotes = [note for note in (reduced_footnote(notes), hygiene_footnote(flagged)) if note]
+    out = "\n".join([caption, text.to_string(), *footnotes])
     if not attacked.empty:
         robust = robustness_layout(pd.concat([results, attacked])).map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "not attacked")
         robust = mark_reduced(robust, notes)

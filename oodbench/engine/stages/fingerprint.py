@@ -22,11 +22,14 @@ def _fingerprint(ctx, split: SplitArrays, key: str, rate: str) -> Fingerprints:
         started = time.perf_counter()
         found = fingerprints(split.images)
         ctx.throughput.record(rate, len(split), time.perf_counter() - started)
-        np.save(directory / "descriptors.npy", found.descriptors)
-        np.save(directory / "hashes.npy", found.hashes)
+        for name in ("descriptors", "hashes", "centroids", "lists"):
+            np.save(directory / f"{name}.npy", getattr(found, name))
         return {"split": split.label, "count": len(split), "seconds": time.perf_counter() - started}
 
-    return ctx.cache.cached(KIND, key, compute, lambda artifact: Fingerprints(artifact.array("descriptors"), artifact.array("hashes")))
+    def load(artifact) -> Fingerprints:
+        return Fingerprints(*(artifact.array(name) for name in ("descriptors", "hashes", "centroids", "lists")))
+
+    return ctx.cache.cached(KIND, key, compute, load)
 
 
 def plan_fingerprint(ctx, split: PlannedSplit) -> Task:
