@@ -4,8 +4,16 @@ For each class ``k`` a template posterior ``d_k`` is the mean softmax of the ID 
 samples the network predicts as ``k``; the outlier score is ``min_k KL(softmax(f(x)) || d_k)``.
 Fitted and scored by :class:`pytorch_ood.detector.KLMatching` on the shared logits; the fitted
 state is the templates.
+
+Under ``--protocol mim-notebook``, as pytorch-ood 0.1.6 did in the MIM notebooks: templates
+fitted on the ID test split and grouped by the *true* labels, and the score is the divergence to
+the template of the predicted class only (not the nearest template).
 """
 
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
 from pytorch_ood.detector import KLMatching as KLMatchingDetector
 from torch import Tensor
 from torch.nn import Parameter
@@ -13,20 +21,47 @@ from torch.nn import Parameter
 from oodbench.api import FitInputs, Method, Reads, ScoreInputs
 
 
+@dataclass(frozen=True)
+class KlMatchingParams:
+    #: which samples make class k's template: those predicted as k (the paper), or labelled k (0.1.6)
+    templates: Literal["predicted", "labels"] = "predicted"
+    #: the divergence scored: to the nearest template (the paper), or to the predicted class's (0.1.6)
+    match: Literal["nearest", "predicted"] = "nearest"
+
+
+def kl_to_templates(probabilities: Tensor, templates: Tensor) -> Tensor:
+    """``KL(p || d_k)`` for every input and template, ``B x K`` (0 log 0 = 0)."""
+    entropy_term = torch.where(probabilities > 0, probabilities * probabilities.log(), 0.0).sum(dim=1, keepdim=True)
+    return entropy_term - probabilities @ templates.clamp_min(torch.finfo(templates.dtype).tiny).log().T
+
+
 class KLMatching(Method):
     name = "klmatching"
     table_order = 70
     citation = "Hendrycks, Basart, Mazeika, Zou, Kwon, Mostajabi, Steinhardt & Song, Scaling Out-of-Distribution Detection for Real-World Settings, ICML 2022"
     summary = "KL divergence to the nearest class-template posterior"
+    Params = KlMatchingParams
     reads = frozenset({Reads.LOGITS})
     fits = True
+    protocol_defaults = {"mim-notebook": {"templates": "labels", "match": "predicted"}}
+    fit_split_under = {"mim-notebook": "test"}
 
     def fit(self, train: FitInputs) -> dict:
-        detector = KLMatchingDetector(model=None).fit_logits(train.logits, train.labels)
-        return {"templates": {k: v.detach() for k, v in detector.dists.items()}}
+        if self.params.templates == "predicted":
+            detector = KLMatchingDetector(model=None).fit_logits(train.logits, train.labels)
+            return {"templates": {k: v.detach() for k, v in detector.dists.items()}}
+        probabilities = train.logits.float().softmax(dim=1)
+        return {"templates": {str(k.item()): probabilities[train.labels == k].mean(dim=0) for k in train.labels.unique()}}
 
     def score(self, data: ScoreInputs) -> Tensor:
-        detector = KLMatchingDetector(model=None)
-        for k, template in self.state["templates"].items():
-            detector.dists[k] = Parameter(template, requires_grad=False)
-        return detector.predict_logits(data.logits)
+        if self.params.match == "nearest":
+            detector = KLMatchingDetector(model=None)
+            for k, template in self.state["templates"].items():
+                detector.dists[k] = Parameter(template, requires_grad=False)
+            return detector.predict_logits(data.logits)
+        classes = sorted(self.state["templates"], key=int)
+        templates = torch.stack([self.state["templates"][k] for k in classes]).to(data.logits.device)
+        probabilities = data.logits.float().softmax(dim=1)
+        predicted = torch.as_tensor([int(k) for k in classes], device=templates.device)
+        column = (probabilities.argmax(dim=1)[:, None] == predicted[None]).float().argmax(dim=1)
+        return kl_to_templates(probabilities, templates).gather(1, column[:, None]).squeeze(1)

@@ -11,6 +11,9 @@ that reduces the distance, then the distance of the perturbed input
 {0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01}. The paper's logistic-regression ensemble over
 layers, fitted on OOD test samples, is deliberately not implemented: nothing is fitted on OOD
 test data. Adversarial evaluation attacks the distance itself (re-expressed in torch).
+
+Under ``--protocol mim-notebook``: fitted on the ID test split, with ``eps = 0.002`` stepped in
+normalised input units as pytorch-ood 0.1.6 did (:mod:`oodbench.notebook`).
 """
 
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from pytorch_ood.detector import MahalanobisODIN
 from torch import Tensor
 
 from oodbench.api import Capabilities, FitInputs, Method, Reads, ScoreInputs
+from oodbench.notebook import EpsUnits, step_std
 
 #: the fitted state: class means and the precision of the shared covariance
 FITTED = ("mu", "precision")
@@ -28,8 +32,10 @@ FITTED = ("mu", "precision")
 
 @dataclass(frozen=True)
 class MahalanobisParams:
-    #: input preprocessing step in pixel units; 0 disables it (and the extra gradient passes)
+    #: input preprocessing step; 0 disables it (and the extra gradient passes)
     eps: float = 0.0
+    #: the units of eps: pixels in [0, 1], or normalised inputs (pytorch-ood 0.1.6)
+    eps_units: EpsUnits = "pixels"
 
 
 class Mahalanobis(Method):
@@ -38,6 +44,8 @@ class Mahalanobis(Method):
     citation = "Lee, Lee, Lee & Shin, A Simple Unified Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks, NeurIPS 2018"
     summary = "distance to the closest class mean under a shared covariance"
     Params = MahalanobisParams
+    protocol_defaults = {"mim-notebook": {"eps": 0.002, "eps_units": "normalised"}}
+    fit_split_under = {"mim-notebook": "test"}
 
     def capabilities(self) -> Capabilities:
         reads = {Reads.FEATURES} | ({Reads.IMAGES} if self.params.eps > 0 else set())
@@ -56,7 +64,8 @@ class Mahalanobis(Method):
         if self.params.eps <= 0:
             return self._restore(MahalanobisDetector(encoder=None)).predict_features(data.features)
         images = data.images
-        detector = MahalanobisODIN(lambda pixels: images.model.features(pixels).float(), eps=self.params.eps, norm_std=None)
+        detector = MahalanobisODIN(lambda pixels: images.model.features(pixels).float(), eps=self.params.eps,
+                                   norm_std=step_std(images.model, self.params.eps_units))
         self._restore(detector._base)  # pytorch-ood keeps the fitted Gaussian in the wrapped detector
         with images.precision():
             return torch.cat([detector.predict(batch).float() for batch in images])

@@ -9,25 +9,40 @@ float32 even under bfloat16 autocast: at ``T = 1000`` all probabilities are clos
 bfloat16 rounding would tie most scores. The original tuned eps on 21 values in [0, 0.004]
 with held-out validation data; pass ``--param odin.eps=...`` to use a tuned value.
 
+Under ``--protocol mim-notebook``: ``eps = 0.002`` stepped in normalised input units, on the
+gradient of ``nll_loss`` applied to the tempered *logits* (pytorch-ood 0.1.6's default criterion,
+so the step raises the top logit rather than its softmax probability), as the MIM notebooks ran
+it (:mod:`oodbench.notebook`).
+
 Adversarial evaluation attacks a surrogate: the tempered MSP without the preprocessing step (its
 ``sign()`` has no useful gradient); the attacked images are then scored by ODIN itself.
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pytorch_ood.detector import odin_preprocessing
 from torch import Tensor
 
 from oodbench.api import Method, Reads, ScoreInputs
+from oodbench.notebook import EpsUnits, step_std
+
+#: the loss whose input gradient gives the preprocessing step's sign
+LOSSES = {"cross-entropy": F.cross_entropy, "logit": F.nll_loss}
 
 
 @dataclass(frozen=True)
 class OdinParams:
     #: softmax temperature T
     temperature: float = 1000.0
-    #: input preprocessing step in pixel units ([0, 1] scale)
+    #: input preprocessing step
     eps: float = 0.0014
+    #: the units of eps: pixels in [0, 1], or normalised inputs (pytorch-ood 0.1.6)
+    eps_units: EpsUnits = "pixels"
+    #: the paper's cross-entropy, or "logit": nll_loss on the tempered logits (pytorch-ood 0.1.6)
+    loss: Literal["cross-entropy", "logit"] = "cross-entropy"
 
 
 class ODIN(Method):
@@ -36,6 +51,7 @@ class ODIN(Method):
     citation = "Liang, Li & Srikant, Enhancing The Reliability of Out-of-distribution Image Detection in Neural Networks, ICLR 2018"
     summary = "max softmax at temperature T of an input nudged toward higher confidence"
     Params = OdinParams
+    protocol_defaults = {"mim-notebook": {"eps": 0.002, "eps_units": "normalised", "loss": "logit"}}
     reads = frozenset({Reads.IMAGES})
     #: the preprocessing step's sign() has no useful gradient: attacks go through the tempered MSP
     attacked_through = "surrogate"
@@ -43,7 +59,7 @@ class ODIN(Method):
     def score(self, data: ScoreInputs) -> Tensor:
         images = data.images
         model = images.model
-        temperature = self.params.temperature
+        temperature, norm_std, criterion = self.params.temperature, step_std(model, self.params.eps_units), LOSSES[self.params.loss]
 
         def logits32(pixels: Tensor) -> Tensor:
             return model.class_logits(pixels).float()
@@ -51,7 +67,8 @@ class ODIN(Method):
         scores = []
         for batch in images:
             with images.precision():
-                perturbed = odin_preprocessing(logits32, batch, eps=self.params.eps, temperature=temperature)
+                perturbed = odin_preprocessing(logits32, batch, criterion=criterion, eps=self.params.eps, temperature=temperature,
+                                               norm_std=norm_std)
                 with torch.no_grad():
                     logits = logits32(perturbed)
             scores.append(-(logits / temperature).softmax(dim=1).max(dim=1).values)

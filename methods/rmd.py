@@ -21,6 +21,8 @@ class RMD(Method):
     summary = "class Mahalanobis distance minus background distance"
     reads = frozenset({Reads.FEATURES})
     fits = True
+    #: the MIM notebooks fitted it on the ID test split
+    fit_split_under = {"mim-notebook": "test"}
 
     def fit(self, train: FitInputs) -> dict:
         detector = RMDDetector(encoder=None).fit_features(train.features, train.labels)

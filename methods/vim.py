@@ -30,6 +30,8 @@ class ViM(Method):
     Params = VimParams
     reads = frozenset({Reads.FEATURES, Reads.HEAD})
     fits = True
+    #: the MIM notebooks fitted it on the ID test split
+    fit_split_under = {"mim-notebook": "test"}
 
     def _detector(self, head: Head, d: int) -> ViMDetector:
         return ViMDetector(encoder=None, d=d, w=head.weight, b=head.bias)

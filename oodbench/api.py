@@ -128,6 +128,9 @@ class Classifier(Protocol):
     @property
     def feature_dim(self) -> int: ...
 
+    @property
+    def input_std(self) -> list[float]: ...
+
     def __call__(self, pixels: Tensor) -> Tensor: ...
 
     def features(self, pixels: Tensor) -> Tensor: ...
@@ -316,8 +319,12 @@ class Method:
     Settings the method owns: ``dataset_defaults`` (parameter overrides per ID dataset, e.g.
     MIM's ``k``; a re-encoded copy gets those of the dataset it stands for), ``preset_defaults``
     (overrides per preset, e.g. fewer fine-tuning epochs in ``quick``), ``default_aux`` (the
-    auxiliary outlier set a training method uses when none is given) and ``table_order`` (its row
-    in paper-style tables).
+    auxiliary outlier set a training method uses when none is given), ``table_order`` (its row
+    in paper-style tables), and what a named protocol (``--protocol``) changes:
+    ``protocol_defaults`` (parameter overrides per protocol; a key ``"PROTOCOL:DATASET"`` applies
+    only to that ID dataset) and ``fit_split_under`` (the ID split the method fits on under a
+    protocol, when not the training split). The protocol ``clean`` is every method's own paper
+    setting, fitted on the ID training split.
     """
 
     name: ClassVar[str] = ""
@@ -333,6 +340,8 @@ class Method:
     uses_aux: ClassVar[bool] = False
     #: how adversarial evaluation reaches the method (see :class:`Capabilities`); None: not attacked
     attacked_through: ClassVar[str | None] = None
+    protocol_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    fit_split_under: ClassVar[Mapping[str, str]] = {}
     #: rows of paper-style tables sort by this: the MIM paper's order for its baselines (10-100),
     #: other post-hoc methods after them, training-time methods from 200; unranked methods last
     table_order: ClassVar[int] = 1000

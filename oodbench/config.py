@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from oodbench.attacks import parse_attack
 from oodbench.errors import ConfigError
+from oodbench.params import CLEAN, known_protocols
 
 
 def default_home() -> Path:
@@ -49,6 +50,8 @@ class RunConfig:
     aux: str | None = None
     #: adversarial attacks the methods are evaluated under besides clean inputs (oodbench.attacks)
     attacks: tuple[str, ...] = ()
+    #: the named protocol whose settings the methods use (``clean``: each paper's, fitted on ID train)
+    protocol: str = "clean"
     results_dir: Path = Path("results")
     cache_dir: Path = field(default_factory=lambda: default_home() / "cache")
     data_root: Path = field(default_factory=lambda: default_home() / "data")
@@ -72,8 +75,8 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
                    params: Mapping[str, Mapping[str, Any]] | None = None, backbone: str | None = None,
                    seeds: Sequence[int] = (0,), limit: Any = ..., train_limit: Any = ..., epochs: int | None = None,
                    train: bool | None = None, batch_size: int | None = None, aux: str | None = None,
-                   checkpoint: str | None = None, attacks: Sequence[str] = (), say: Callable[[str], None] = print,
-                   **environment: Any) -> RunConfig:
+                   checkpoint: str | None = None, attacks: Sequence[str] = (), protocol: str = CLEAN,
+                   say: Callable[[str], None] = print, **environment: Any) -> RunConfig:
     """Merge a preset's defaults with the given options (``...`` for limits means "the preset's").
 
     ``environment`` holds the options that do not depend on the preset: ``device``, ``precision``,
@@ -96,6 +99,9 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     post_hoc = [n for n, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains]
     default = sorted(post_hoc, key=lambda n: (registry.methods[n].table_order, n))  # paper order
     entries = list(dict.fromkeys([*(methods or default), *variants]))
+    protocols = known_protocols(registry.methods.values())
+    if protocol not in protocols:
+        raise ConfigError(f"--protocol {protocol}: no method declares settings for it", f"known protocols: {', '.join(protocols)}")
     ood = tuple(ood or id_spec.default_ood)
     if not ood:
         raise ConfigError(f"no OOD datasets given and '{id_spec.name}' has no default list", "pass --ood NAME[,NAME...]")
@@ -105,6 +111,6 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
         train=chosen.train if train is None else train, epochs=epochs if epochs is not None else chosen.epochs,
         limit=chosen.limit if limit is ... else limit, train_limit=chosen.train_limit if train_limit is ... else train_limit,
         batch_size=batch_size or chosen.batch_size, params={m: dict(v) for m, v in (params or {}).items()},
-        variants=variants, aux=aux, attacks=tuple(attacks),
+        variants=variants, aux=aux, attacks=tuple(attacks), protocol=protocol,
         **{k: v for k, v in environment.items() if v is not None},
     )

@@ -17,6 +17,15 @@ from typing import Any, Mapping
 
 from oodbench.errors import ConfigError
 
+#: the protocol every method's defaults describe: its paper's settings, fitted on the ID training split
+CLEAN = "clean"
+
+
+def known_protocols(methods) -> list[str]:
+    """``clean`` and every protocol a method class of ``methods`` declares settings for."""
+    named = {key.split(":")[0] for cls in methods for key in [*cls.protocol_defaults, *cls.fit_split_under]}
+    return [CLEAN, *sorted(named - {CLEAN})]
+
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 _NONE = {"none", "null"}
 
@@ -80,15 +89,20 @@ def field_types(params_class: type) -> dict[str, Any]:
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(params_class)}
 
 
-def resolve_params(method: type, dataset: str, preset: str, overrides: Mapping[str, Any] | None = None) -> Any:
-    """The parameters of ``method`` for an ID dataset and a preset.
+def resolve_params(method: type, dataset: str, preset: str, overrides: Mapping[str, Any] | None = None,
+                   protocol: str = CLEAN) -> Any:
+    """The parameters of ``method`` for an ID dataset, a preset and a protocol.
 
     Layers, later ones winning: the ``Params`` defaults, ``dataset_defaults[dataset]`` (the
-    dataset a copy stands for), ``preset_defaults[preset]``, then ``overrides`` (``--param`` and
-    ``--variant`` values). Unknown names raise :class:`ConfigError` naming the valid ones.
+    dataset a copy stands for), ``protocol_defaults[protocol]`` and then
+    ``protocol_defaults["protocol:dataset"]``, ``preset_defaults[preset]``, then ``overrides``
+    (``--param`` and ``--variant`` values). Unknown names raise :class:`ConfigError` naming the
+    valid ones.
     """
     types_ = field_types(method.Params)
-    layers = [method.dataset_defaults.get(dataset, {}), method.preset_defaults.get(preset, {}), overrides or {}]
+    under = method.protocol_defaults
+    layers = [method.dataset_defaults.get(dataset, {}), under.get(protocol, {}), under.get(f"{protocol}:{dataset}", {}),
+              method.preset_defaults.get(preset, {}), overrides or {}]
     values: dict[str, Any] = {}
     for layer in layers:
         for key, value in layer.items():
@@ -99,13 +113,13 @@ def resolve_params(method: type, dataset: str, preset: str, overrides: Mapping[s
     return dataclasses.replace(method.Params(), **values)
 
 
-def reduced_settings(method: type, dataset: str, preset: str, params: Any) -> str:
+def reduced_settings(method: type, dataset: str, preset: str, params: Any, protocol: str = CLEAN) -> str:
     """The settings a preset reduced, as text ("epochs 2 (paper 10)"), or "" when it reduced none.
 
     A setting counts when the preset's layer names it and the value used differs from the
-    method's own value for the dataset (its ``Params`` default with ``dataset_defaults``).
+    method's own value for the dataset under the protocol (without the preset's layer).
     """
-    paper = resolve_params(method, dataset, "")
+    paper = resolve_params(method, dataset, "", protocol=protocol)
     reduced = [f"{key} {getattr(params, key)} (paper {getattr(paper, key)})"
                for key in method.preset_defaults.get(preset, {}) if getattr(params, key) != getattr(paper, key)]
     return ", ".join(reduced)

@@ -85,7 +85,8 @@ def _say(quiet: bool) -> Callable[[str], None]:
 def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,
         preset: str | None = None, *, seeds: Sequence[int] = (0,), params: Mapping[str, Mapping[str, Any]] | None = None,
         variants: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None, backbone: str | None = None,
-        checkpoint: str | None = None, aux: str | None = None, attacks: Sequence[str] = (), limit: Any = DEFAULT,
+        checkpoint: str | None = None, aux: str | None = None, attacks: Sequence[str] = (), protocol: str = "clean",
+        limit: Any = DEFAULT,
         train_limit: Any = DEFAULT,
         epochs: int | None = None, train: bool | None = None, batch_size: int | None = None, device: str = "auto",
         precision: str = "auto", compile: bool = True, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
@@ -99,6 +100,7 @@ def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequen
     parameter values (``{"odin": {"eps": 0.002}}``), ``variants`` a label to (method, parameters).
     ``limit`` / ``train_limit``: images per split, ``None`` for all. ``attacks``: adversarial
     evaluations besides the clean one (``"atom"``, ``"aloe"``, ``"pgd:eps=8/255,steps=40,step=1/255,target=ood"``).
+    ``protocol``: whose settings the methods use (``"clean"``, ``"mim-notebook"``).
     """
     from oodbench.engine.runner import run as run_engine
 
@@ -106,7 +108,7 @@ def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequen
     registry = _registry(catalogs, plugins)
     config = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
                      data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
-                     checkpoint=checkpoint, aux=aux, attacks=attacks, limit=limit, train_limit=train_limit, epochs=epochs, train=train,
+                     checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, limit=limit, train_limit=train_limit, epochs=epochs, train=train,
                      batch_size=batch_size, device=device, precision=precision, compile=compile, download=download)
     outcome = run_engine(config, registry, say, executor)
     return RunResult(outcome.run_id, outcome.results, config, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,

@@ -155,3 +155,23 @@ def test_materialised_arrays_outlive_their_archive(tiny_catalog, tmp_path, capsy
     assert "FAILED   tiny/test: archive" in capsys.readouterr().out
     assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp", "--cache-dir", str(tmp_path / "fresh")) == 2
     assert "test.zip" in capsys.readouterr().err
+
+
+def test_the_notebook_protocol_fits_on_the_id_test_split_and_says_so(tiny_catalog, tmp_path, capsys):
+    import json
+
+    assert main(["plan", "--preset", "smoke", "--id", "tiny", "--methods", "dice", "--protocol", "mim-notebook",
+                 "--catalog", str(tiny_catalog)]) == 0
+    plan = capsys.readouterr().out
+    assert "protocol mim-notebook" in plan and re.search(r"^fit +dice on tiny/test ", plan, re.M)
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp,dice", "--protocol", "mim-notebook") == 0
+    rows = {r["method"]: r for r in store_rows(tmp_path / "results")}
+    dice, msp = json.loads(rows["dice"]["protocol"]), json.loads(rows["msp"]["protocol"])
+    assert dice["name"] == msp["name"] == "mim-notebook" and dice["fit_split"] == "tiny/test" and msp["fit_split"] is None
+    assert '"p": 0.0065' in rows["dice"]["params"]
+    assert run_tiny(tiny_catalog, tmp_path / "clean", "--methods", "dice") == 0
+    (clean,) = store_rows(tmp_path / "clean")
+    assert json.loads(clean["protocol"])["fit_split"] == "tiny/train" and '"p": 0.9' in clean["params"]
+    capsys.readouterr()
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--protocol", "mim-notebok") == 2
+    assert "known protocols: clean, mim-notebook" in capsys.readouterr().err

@@ -155,6 +155,61 @@ def test_knn_is_the_distance_to_the_kth_nearest_normalised_training_feature(meth
     assert resolve_params(type(fitted), "cifar100", "quick").k == 200
 
 
+def test_dice_drops_ninety_percent_and_the_notebook_protocol_a_fraction_of_a_percent(registry, tmp_path):
+    features, labels = gaussian_features(n_per_class=50, classes=10, dim=40)
+    features = features.abs()
+    head = Head(torch.randn(10, 40), torch.zeros(10))
+    cls = registry.method("dice")
+    for protocol, dropped in (("clean", 0.9), ("mim-notebook", 0.0065)):
+        fitted = fit_with(cls(resolve_params(cls, "cifar10", "quick", protocol=protocol)), labels, tmp_path,
+                          features=features, head=head)
+        assert (fitted.state["masked_weight"] == 0).float().mean().item() == pytest.approx(dropped, abs=0.003)
+    # the notebooks' DICE(p=0.65) in pytorch-ood 0.1.6: np.percentile(contrib, 0.65), the 0.65th percentile
+    contrib = (features.mean(dim=0)[None, :] * head.weight).numpy()
+    assert (contrib <= np.percentile(contrib, 0.65)).mean() == pytest.approx(0.0065, abs=0.003)
+
+
+def test_klmatching_under_the_notebook_protocol_uses_true_labels_and_the_predicted_class(registry, tmp_path):
+    logits = torch.tensor([[3.0, 0.0], [2.0, 1.0], [0.0, 3.0], [1.0, 0.5]])
+    labels = torch.tensor([0, 0, 1, 1])  # the last sample is predicted 0 but labelled 1
+    cls = registry.method("klmatching")
+    notebook = fit_with(cls(resolve_params(cls, "cifar10", "quick", protocol="mim-notebook")), labels, tmp_path, logits=logits)
+    p = logits.softmax(dim=1)
+    templates = torch.stack([p[:2].mean(dim=0), p[2:].mean(dim=0)])
+    test = torch.tensor([[0.5, 0.0], [0.0, 2.0]])
+    q = test.softmax(dim=1)
+    kl = (q[:, None, :] * (q[:, None, :].log() - templates[None].log())).sum(dim=2)
+    expected = kl.gather(1, q.argmax(dim=1, keepdim=True)).squeeze(1)
+    torch.testing.assert_close(score_with(notebook, num_classes=2, logits=test), expected)
+    clean = fit_with(cls(resolve_params(cls, "cifar10", "quick")), labels, tmp_path, logits=logits)
+    predicted = torch.stack([p[[0, 1, 3]].mean(dim=0), p[2]])
+    kl = (q[:, None, :] * (q[:, None, :].log() - predicted[None].log())).sum(dim=2)
+    torch.testing.assert_close(score_with(clean, num_classes=2, logits=test), kl.min(dim=1).values)
+
+
+def test_odin_under_the_notebook_protocol_steps_in_normalised_units_on_the_logit(method):
+    model = ImageClassifier(TinyNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval()
+    images = torch.rand(24, 3, 4, 4)
+    normalised = score_with(method("odin", eps="0.004", eps_units="normalised", loss="logit"), images=image_batches(model, images))
+    pixels = score_with(method("odin", eps="0.001", loss="logit"), images=image_batches(model, images))  # 0.004 x std 0.25
+    torch.testing.assert_close(normalised, pixels)
+    x = images.clone().requires_grad_(True)
+    top = (model(x) / 1000).max(dim=1)
+    (gradient,) = torch.autograd.grad(-top.values.sum(), x)  # nll_loss on the tempered logits: minus the top logit
+    with torch.no_grad():
+        by_hand = -(model(images - 0.001 * gradient.sign()) / 1000).softmax(dim=1).max(dim=1).values
+    torch.testing.assert_close(pixels, by_hand)
+
+
+def test_entropy_and_energy_read_features_only_under_the_notebook_protocol_on_cifar100(registry):
+    for name in ("entropy", "energy"):
+        cls = registry.method(name)
+        notebook = cls(resolve_params(cls, "cifar100", "quick", protocol="mim-notebook"))
+        assert notebook.params.on == "features" and notebook.capabilities().reads == {Reads.FEATURES}
+        for dataset, protocol in (("cifar10", "mim-notebook"), ("cifar100", "clean")):
+            assert cls(resolve_params(cls, dataset, "quick", protocol=protocol)).capabilities().reads == {Reads.LOGITS}
+
+
 def test_vim_subspace_defaults_to_half_the_feature_dimension(method, tmp_path):
     features, labels = gaussian_features(dim=16)
     m = fit_with(method("vim"), labels, tmp_path, features=features, head=Head(torch.randn(3, 16), torch.zeros(3)))
@@ -165,7 +220,7 @@ def test_parameters_come_from_defaults_dataset_defaults_and_typed_overrides(regi
     cls = registry.method("odin")
     assert resolve_params(cls, "cifar10", "quick").temperature == 1000.0
     assert resolve_params(cls, "cifar10", "quick", {"eps": "0.002"}).eps == 0.002
-    with pytest.raises(ConfigError, match="(?s)no parameter 'epsilon'.*eps, temperature"):
+    with pytest.raises(ConfigError, match="(?s)no parameter 'epsilon'.*eps, eps_units, loss, temperature"):
         resolve_params(cls, "cifar10", "quick", {"epsilon": "1"})
     with pytest.raises(ConfigError, match="not a valid float"):
         resolve_params(cls, "cifar10", "quick", {"eps": "large"})

@@ -73,3 +73,24 @@ def test_reduced_settings_name_what_the_preset_changed_against_the_paper():
     assert reduced_settings(Knobbed, "base", "other", resolve_params(Knobbed, "base", "other")) == ""
     restored = resolve_params(Knobbed, "base", "fast", {"count": "7"})  # set back to the paper's value
     assert reduced_settings(Knobbed, "base", "fast", restored) == "rate 0.25 (paper 0.5)"
+
+
+class Protocolled(Method):
+    name = "protocolled"
+    Params = Knobs
+    dataset_defaults = {"base": {"count": 7}}
+    protocol_defaults = {"strict": {"rate": 0.1, "label": "s"}, "strict:base": {"label": "sb"}}
+    preset_defaults = {"fast": {"count": 1}}
+
+
+def test_protocol_layers_come_after_the_dataset_and_before_the_preset():
+    params = resolve_params(Protocolled, "base", "fast", protocol="strict")
+    assert (params.count, params.rate, params.label) == (1, 0.1, "sb")
+    assert resolve_params(Protocolled, "other", "none", protocol="strict").label == "s"
+    assert resolve_params(Protocolled, "base", "none").rate == 0.5  # the clean protocol: the Params defaults
+
+
+def test_known_protocols_are_clean_and_those_the_methods_declare():
+    from oodbench.params import known_protocols
+
+    assert known_protocols([Knobbed, Protocolled]) == ["clean", "strict"]

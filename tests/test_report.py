@@ -186,14 +186,18 @@ def test_published_numbers_match_copies_through_same_as_and_carry_corrections():
                                                               ("c100-copy", "cifar100", "vim", "dtd-copy", "textures")]:
         rows.append({"id_dataset": id_dataset, "id_stands_for": stands_for, "method": method, "ood_dataset": ood,
                      "ood_stands_for": ood_stands, "status": "ok", "auroc": 0.9, "aupr_out": 0.8, "aupr_in": 0.7,
-                     "fpr95_id_pos": 0.3, "fpr95_ood_pos": 0.4, "protocol": "{}", "backbone": "wrn-16-2",
+                     "fpr95_id_pos": 0.3, "fpr95_ood_pos": 0.4, "protocol": '{"name": "mim-notebook"}', "backbone": "wrn-16-2",
                      "checkpoint_origin": "trained", "n_id": 100, "seed": 0})
     table = published_vs_reproduced(pd.DataFrame(rows)).set_index(["id_dataset", "method", "ood_dataset", "metric"])
+    assert set(table["protocol"]) == {"mim-notebook"} and table["our_protocol"].str.startswith("protocol mim-notebook").all()
     msp = table.loc[("cifar10", "msp", "tin-crop", "auroc")]
     assert msp["published"] == pytest.approx(0.9459) and msp["reproduced"] == pytest.approx(0.9)
     assert msp["reproduced_on"] == "cifar10-jpeg for cifar10, tin-crop-copy for tin-crop"
     vim = table.loc[("cifar100", "vim", "textures", "auroc")]
     assert vim["published"] == pytest.approx(0.9069) and "printed under the tin-crop column" in vim["correction"]
+    # like with like: the MIM paper's numbers are not compared with a clean-protocol run (or an older store's rows)
+    for protocol in ('{"name": "clean"}', "{}"):
+        assert published_vs_reproduced(pd.DataFrame(rows).assign(protocol=protocol)).query("source.str.startswith('MIM')").empty
     # a store written before same_as was recorded: rows compare under their own names only
     old = pd.DataFrame(rows).drop(columns=["id_stands_for", "ood_stands_for"])
     assert published_vs_reproduced(old).empty

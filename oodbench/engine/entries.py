@@ -29,6 +29,8 @@ class MethodEntry:
     aux: str | None = None
     #: the settings the preset reduced against the paper's ("epochs 2 (paper 10)"), "" for none
     reduced: str = ""
+    #: the ID split the method fits on under the run's protocol
+    fit_split: str = "train"
 
     def identity(self) -> dict:
         """What identifies its computation: the method (not a variant's label), parameters, the source
@@ -59,7 +61,7 @@ def _aux(config: RunConfig, registry: Registry, cls: type[Method], label: str) -
 
 def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) -> list[MethodEntry]:
     """Each entry of ``--methods`` (a method or a ``--variant`` label), parameters resolved for the
-    dataset the ID set stands for and the preset."""
+    dataset the ID set stands for, the protocol and the preset."""
     bases = {config.variants.get(name, (name, {}))[0] for name in config.methods}
     unknown = set(config.params) - bases
     if unknown:
@@ -69,8 +71,10 @@ def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) 
     for label in config.methods:
         base, overrides = config.variants.get(label, (label, {}))
         cls = registry.method(base)
-        params = resolve_params(cls, id_spec.stands_for, config.preset, {**config.params.get(base, {}), **overrides})
+        params = resolve_params(cls, id_spec.stands_for, config.preset, {**config.params.get(base, {}), **overrides},
+                                config.protocol)
         caps = cls(params).capabilities()
         aux = _aux(config, registry, cls, label) if caps.aux else None
-        entries.append(MethodEntry(label, cls, params, caps, aux, reduced_settings(cls, id_spec.stands_for, config.preset, params)))
+        reduced = reduced_settings(cls, id_spec.stands_for, config.preset, params, config.protocol)
+        entries.append(MethodEntry(label, cls, params, caps, aux, reduced, cls.fit_split_under.get(config.protocol, "train")))
     return entries

@@ -137,8 +137,9 @@ class _Planner:
             accuracy = self.extract(network, name, id_test, group, _announce_finetune(entry.label))
         fit = None
         if caps.fits:
-            train_extraction = self.extract(network, name, self.train(), group) if caps.extracted else None
-            fit = add(plan_fit(self.ctx, entry, network, self.train(), train_extraction, seed, self.row_width))
+            fit_on = self.train() if entry.fit_split == "train" else self.split(self.id_spec, entry.fit_split, self.config.limit)
+            fit_extraction = self.extract(network, name, fit_on, group) if caps.extracted else None
+            fit = add(plan_fit(self.ctx, entry, network, fit_on, fit_extraction, seed, self.row_width))
         scores = {}
         for split in [id_test, *oods]:
             extraction = self.extract(network, name, split, group) if caps.extracted else None
@@ -185,13 +186,14 @@ class _Planner:
         """The columns of a result row known before anything runs."""
         caps = entry.caps
         train_label = f"{self.id_spec.name}/train"
+        fit_label = f"{self.id_spec.name}/{entry.fit_split}"
         return {
             "method": entry.label, "params": dataclasses.asdict(entry.params), "params_hash": entry.params_hash,
             "method_version": code_version(entry.cls), "backbone": self.backbone.name,
             "id_dataset": self.id_spec.name, "id_stands_for": self.id_spec.stands_for,
             "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for, "ood_group": self.grouping.ood_group(ood.spec),
             "table_order": entry.cls.table_order, "reduced": entry.reduced, "aux_dataset": entry.aux, "seed": seed, "attack": "",
-            "protocol": {"fit_split": train_label if caps.fits else None, "reads": caps.describe(), "id_split": id_test.label,
+            "protocol": {"name": self.config.protocol, "fit_split": fit_label if caps.fits else None, "reads": caps.describe(), "id_split": id_test.label,
                          "precision": self.ctx.compute.precision, "trained_on": train_label if caps.trains else None,
                          "aux_split": aux.label if aux else None},
         }
@@ -212,7 +214,7 @@ class _Planner:
             for entry in entries:
                 self.method(entry, seed, base, base_accuracy, id_test, oods)
         self.plan.header = {
-            "preset": config.preset, "id_dataset": self.id_spec.name, "stands_for": self.id_spec.stands_for,
+            "preset": config.preset, "protocol": config.protocol, "id_dataset": self.id_spec.name, "stands_for": self.id_spec.stands_for,
             "backbone": self.backbone.name, "methods": [e.label for e in entries], "ood": list(config.ood),
             "seeds": list(config.seeds), "compute": self.ctx.compute.describe(),
             "aux": {e.label: e.aux for e in entries if e.aux}, "reduced": {e.label: e.reduced for e in entries if e.reduced},

@@ -66,7 +66,7 @@ class PlanView:
 
     def __str__(self) -> str:
         header = self.plan.header
-        lines = [f"plan: preset {header['preset']}, ID {header['id_dataset']}"
+        lines = [f"plan: preset {header['preset']}, protocol {header['protocol']}, ID {header['id_dataset']}"
                  + (f" (as {header['stands_for']})" if header["stands_for"] != header["id_dataset"] else "")
                  + f", backbone {header['backbone']}, {len(header['methods'])} method(s) x {len(header['ood'])} OOD set(s)"
                  f" x {len(header['seeds'])} seed(s), on {self.device}"]

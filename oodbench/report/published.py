@@ -5,7 +5,10 @@ published average, every OOD set it averages) match the results. A re-encoded co
 through the dataset it stands for (``same_as``, recorded with every row) and named in the
 comparison, so a cifar10-jpeg run is compared with CIFAR-10 numbers and says so. The protocol of
 both sides is shown, since backbone, fit split, data copy and metric convention explain most
-differences; a corrected published value carries its correction.
+differences; a corrected published value carries its correction. Only like is compared with like:
+each published table declares the oodbench protocol that reproduces it (the MIM paper's tables:
+``mim-notebook``), a result is compared only with tables of its own run's protocol, and every row
+names it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from oodbench.report.reference import load_references
 from oodbench.report.tables import AVERAGE
 
 COMPARED_METRICS = ("auroc", "aupr_out", "aupr_in", "fpr95_id_pos", "fpr95_ood_pos")
-KEYS = ["id_dataset", "method", "ood_dataset", "metric"]
+KEYS = ["protocol", "id_dataset", "method", "ood_dataset", "metric"]
 OUTPUT = ["source", *KEYS, "published", "reproduced", "difference", "reproduced_on", "our_protocol", "their_protocol",
           "correction"]
 
@@ -29,11 +32,18 @@ def _stands_for(results: pd.DataFrame, column: str) -> pd.Series:
     return results[column] if stands is None else stands.fillna(results[column])
 
 
+def protocol_name(record: object) -> str:
+    """The protocol a store row was made under (rows of older versions: clean)."""
+    protocol = json.loads(record) if isinstance(record, str) else {}
+    return protocol.get("name", "clean")
+
+
 def _our_protocol(rows: pd.DataFrame) -> str:
     first = rows.iloc[0]
     protocol = json.loads(first["protocol"]) if isinstance(first["protocol"], str) else {}
     fit = protocol.get("fit_split")
-    parts = [first["backbone"], first["checkpoint_origin"] or "", f"fit on {fit}" if fit else "no fit",
+    parts = [f"protocol {protocol.get('name', 'clean')}", first["backbone"], first["checkpoint_origin"] or "",
+             f"fit on {fit}" if fit else "no fit",
              f"{int(first['n_id'])} ID test images", f"{rows['seed'].nunique()} seed(s)"]
     return "; ".join(p for p in parts if p)
 
@@ -41,15 +51,15 @@ def _our_protocol(rows: pd.DataFrame) -> str:
 def _averages(references: pd.DataFrame, cells: pd.DataFrame) -> list[dict]:
     """Our mean over exactly the OOD sets a published average covers, where we have all of them."""
     rows = []
-    for (id_dataset, method), refs in references.groupby(["id_dataset", "method"]):
+    for (protocol, id_dataset, method), refs in references.groupby(["protocol", "id_dataset", "method"]):
         sets = set(refs["ood_dataset"]) - {AVERAGE}
-        if AVERAGE not in set(refs["ood_dataset"]) or (id_dataset, method) not in cells.droplevel(2).index:
+        if AVERAGE not in set(refs["ood_dataset"]) or (protocol, id_dataset, method) not in cells.droplevel(3).index:
             continue
-        have = cells.loc[(id_dataset, method)]
+        have = cells.loc[(protocol, id_dataset, method)]
         if sets <= set(have.index):
             for metric, value in have.loc[sorted(sets)].mean().items():
-                rows.append({"id_dataset": id_dataset, "method": method, "ood_dataset": AVERAGE, "metric": metric,
-                             "reproduced": value})
+                rows.append({"protocol": protocol, "id_dataset": id_dataset, "method": method, "ood_dataset": AVERAGE,
+                             "metric": metric, "reproduced": value})
     return rows
 
 
@@ -60,20 +70,22 @@ def published_vs_reproduced(results: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=OUTPUT)
     ok["own_id"], ok["own_ood"] = ok["id_dataset"], ok["ood_dataset"]
+    ok["protocol_name"] = ok["protocol"].map(protocol_name)
     ok["id_dataset"], ok["ood_dataset"] = _stands_for(ok, "id_dataset"), _stands_for(ok, "ood_dataset")
     references = load_references()
     references = references[references["id_dataset"].isin(ok["id_dataset"].unique())]
     if references.empty:
         return pd.DataFrame(columns=OUTPUT)
-    cells = ok.groupby(["id_dataset", "method", "ood_dataset"])[list(COMPARED_METRICS)].mean()
-    ours = cells.stack().rename("reproduced").reset_index().rename(columns={"level_3": "metric"})
+    cells = ok.groupby(["protocol_name", "id_dataset", "method", "ood_dataset"])[list(COMPARED_METRICS)].mean()
+    cells.index = cells.index.rename("protocol", level=0)
+    ours = cells.stack().rename("reproduced").reset_index().rename(columns={"level_4": "metric"})
     ours_all = pd.concat([ours, pd.DataFrame(_averages(references, cells))], ignore_index=True).drop_duplicates(KEYS)
     merged = references.merge(ours_all, on=KEYS, how="inner").rename(columns={"value": "published"})
     merged["difference"] = merged["reproduced"] - merged["published"]
     copies = ok.groupby(["id_dataset", "ood_dataset"])[["own_id", "own_ood"]].first()
     merged["reproduced_on"] = [_copy_label(copies, i, o) for i, o in zip(merged["id_dataset"], merged["ood_dataset"], strict=True)]
-    protocols = {key: _our_protocol(rows) for key, rows in ok.groupby(["id_dataset", "method"])}
-    merged["our_protocol"] = [protocols[(i, m)] for i, m in zip(merged["id_dataset"], merged["method"], strict=True)]
+    protocols = {key: _our_protocol(rows) for key, rows in ok.groupby(["protocol_name", "id_dataset", "method"])}
+    merged["our_protocol"] = [protocols[key] for key in zip(merged["protocol"], merged["id_dataset"], merged["method"], strict=True)]
     merged["their_protocol"] = merged["backbone"] + "; " + merged["notes"]
     return merged[OUTPUT]
 

@@ -16,7 +16,7 @@ from importlib import resources
 
 import pandas as pd
 
-COLUMNS = ["source", "id_dataset", "method", "ood_dataset", "metric", "value", "backbone", "notes", "correction"]
+COLUMNS = ["source", "protocol", "id_dataset", "method", "ood_dataset", "metric", "value", "backbone", "notes", "correction"]
 
 
 def _table(directory, entry: dict) -> pd.DataFrame:
@@ -32,13 +32,13 @@ def _table(directory, entry: dict) -> pd.DataFrame:
                       value_vars=list(entry["metrics"]), var_name="metric")
     long["metric"] = long["metric"].replace(entry["metrics"])
     long["value"] = pd.to_numeric(long["value"]) / entry["scale"]
-    return long.assign(source=entry["source"])
+    return long.assign(source=entry["source"], protocol=entry.get("protocol", "clean"))
 
 
 @lru_cache(maxsize=1)
 def load_references() -> pd.DataFrame:
-    """Every published number: source, id_dataset, method, ood_dataset, metric, value (0-1), backbone,
-    notes, correction. Averages over the sets of a table are named ``Average``."""
+    """Every published number: source, the oodbench protocol that reproduces it, id_dataset, method,
+    ood_dataset, metric, value (0-1), backbone, notes, correction. Averages over the sets of a table are named ``Average``."""
     directory = resources.files("oodbench.references")
     manifest = tomllib.loads(directory.joinpath("manifest.toml").read_text())
     table = pd.concat([_table(directory, entry) for entry in manifest["tables"].values()], ignore_index=True)
