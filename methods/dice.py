@@ -35,6 +35,8 @@ class DICE(Method):
     fits = True
     protocol_defaults = {"mim-notebook": {"p": 0.0065}}
     fit_split_under = {"mim-notebook": "test"}
+    #: the sparsity levels the DICE paper's ablation covers
+    search_space = {"p": (0.1, 0.3, 0.5, 0.7, 0.9)}
 
     def _detector(self, head: Head) -> DICEDetector:
         return DICEDetector(encoder=None, w=head.weight, b=head.bias, p=self.params.p)

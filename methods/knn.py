@@ -30,6 +30,8 @@ class KNN(Method):
     summary = "distance to the k-th nearest normalised ID training feature"
     Params = KnnParams
     dataset_defaults = {"cifar100": {"k": 200}}
+    #: OpenOOD's sweep of k
+    search_space = {"k": (50, 100, 200, 500, 1000)}
     reads = frozenset({Reads.FEATURES})
     fits = True
 

@@ -46,6 +46,8 @@ class Mahalanobis(Method):
     Params = MahalanobisParams
     protocol_defaults = {"mim-notebook": {"eps": 0.002, "eps_units": "normalised"}}
     fit_split_under = {"mim-notebook": "test"}
+    #: the paper's grid of input-preprocessing steps
+    search_space = {"eps": (0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01)}
 
     def capabilities(self) -> Capabilities:
         reads = {Reads.FEATURES} | ({Reads.IMAGES} if self.params.eps > 0 else set())

@@ -52,6 +52,8 @@ class ODIN(Method):
     summary = "max softmax at temperature T of an input nudged toward higher confidence"
     Params = OdinParams
     protocol_defaults = {"mim-notebook": {"eps": 0.002, "eps_units": "normalised", "loss": "logit"}}
+    #: a coarser version of the paper's grid (eps: 21 values in [0, 0.004]; T from 1 to 1000)
+    search_space = {"eps": (0.0, 0.0005, 0.001, 0.0014, 0.002, 0.003, 0.004), "temperature": (1.0, 10.0, 100.0, 1000.0)}
     reads = frozenset({Reads.IMAGES})
     #: the preprocessing step's sign() has no useful gradient: attacks go through the tempered MSP
     attacked_through = "surrogate"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Iterable, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Iterable, Iterator, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -342,6 +342,8 @@ class Method:
     attacked_through: ClassVar[str | None] = None
     protocol_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     fit_split_under: ClassVar[Mapping[str, str]] = {}
+    #: the values ``--tune`` tries per parameter (every combination), chosen on validation data
+    search_space: ClassVar[Mapping[str, Sequence[Any]]] = {}
     #: rows of paper-style tables sort by this: the MIM paper's order for its baselines (10-100),
     #: other post-hoc methods after them, training-time methods from 200; unranked methods last
     table_order: ClassVar[int] = 1000

@@ -89,6 +89,11 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--protocol", default="clean", metavar="NAME",
                      help="whose settings the methods use: clean (default: each paper's, every fit on ID train) or "
                           "mim-notebook (the MIM paper's notebooks, fits on the ID test split included)")
+    run.add_argument("--tune", action="store_true",
+                     help="choose the hyperparameters of methods that declare a search space (odin, mahalanobis, dice, knn) "
+                          "on a held-out slice of ID train against --tune-ood")
+    run.add_argument("--tune-ood", default="uniform", metavar="NAME",
+                     help="validation OOD set for --tune; never a test OOD set of the run (default: uniform)")
     run.add_argument("--attack", dest="attacks", action="append", default=[], metavar="SPEC",
                      help="also evaluate under an L-inf PGD attack: aloe, atom, or pgd:eps=E,steps=S,step=A,target=id|ood|both "
                           "(repeatable)")
@@ -198,7 +203,7 @@ def _api_options(args: argparse.Namespace) -> dict:
     return {
         "methods": args.methods, "id": args.id_dataset, "ood": args.ood, "preset": args.preset, "seeds": args.seeds,
         "params": _parse_params(args.param), "variants": variants, "backbone": args.backbone, "checkpoint": args.checkpoint,
-        "aux": args.aux, "attacks": args.attacks, "protocol": args.protocol, "epochs": args.epochs, "train": args.train, "batch_size": args.batch_size, "device": args.device,
+        "aux": args.aux, "attacks": args.attacks, "protocol": args.protocol, "tune": args.tune, "tune_ood": args.tune_ood, "epochs": args.epochs, "train": args.train, "batch_size": args.batch_size, "device": args.device,
         "precision": args.precision, "compile": args.compile, "catalogs": args.catalog, "plugins": args.plugins,
         "results": args.results, "cache_dir": args.cache_dir, "data_root": args.data_root,
         **{name: getattr(args, name) for name in ("limit", "train_limit") if hasattr(args, name)},

@@ -52,6 +52,10 @@ class RunConfig:
     attacks: tuple[str, ...] = ()
     #: the named protocol whose settings the methods use (``clean``: each paper's, fitted on ID train)
     protocol: str = "clean"
+    #: choose the hyperparameters of methods that declare a search space on validation data
+    tune: bool = False
+    #: the validation OOD set of --tune (never one of the run's test OOD sets)
+    tune_ood: str = "uniform"
     results_dir: Path = Path("results")
     cache_dir: Path = field(default_factory=lambda: default_home() / "cache")
     data_root: Path = field(default_factory=lambda: default_home() / "data")
@@ -75,8 +79,8 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
                    params: Mapping[str, Mapping[str, Any]] | None = None, backbone: str | None = None,
                    seeds: Sequence[int] = (0,), limit: Any = ..., train_limit: Any = ..., epochs: int | None = None,
                    train: bool | None = None, batch_size: int | None = None, aux: str | None = None,
-                   checkpoint: str | None = None, attacks: Sequence[str] = (), protocol: str = CLEAN,
-                   say: Callable[[str], None] = print, **environment: Any) -> RunConfig:
+                   checkpoint: str | None = None, attacks: Sequence[str] = (), protocol: str = CLEAN, tune: bool = False,
+                   tune_ood: str = "uniform", say: Callable[[str], None] = print, **environment: Any) -> RunConfig:
     """Merge a preset's defaults with the given options (``...`` for limits means "the preset's").
 
     ``environment`` holds the options that do not depend on the preset: ``device``, ``precision``,
@@ -105,12 +109,15 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     ood = tuple(ood or id_spec.default_ood)
     if not ood:
         raise ConfigError(f"no OOD datasets given and '{id_spec.name}' has no default list", "pass --ood NAME[,NAME...]")
+    if tune and (tune_ood in ood or registry.dataset(tune_ood).role == "id"):
+        raise ConfigError(f"--tune-ood {tune_ood} is a test OOD set of this run or an ID set: tuning on it would leak into the results",
+                          "choose a validation set that is not evaluated, e.g. uniform, gaussian or an aux set")
     return RunConfig(
         preset=chosen.name, id_dataset=id_dataset, ood=ood, methods=tuple(entries), backbone=backbone or chosen.backbone,
         seeds=tuple(seeds), checkpoint=checkpoint, pretrained=chosen.pretrained,
         train=chosen.train if train is None else train, epochs=epochs if epochs is not None else chosen.epochs,
         limit=chosen.limit if limit is ... else limit, train_limit=chosen.train_limit if train_limit is ... else train_limit,
         batch_size=batch_size or chosen.batch_size, params={m: dict(v) for m, v in (params or {}).items()},
-        variants=variants, aux=aux, attacks=tuple(attacks), protocol=protocol,
+        variants=variants, aux=aux, attacks=tuple(attacks), protocol=protocol, tune=tune, tune_ood=tune_ood,
         **{k: v for k, v in environment.items() if v is not None},
     )

@@ -86,7 +86,7 @@ def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequen
         preset: str | None = None, *, seeds: Sequence[int] = (0,), params: Mapping[str, Mapping[str, Any]] | None = None,
         variants: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None, backbone: str | None = None,
         checkpoint: str | None = None, aux: str | None = None, attacks: Sequence[str] = (), protocol: str = "clean",
-        limit: Any = DEFAULT,
+        tune: bool = False, tune_ood: str = "uniform", limit: Any = DEFAULT,
         train_limit: Any = DEFAULT,
         epochs: int | None = None, train: bool | None = None, batch_size: int | None = None, device: str = "auto",
         precision: str = "auto", compile: bool = True, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
@@ -100,7 +100,9 @@ def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequen
     parameter values (``{"odin": {"eps": 0.002}}``), ``variants`` a label to (method, parameters).
     ``limit`` / ``train_limit``: images per split, ``None`` for all. ``attacks``: adversarial
     evaluations besides the clean one (``"atom"``, ``"aloe"``, ``"pgd:eps=8/255,steps=40,step=1/255,target=ood"``).
-    ``protocol``: whose settings the methods use (``"clean"``, ``"mim-notebook"``).
+    ``protocol``: whose settings the methods use (``"clean"``, ``"mim-notebook"``). ``tune``: choose
+    the hyperparameters of methods that declare a search space on a held-out slice of ID train
+    against ``tune_ood``.
     """
     from oodbench.engine.runner import run as run_engine
 
@@ -108,7 +110,7 @@ def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequen
     registry = _registry(catalogs, plugins)
     config = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
                      data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
-                     checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, limit=limit, train_limit=train_limit, epochs=epochs, train=train,
+                     checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, tune=tune, tune_ood=tune_ood, limit=limit, train_limit=train_limit, epochs=epochs, train=train,
                      batch_size=batch_size, device=device, precision=precision, compile=compile, download=download)
     outcome = run_engine(config, registry, say, executor)
     return RunResult(outcome.run_id, outcome.results, config, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,

@@ -175,3 +175,22 @@ def test_the_notebook_protocol_fits_on_the_id_test_split_and_says_so(tiny_catalo
     capsys.readouterr()
     assert run_tiny(tiny_catalog, tmp_path / "results", "--protocol", "mim-notebok") == 2
     assert "known protocols: clean, mim-notebook" in capsys.readouterr().err
+
+
+def test_tune_chooses_parameters_on_validation_data_and_records_them(tiny_catalog, tmp_path, capsys):
+    import json
+
+    args = ("--methods", "msp,odin,mahalanobis", "--tune", "--tune-ood", "tiny-aux")
+    assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"tune: odin chose eps=[\d.]+, temperature=[\d.]+ \(validation AUROC [\d.]+, tiny/train \(\d+-image slice\) "
+                     r"vs tiny-aux/train\)", out)
+    rows = {r["method"]: r for r in store_rows(tmp_path / "results")}
+    tuned = json.loads(rows["odin"]["protocol"])["tuned"]
+    assert tuned["validation"]["ood"] == "tiny-aux/train" and len(tuned["grid"]) == 28
+    assert json.loads(rows["odin"]["params"])["eps"] == tuned["chosen"]["eps"]
+    assert "tuned" not in json.loads(rows["msp"]["protocol"])  # no search space: nothing to tune
+    assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
+    assert "tune: 2 cached, 0 computed" in capsys.readouterr().out
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "odin", "--tune", "--tune-ood", "tiny-ood") == 2
+    assert "would leak into the results" in capsys.readouterr().err

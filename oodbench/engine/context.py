@@ -118,3 +118,13 @@ class Overlap:
     def describe(self) -> str:
         facts = [f"{self.pairs} near-duplicate pair(s)"] + ([f"shared source '{self.shared_source}'"] if self.shared_source else [])
         return f"{self.first} ~ {self.second}: " + ", ".join(facts)
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """The hyperparameters ``--tune`` chose for a method on validation data: the values, every
+    combination tried with its validation AUROC, and the validation splits."""
+
+    chosen: dict
+    grid: tuple[dict, ...]
+    validation: dict

@@ -4,8 +4,9 @@ parameters, capabilities and auxiliary set, all taken from what the method decla
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import pytorch_ood
 
@@ -43,6 +44,25 @@ class MethodEntry:
     @property
     def params_hash(self) -> str:
         return stable_hash(dataclasses.asdict(self.params), 12)
+
+    def with_params(self, values: Mapping[str, Any]) -> "MethodEntry":
+        """This entry with some parameters replaced (capabilities follow the parameters)."""
+        params = dataclasses.replace(self.params, **values)
+        return dataclasses.replace(self, params=params, caps=self.cls(params).capabilities())
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every combination of the values the method's ``search_space`` declares, in declaration order."""
+        names = list(self.cls.search_space)
+        return [dict(zip(names, values, strict=True)) for values in itertools.product(*self.cls.search_space.values())]
+
+    def searching(self) -> "MethodEntry":
+        """This entry as planned for tuning: it reads what any combination of its grid reads."""
+        reads = frozenset().union(*(self.with_params(values).caps.reads for values in self.grid()))
+        return dataclasses.replace(self, caps=dataclasses.replace(self.caps, reads=reads | self.caps.reads))
+
+    def tuned_by(self, tuned: Any) -> "MethodEntry":
+        """This entry with the parameters a ``tune`` task chose (itself when it was not tuned)."""
+        return self if tuned is None else self.with_params(tuned.chosen)
 
 
 def _aux(config: RunConfig, registry: Registry, cls: type[Method], label: str) -> str:

@@ -3,7 +3,8 @@
 Task kinds: ``materialise`` (decode a dataset split into cached arrays), ``fingerprint`` (a split's
 perceptual hashes) and ``overlap`` (near-duplicates between two splits: data hygiene), ``checkpoint`` (load,
 download or train the classifier), ``finetune`` (a training-time method's network), ``extract``
-(logits and features of a split, shared by all methods), ``fit`` (a method's state from the ID
+(logits and features of a split, shared by all methods), ``tune`` (a method's hyperparameters
+chosen on validation data, ``--tune``), ``fit`` (a method's state from the ID
 training split), ``score`` (one split's outlier scores), ``attack`` (one split's scores under an
 adversarial attack), ``metrics`` (one result cell). The kind is also the artifact cache's stage name, so whether a task is cached is one lookup of its key.
 
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 from oodbench.engine.estimate import Work
 
-KINDS = ("materialise", "fingerprint", "overlap", "checkpoint", "finetune", "extract", "fit", "score", "attack", "metrics")
+KINDS = ("materialise", "fingerprint", "overlap", "checkpoint", "finetune", "extract", "tune", "fit", "score", "attack", "metrics")
 
 
 @dataclass(frozen=True)

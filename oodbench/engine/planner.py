@@ -30,9 +30,13 @@ from oodbench.engine.stages.materialise import PlannedSplit, plan_split
 from oodbench.engine.stages.metrics import plan_metrics
 from oodbench.engine.stages.overlap import plan_overlap
 from oodbench.engine.stages.score import plan_score
+from oodbench.engine.stages.tune import plan_tune
 from oodbench.hashing import code_version
 from oodbench.models.checkpoints import build_classifier
 from oodbench.registry import Registry
+
+#: ID training images held out as the ID side of --tune's validation data
+TUNE_IMAGES = 1000
 
 
 def _announce_base(id_test: PlannedSplit, seed: int) -> Callable:
@@ -72,17 +76,17 @@ class _Planner:
         weights = sum(p.numel() for p in build_classifier(self.backbone, self.id_spec.num_classes).parameters())
         self.model_mb = weights * 4 / 2**20
         self.row_width = self.backbone.feature_dim + self.id_spec.num_classes
-        self.splits: dict[tuple[str, str], PlannedSplit] = {}
+        self.splits: dict[tuple[str, str, int | None], PlannedSplit] = {}
         #: overlap task ids by (first split label, second split label)
         self.overlaps: dict[tuple[str, str], str] = {}
         self.plan = Plan({}, [], {})
 
     def split(self, spec: DatasetSpec, split: str, limit: int | None) -> PlannedSplit:
-        if (spec.name, split) not in self.splits:
+        if (spec.name, split, limit) not in self.splits:
             task, planned = plan_split(self.ctx, spec, split, self.fmt, limit, self.fetch)
             self.plan.add(task)
-            self.splits[(spec.name, split)] = planned
-        return self.splits[(spec.name, split)]
+            self.splits[(spec.name, split, limit)] = planned
+        return self.splits[(spec.name, split, limit)]
 
     def train(self) -> PlannedSplit:
         return self.split(self.id_spec, "train", self.config.train_limit)
@@ -135,30 +139,43 @@ class _Planner:
             network = add(plan_finetune(self.ctx, entry, base, f"{self.backbone.name} (seed {seed})", self.train(), aux, seed,
                                         self.backbone.name, self.model_mb))
             accuracy = self.extract(network, name, id_test, group, _announce_finetune(entry.label))
-        fit = None
+        fit = fit_on = fit_extraction = tune = None
         if caps.fits:
             fit_on = self.train() if entry.fit_split == "train" else self.split(self.id_spec, entry.fit_split, self.config.limit)
             fit_extraction = self.extract(network, name, fit_on, group) if caps.extracted else None
-            fit = add(plan_fit(self.ctx, entry, network, fit_on, fit_extraction, seed, self.row_width))
+        if self.config.tune and entry.cls.search_space and not caps.trains:
+            tune = add(self.tuning(entry, network, name, fit_on, fit_extraction, group, seed))
+        if caps.fits:
+            fit = add(plan_fit(self.ctx, entry, network, fit_on, fit_extraction, seed, self.row_width, tune))
         scores = {}
         for split in [id_test, *oods]:
             extraction = self.extract(network, name, split, group) if caps.extracted else None
             scores[split.label] = plan_score(self.ctx, entry, network, split, extraction, fit, seed, self.backbone.name,
-                                             self.row_width)
+                                             self.row_width, tune)
         for task in sorted(scores.values(), key=lambda t: t.key or t.id):
             add(task)
-        chain = tuple(t.id for t in [network if caps.trains else None, fit, *scores.values()] if t is not None)
+        chain = tuple(t.id for t in [network if caps.trains else None, tune, fit, *scores.values()] if t is not None)
         for split in oods:
             metrics = add(plan_metrics(network, accuracy, scores[id_test.label], scores[split.label], fit, caps.trains,
                                        entry.label, f"{entry.label} on {split.spec.name} (seed {seed})"))
             self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id,
                                         self.static(entry, seed, id_test, split, aux), self.checks(entry, id_test, split)))
         for spec in map(parse_attack, self.config.attacks):
-            self.attacked(entry, seed, spec, network, accuracy, fit, scores, id_test, oods, base, base_accuracy, aux)
+            self.attacked(entry, seed, spec, network, accuracy, fit, scores, id_test, oods, base, base_accuracy, aux, tune)
+
+    def tuning(self, entry: MethodEntry, network: Task, name: str, fit_on: PlannedSplit | None, fit_extraction: Task | None,
+               group: str | None, seed: int) -> Task:
+        """The search of ``entry``'s grid on validation data: a held-out slice of the ID training split
+        (:data:`TUNE_IMAGES` of it) against ``--tune-ood``."""
+        ood_spec = self.registry.dataset(self.config.tune_ood)
+        ood_split = training_split(ood_spec) if ood_spec.role == "aux" else evaluation_split(ood_spec)
+        validation = [self.split(self.id_spec, "train", TUNE_IMAGES), self.split(ood_spec, ood_split, TUNE_IMAGES)]
+        extracted = [self.extract(network, name, split, group) if entry.caps.extracted else None for split in validation]
+        return plan_tune(self.ctx, entry, network, fit_on, fit_extraction, *zip(validation, extracted, strict=True), seed)
 
     def attacked(self, entry: MethodEntry, seed: int, spec: AttackSpec, network: Task, accuracy: Task, fit: Task | None,
                  clean: dict[str, Task], id_test: PlannedSplit, oods: list[PlannedSplit], base: Task, base_accuracy: Task,
-                 aux: PlannedSplit | None) -> None:
+                 aux: PlannedSplit | None, tune: Task | None) -> None:
         """The cells of ``entry`` under ``spec``: attacked ID and / or OOD scores, or 'not attacked' cells."""
         add = lambda task: self.plan.tasks[self.plan.add(task)]  # noqa: E731
 
@@ -166,7 +183,7 @@ class _Planner:
             if not spec.attacks("id" if toward_ood else "ood"):
                 return clean[split.label]
             return add(plan_attack(self.ctx, entry, network, split, fit, spec, toward_ood, seed, self.backbone.name,
-                                   self.model_mb, self.fmt.size * self.fmt.size * self.fmt.channels))
+                                   self.model_mb, self.fmt.size * self.fmt.size * self.fmt.channels, tune))
 
         id_scores = scores(id_test, True) if entry.caps.attack else None
         for split in oods:
@@ -178,7 +195,7 @@ class _Planner:
             ood_scores = scores(split, False)
             metrics = add(plan_metrics(network, accuracy, id_scores, ood_scores, fit, entry.caps.trains, entry.label,
                                        f"{entry.label} on {split.spec.name} under {spec.name} (seed {seed})"))
-            chain = tuple(t.id for t in (fit, id_scores, ood_scores) if t is not None)
+            chain = tuple(t.id for t in (tune, fit, id_scores, ood_scores) if t is not None)
             self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id, static,
                                         self.checks(entry, id_test, split)))
 
@@ -200,7 +217,8 @@ class _Planner:
 
     def build(self) -> Plan:
         config = self.config
-        entries = method_entries(config, self.registry, self.id_spec)
+        entries = [e.searching() if config.tune and e.cls.search_space and not e.caps.trains else e
+                   for e in method_entries(config, self.registry, self.id_spec)]
         id_test = self.split(self.id_spec, evaluation_split(self.id_spec), config.limit)
         oods = [self.split(spec, evaluation_split(spec), config.limit) for spec in map(self.registry.dataset, config.ood)]
         self.hygiene(entries, id_test, oods)

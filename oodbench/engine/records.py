@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from oodbench.config import RunConfig
-from oodbench.engine.context import Overlap
+from oodbench.engine.context import Overlap, Tuned
 from oodbench.engine.executors import Outcome
 from oodbench.engine.plan import Cell, Plan, Task
 from oodbench.provenance import config_record, git_commit, hardware, package_versions
@@ -64,8 +64,16 @@ class Recorder:
         found = [self._value(check) for check in cell.checks]
         return "; ".join(overlap.describe() for overlap in found if overlap is not None and overlap.flagged)
 
+    def tuned(self, cell: Cell) -> dict:
+        """The columns ``--tune`` changed: the chosen parameters, and the search in the protocol record."""
+        tuned = next((value for value in map(self._value, cell.chain) if isinstance(value, Tuned)), None)
+        if tuned is None:
+            return {}
+        protocol = {**cell.static["protocol"], "tuned": {"chosen": tuned.chosen, "validation": tuned.validation, "grid": list(tuned.grid)}}
+        return {"params": {**cell.static["params"], **tuned.chosen}, "protocol": protocol}
+
     def _row(self, cell: Cell, outcome: Outcome) -> dict:
-        row = {**cell.static, "run_id": self.run_id, "hygiene": self.hygiene(cell)}
+        row = {**cell.static, "run_id": self.run_id, "hygiene": self.hygiene(cell), **self.tuned(cell)}
         if not outcome.ok:
             network, accuracy = self._value(cell.base_network), self._value(cell.base_accuracy)
             return {**row, "status": "failed", "error": outcome.error, "checkpoint": network.key if network else "",

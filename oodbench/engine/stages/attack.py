@@ -30,9 +30,9 @@ from oodbench.hashing import code_version, stable_hash
 KIND = "attack"
 
 
-def _attack(ctx, entry: MethodEntry, network, split, fitted, spec: AttackSpec, toward_ood: bool, seed: int, key: str,
+def _attack(ctx, entry: MethodEntry, network, split, fitted, tuned, spec: AttackSpec, toward_ood: bool, seed: int, key: str,
             rate: str) -> ScoredSplit:
-    device = ctx.compute.device
+    device, entry = ctx.compute.device, entry.tuned_by(tuned)
 
     def state():
         return decode_state(fitted.blob, device) if fitted is not None else None
@@ -65,20 +65,22 @@ def _attack(ctx, entry: MethodEntry, network, split, fitted, spec: AttackSpec, t
 
 
 def plan_attack(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, fit: Task | None, spec: AttackSpec,
-                toward_ood: bool, seed: int, backbone: str, model_mb: float, image_values: int) -> Task:
-    """The attacked scores of ``split``: pushed toward OOD (an ID split) or toward ID (an OOD split)."""
-    base = None if network.key is None or split.key is None or (fit is not None and fit.key is None) else {
+                toward_ood: bool, seed: int, backbone: str, model_mb: float, image_values: int, tune: Task | None = None) -> Task:
+    """The attacked scores of ``split``: pushed toward OOD (an ID split) or toward ID (an OOD split), with
+    the parameters ``tune`` chose when given."""
+    keys = (network.key, split.key, *([fit.key] if fit else []), *([tune.key] if tune else []))
+    base = None if None in keys else {
         **entry.identity(), "checkpoint": network.key, "fit": fit.key if fit else None, "split": split.key,
-        "precision": ctx.compute.precision, "seed": seed}
+        "precision": ctx.compute.precision, "seed": seed, **({"tuned": tune.key} if tune else {})}
     key = None if base is None else stable_hash({**base, "attack": spec, "toward_ood": toward_ood, "code": code_version(pgd),
                                                  "stage": code_version(pixel_score_inputs)})
     rate = ctx.throughput.key("attack", f"{entry.cls.name}/{backbone}")
     items = None if split.count is None else split.count * spec.steps
-    inputs = {"network": network.id, "split": split.task, **({"fit": fit.id} if fit else {})}
+    inputs = {"network": network.id, "split": split.task, **({"fit": fit.id} if fit else {}), **({"tune": tune.id} if tune else {})}
     pixels_mb = array_mb(split.count, image_values)  # the attacked split's float pixels, on the device
     return Task(f"attack:{spec.name}:{stable_hash(spec, 8)}:{entry.label}:{network.id}:{split.label}", KIND,
                 f"{entry.label} under {spec.name} attack on {split.label} (toward {'OOD' if toward_ood else 'ID'})", key,
-                lambda ctx, inputs: _attack(ctx, entry, inputs["network"], inputs["split"], inputs.get("fit"), spec, toward_ood,
-                                            seed, key, rate),
+                lambda ctx, inputs: _attack(ctx, entry, inputs["network"], inputs["split"], inputs.get("fit"), inputs.get("tune"),
+                                            spec, toward_ood, seed, key, rate),
                 inputs=inputs, work=Work(rate, items, ctx.throughput.key("train", backbone)),
                 resources=Resources(ctx.compute.device.type, model_mb + pixels_mb), group=entry.label)

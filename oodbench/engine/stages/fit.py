@@ -60,7 +60,9 @@ def decode_state(blob: bytes, device: torch.device) -> Any:
     return torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
 
 
-def _fit(ctx, entry: MethodEntry, network, train, extraction, seed: int, key: str, rate: str) -> FittedState:
+def _fit(ctx, entry: MethodEntry, network, train, extraction, tuned, seed: int, key: str, rate: str) -> FittedState:
+    entry = entry.tuned_by(tuned)
+
     def compute(directory) -> dict:
         inputs = fit_inputs(ctx, entry.label, entry.caps, network, train, extraction, seed, ctx.cache.scratch(KIND, key))
         torch.manual_seed(seed)
@@ -82,12 +84,16 @@ def _fit(ctx, entry: MethodEntry, network, train, extraction, seed: int, key: st
 
 
 def plan_fit(ctx, entry: MethodEntry, network: Task, train: PlannedSplit, extraction: Task | None, seed: int,
-             row_width: int) -> Task:
-    """The fit of ``entry`` on ``train`` as seen by ``network`` (``row_width``: logits + features per sample)."""
-    key = None if network.key is None or train.key is None else stable_hash(
-        {**entry.identity(), "checkpoint": network.key, "train": train.key, "precision": ctx.compute.precision, "seed": seed})
+             row_width: int, tune: Task | None = None) -> Task:
+    """The fit of ``entry`` on ``train`` as seen by ``network`` (``row_width``: logits + features per
+    sample), with the parameters ``tune`` chose when it is given."""
+    key = None if None in (network.key, train.key, *([tune.key] if tune else [])) else stable_hash(
+        {**entry.identity(), "checkpoint": network.key, "train": train.key, "precision": ctx.compute.precision, "seed": seed,
+         **({"tuned": tune.key} if tune else {})})
     rate = ctx.throughput.key("fit", entry.cls.name)
-    inputs = {"network": network.id, "train": train.task, **({"extraction": extraction.id} if extraction else {})}
+    inputs = {"network": network.id, "train": train.task, **({"extraction": extraction.id} if extraction else {}),
+              **({"tune": tune.id} if tune else {})}
     return Task(f"fit:{entry.label}:{network.id}", KIND, f"{entry.label} on {train.label}", key,
-                lambda ctx, inputs: _fit(ctx, entry, inputs["network"], inputs["train"], inputs.get("extraction"), seed, key, rate),
+                lambda ctx, inputs: _fit(ctx, entry, inputs["network"], inputs["train"], inputs.get("extraction"),
+                                         inputs.get("tune"), seed, key, rate),
                 inputs=inputs, work=Work(rate, train.count), resources=Resources(ctx.compute.device.type, array_mb(train.count, row_width)), group=entry.label)

@@ -27,7 +27,9 @@ from oodbench.models.classifier import ImageClassifier
 KIND = "score"
 
 
-def _score(ctx, entry: MethodEntry, network, split, extraction, fitted, seed: int, key: str, rate: str) -> ScoredSplit:
+def _score(ctx, entry: MethodEntry, network, split, extraction, fitted, tuned, seed: int, key: str, rate: str) -> ScoredSplit:
+    entry = entry.tuned_by(tuned)
+
     def compute(directory) -> dict:
         state = decode_state(fitted.blob, ctx.compute.device) if fitted is not None else None
         order = sample_order(key, len(split))
@@ -50,19 +52,20 @@ def _score(ctx, entry: MethodEntry, network, split, extraction, fitted, seed: in
 
 
 def plan_score(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, extraction: Task | None, fit: Task | None,
-               seed: int, backbone: str, row_width: int) -> Task:
+               seed: int, backbone: str, row_width: int, tune: Task | None = None) -> Task:
     """The scores of ``split`` by ``entry`` on ``network`` (after ``fit``, when the method fits;
-    ``row_width``: logits + features per sample)."""
-    base = fit.key if fit is not None else (None if network.key is None else stable_hash(
-        {**entry.identity(), "checkpoint": network.key, "precision": ctx.compute.precision, "seed": seed}))
+    ``row_width``: logits + features per sample), with the parameters ``tune`` chose when given."""
+    base = fit.key if fit is not None else (None if None in (network.key, *([tune.key] if tune else [])) else stable_hash(
+        {**entry.identity(), "checkpoint": network.key, "precision": ctx.compute.precision, "seed": seed,
+         **({"tuned": tune.key} if tune else {})}))
     key = None if base is None or split.key is None else stable_hash(
         {"fit": base, "split": split.key, "classifier": code_version(ImageClassifier)})
     reads_images = Reads.IMAGES in entry.caps.reads
     rate = ctx.throughput.key("score", f"{entry.cls.name}/{backbone}")
     inputs = {"network": network.id, "split": split.task, **({"extraction": extraction.id} if extraction else {}),
-              **({"fit": fit.id} if fit else {})}
+              **({"fit": fit.id} if fit else {}), **({"tune": tune.id} if tune else {})}
     return Task(f"score:{entry.label}:{network.id}:{split.label}", KIND, f"{entry.label} scores {split.label}", key,
                 lambda ctx, inputs: _score(ctx, entry, inputs["network"], inputs["split"], inputs.get("extraction"),
-                                           inputs.get("fit"), seed, key, rate),
+                                           inputs.get("fit"), inputs.get("tune"), seed, key, rate),
                 inputs=inputs, work=Work(rate, split.count if reads_images else 0, ctx.throughput.key("train", backbone)),
                 resources=Resources(ctx.compute.device.type, array_mb(split.count, row_width)), group=entry.label)

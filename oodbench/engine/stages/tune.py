@@ -1,0 +1,85 @@
+"""``tune``: a method's hyperparameters chosen on validation data (``--tune``).
+
+The method declares a small grid (``Method.search_space``). Every combination is fitted (when the
+method fits) on the split its protocol fits on, then scores a held-out slice of the ID training
+split and a validation OOD set (``--tune-ood``, never a test OOD set of the run) through the same
+inputs as a run's scores; the combination with the best AUROC wins, ties going to the first in
+grid order, as OpenOOD's automatic parameter search does. Neither the ID test split nor a test OOD
+set is ever seen. The output (:class:`Tuned`) is cached; the method's fit and scores take its
+chosen values, and every record of the method stores them with the validation sets.
+
+The ID slice is drawn from the training split that fitted methods also fit on, so a fitted
+method has seen those samples; the OOD side is unseen.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from oodbench.engine.context import Tuned
+from oodbench.engine.entries import MethodEntry
+from oodbench.engine.inputs import fit_inputs, sample_order, score_inputs
+from oodbench.engine.plan import Resources, Task
+from oodbench.engine.stages.fit import decode_state, encode_state
+from oodbench.engine.stages.materialise import PlannedSplit
+from oodbench.hashing import code_version, stable_hash
+from oodbench.metrics import auroc
+
+KIND = "tune"
+
+
+def _validation_auroc(ctx, entry: MethodEntry, inputs: dict, seed: int, key: str) -> float:
+    network, device = inputs["network"], ctx.compute.device
+    state = None
+    if entry.caps.fits:
+        fitted = entry.cls(entry.params).fit(fit_inputs(ctx, entry.label, entry.caps, network, inputs["fit_split"],
+                                                        inputs.get("fit_extraction"), seed, ctx.cache.scratch(KIND, key)))
+        state = decode_state(encode_state(fitted, entry.label), device)
+    scores = []
+    for side in ("id", "ood"):
+        split = inputs[side]
+        data = score_inputs(ctx, entry.label, entry.caps, network, split, inputs.get(f"{side}_extraction"),
+                            sample_order(key, len(split)))
+        torch.manual_seed(seed)
+        scores.append(entry.cls(entry.params, state=state).score(data).detach().float().cpu().numpy().reshape(-1))
+    return auroc(scores[1], scores[0])
+
+
+def _tune(ctx, entry: MethodEntry, inputs: dict, seed: int, key: str, validation: dict) -> Tuned:
+    def compute(directory) -> dict:
+        grid = []
+        for values in entry.grid():
+            grid.append({**values, "auroc": _validation_auroc(ctx, entry.with_params(values), inputs, seed, key)})
+        best = max(grid, key=lambda row: row["auroc"])  # the first of equals
+        chosen = {name: best[name] for name in entry.cls.search_space}
+        ctx.note(f"tune: {entry.label} chose {', '.join(f'{k}={v}' for k, v in chosen.items())} "
+                 f"(validation AUROC {best['auroc']:.4f}, {validation['id']} vs {validation['ood']})")
+        return {"chosen": chosen, "grid": grid, "validation": validation}
+
+    def load(artifact) -> Tuned:
+        meta = artifact.meta
+        return Tuned(meta["chosen"], tuple(meta["grid"]), meta["validation"])
+
+    return ctx.cache.cached(KIND, key, compute, load)
+
+
+def plan_tune(ctx, entry: MethodEntry, network: Task, fit_split: PlannedSplit | None, fit_extraction: Task | None,
+              validation_id: tuple[PlannedSplit, Task | None], validation_ood: tuple[PlannedSplit, Task | None],
+              seed: int) -> Task:
+    """The search of ``entry``'s grid (``entry`` as planned for searching: it reads what any combination reads)."""
+    (id_split, id_extraction), (ood_split, ood_extraction) = validation_id, validation_ood
+    parts = [network.key, id_split.key, ood_split.key, *([fit_split.key] if fit_split else [])]
+    key = None if None in parts else stable_hash(
+        {**entry.identity(), "grid": entry.grid(), "checkpoint": network.key, "validation": [id_split.key, ood_split.key],
+         "fit": fit_split.key if fit_split else None, "precision": ctx.compute.precision, "seed": seed,
+         "code": code_version(_tune)})
+    inputs = {"network": network.id, "id": id_split.task, "ood": ood_split.task,
+              **({"id_extraction": id_extraction.id} if id_extraction else {}),
+              **({"ood_extraction": ood_extraction.id} if ood_extraction else {}),
+              **({"fit_split": fit_split.task} if fit_split else {}),
+              **({"fit_extraction": fit_extraction.id} if fit_extraction else {})}
+    validation = {"id": f"{id_split.label} ({id_split.count}-image slice)", "ood": ood_split.label,
+                  "metric": "auroc", "grid": {k: list(v) for k, v in entry.cls.search_space.items()}}
+    return Task(f"tune:{entry.label}:{network.id}", KIND, f"tune {entry.label} on {id_split.label} vs {ood_split.label} "
+                f"({len(entry.grid())} combinations)", key, lambda ctx, values: _tune(ctx, entry, values, seed, key, validation),
+                inputs=inputs, resources=Resources(ctx.compute.device.type), group=entry.label)
