@@ -119,6 +119,8 @@ class Classifier(Protocol):
     """
 
     num_classes: int
+    #: the per-channel standard deviation the network normalises its pixels with, ``1 x C x 1 x 1``
+    std: Tensor
 
     @property
     def num_outputs(self) -> int: ...
@@ -127,9 +129,6 @@ class Classifier(Protocol):
 
     @property
     def feature_dim(self) -> int: ...
-
-    @property
-    def input_std(self) -> list[float]: ...
 
     def __call__(self, pixels: Tensor) -> Tensor: ...
 

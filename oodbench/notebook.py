@@ -25,7 +25,7 @@ def step_std(model: Classifier, eps_units: EpsUnits) -> list[float] | None:
     """``norm_std`` for pytorch-ood's preprocessing: None for a step of ``eps`` in pixel units (the
     network normalises inside, so no division is needed), or ``1 / std`` per channel, which makes
     the pixel step ``eps * std``, i.e. ``eps`` in normalised units as pytorch-ood 0.1.6 stepped."""
-    return None if eps_units == "pixels" else [1 / std for std in model.input_std]
+    return None if eps_units == "pixels" else [1 / std for std in model.std.flatten().tolist()]
 
 
 class LogitsOrFeatures:

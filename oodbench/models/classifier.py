@@ -52,11 +52,6 @@ class ImageClassifier(nn.Module):
     def feature_dim(self) -> int:
         return self.net.fc.in_features
 
-    @property
-    def input_std(self) -> list[float]:
-        """The per-channel standard deviation the network normalises its pixels with."""
-        return self.std.flatten().tolist()
-
     def normalize(self, pixels: Tensor) -> Tensor:
         return (pixels - self.mean) / self.std
 
