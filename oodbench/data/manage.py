@@ -89,7 +89,7 @@ def overlap(registry: Registry, first: str, second: str, backbone: BackboneSpec,
         plan.add(task)
         planned.append((split_plan, plan.tasks[plan.add(plan_fingerprint(ctx, split_plan))]))
     (a, a_prints), (b, b_prints) = planned
-    check = plan.add(plan_overlap(a, b, a_prints, b_prints))
+    check = plan.add(plan_overlap(ctx, a, b, a_prints, b_prints))
     started = time.perf_counter()
     outcomes = LocalExecutor().execute(plan, ctx)
     found, arrays = outcomes[check].value, (outcomes[a.task].value, outcomes[b.task].value)

@@ -103,7 +103,7 @@ class _Planner:
         ID splits and every OOD set, and the ID splits against every OOD set."""
         def check(first: PlannedSplit, second: PlannedSplit) -> None:
             prints = [self.plan.tasks[self.plan.add(plan_fingerprint(self.ctx, split))] for split in (first, second)]
-            task = plan_overlap(first, second, *prints)
+            task = plan_overlap(self.ctx, first, second, *prints)
             task.announce = lambda ctx, inputs, found: ctx.note(f"hygiene: {found.describe()}") if found.flagged else None
             self.overlaps[(first.label, second.label)] = self.plan.add(task)
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from oodbench.data.fingerprint import THRESHOLD, near_duplicates
 from oodbench.engine.context import Overlap
+from oodbench.engine.estimate import Work
 from oodbench.engine.plan import Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import code_version, stable_hash
@@ -38,11 +39,12 @@ def thumbnail(image: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _overlap(ctx, first: PlannedSplit, second: PlannedSplit, inputs: dict, key: str) -> Overlap:
+def _overlap(ctx, first: PlannedSplit, second: PlannedSplit, inputs: dict, key: str, rate: str) -> Overlap:
     def compute(directory) -> dict:
         started = time.perf_counter()
         a, b = inputs["first"], inputs["second"]
         found = near_duplicates(inputs["first_fingerprints"], inputs["second_fingerprints"], a.images, b.images)
+        ctx.throughput.record(rate, len(a) + len(b), time.perf_counter() - started)
         np.save(directory / "pairs.npy", np.stack([found.first, found.second, found.distance], axis=1))
         closest = np.argsort(found.distance, kind="stable")[:EXAMPLES]
         examples = [{"first_index": int(found.first[i]), "second_index": int(found.second[i]), "distance": int(found.distance[i]),
@@ -60,12 +62,15 @@ def _overlap(ctx, first: PlannedSplit, second: PlannedSplit, inputs: dict, key: 
     return ctx.cache.cached(KIND, key, compute, load)
 
 
-def plan_overlap(first: PlannedSplit, second: PlannedSplit, first_fingerprints: Task, second_fingerprints: Task) -> Task:
+def plan_overlap(ctx, first: PlannedSplit, second: PlannedSplit, first_fingerprints: Task, second_fingerprints: Task) -> Task:
     """The check of ``first`` against ``second``."""
     key = None if None in (first_fingerprints.key, second_fingerprints.key) else stable_hash(
         {"first": first_fingerprints.key, "second": second_fingerprints.key, "code": code_version(near_duplicates),
          "stage": code_version(thumbnail), "source": shared_source(first, second)})
     inputs = {"first": first.task, "second": second.task, "first_fingerprints": first_fingerprints.id,
               "second_fingerprints": second_fingerprints.id}
+    rate = ctx.throughput.key("overlap", "images")
+    counts = None if None in (first.count, second.count) else first.count + second.count
     return Task(f"overlap:{first.label}|{second.label}", KIND, f"near-duplicates {first.label} ~ {second.label}", key,
-                lambda ctx, values: _overlap(ctx, first, second, values, key), inputs=inputs, resources=Resources("cpu"))
+                lambda ctx, values: _overlap(ctx, first, second, values, key, rate), inputs=inputs,
+                work=Work(rate, counts), resources=Resources("cpu"))
