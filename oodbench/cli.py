@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="render the HTML report (tables, plots, statistics, exports)")
     which = report.add_mutually_exclusive_group()
     which.add_argument("--run", help="a run id")
-    which.add_argument("--latest", action="store_true", help="the latest run (the default)")
+    which.add_argument("--latest", action="store_true", help="the latest complete run (the default)")
     which.add_argument("--all", action="store_true", help="every run in the store (the latest result of each cell)")
     report.add_argument("--id", dest="id_dataset", help="only this ID dataset")
     report.add_argument("--out", type=Path, help="output directory (default: reports/<run id or 'all'>)")

@@ -5,7 +5,9 @@ the paths of the per-sample score files (``scores/`` next to the database). A ru
 command, resolved configuration, package versions, git commit and hardware.
 
 Writes are atomic: score files are written to a temporary name and renamed; all rows of one
-method are inserted in one transaction. A killed run leaves complete rows or none.
+method are inserted in one transaction. A killed run leaves complete rows or none, and is shown
+``interrupted`` once its process is gone: the process recording a run holds a lock file
+(``.live/<run id>.lock``) for as long as it lives.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from oodbench.errors import ConfigError
+from oodbench.locks import Lease, held
 from oodbench.metrics import METRIC_NAMES
 
 RESULT_COLUMNS = {
@@ -106,6 +109,10 @@ class ResultStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.scores_dir = self.path.parent / "scores"
+        self._leases: dict[str, Lease] = {}
+
+    def _lease_path(self, run_id: str) -> Path:
+        return self.path.parent / ".live" / f"{run_id}.lock"
 
     def require(self) -> "ResultStore":
         """This store, if its database exists (reading never creates one)."""
@@ -124,6 +131,8 @@ class ResultStore:
         return connection
 
     def start_run(self, run_id: str, **fields: Any) -> None:
+        """Open a run's row; this process holds the run's lease until :meth:`finish_run` (or its end)."""
+        self._leases[run_id] = Lease(self._lease_path(run_id))
         row = {"run_id": run_id, "started": time.time(), "status": "running", **_jsonify(fields)}
         with self._connect() as connection:
             connection.execute(
@@ -136,6 +145,16 @@ class ResultStore:
             connection.execute(
                 f"UPDATE runs SET {', '.join(f'{k} = ?' for k in row)} WHERE run_id = ?", [*row.values(), run_id]
             )
+        lease = self._leases.pop(run_id, None)
+        if lease is not None:
+            lease.release()
+
+    def _settle(self, connection: sqlite3.Connection) -> None:
+        """Mark ``interrupted`` every run still ``running`` whose process is gone (killed, crashed):
+        nobody holds its lease any more."""
+        for (run_id,) in connection.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall():
+            if not held(self._lease_path(run_id)):
+                connection.execute("UPDATE runs SET status = 'interrupted' WHERE run_id = ?", [run_id])
 
     def save_scores(self, key: str, scores: np.ndarray) -> str:
         """Write one score array (once per content key) and return its path."""
@@ -170,12 +189,16 @@ class ResultStore:
             return pd.read_sql_query(query + " ORDER BY id", connection, params=args)
 
     def runs(self) -> pd.DataFrame:
+        """Every run, in start order; runs whose process died are shown ``interrupted``."""
         with self._connect() as connection:
+            self._settle(connection)
             return pd.read_sql_query("SELECT * FROM runs ORDER BY started", connection)
 
     def latest_run_id(self) -> str | None:
+        """The latest *complete* run (an interrupted or failed one is never picked by default)."""
         with self._connect() as connection:
-            row = connection.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+            self._settle(connection)
+            row = connection.execute("SELECT run_id FROM runs WHERE status = 'complete' ORDER BY started DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
 

@@ -24,6 +24,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
+from oodbench.locks import exclusive
+
 T = TypeVar("T")
 
 
@@ -73,7 +75,8 @@ class ArtifactCache:
 
         ``compute(directory)`` writes the stage's files into ``directory`` and returns the meta
         data; resumable state of an unfinished computation lives in :meth:`scratch` until the
-        artifact is complete.
+        artifact is complete. One process computes a key at a time (a lock file beside it); one
+        that waited for another loads what that one wrote.
         """
         artifact = self.get(stage, key)
         if artifact is not None:
@@ -84,9 +87,11 @@ class ArtifactCache:
                           f"{str(error)[:160]}); recomputing it")
                 self.hits[stage] -= 1
                 self.misses[stage] += 1
-        with self.put(stage, key) as (directory, meta):
-            meta.update(compute(directory))
-        self.drop_scratch(stage, key)
+        with exclusive(self.root / stage / f"{key}.lock"):  # one writer per key, across processes
+            if artifact is not None or self.open(stage, key) is None:  # unreadable, or still missing after the wait
+                with self.put(stage, key) as (directory, meta):
+                    meta.update(compute(directory))
+                self.drop_scratch(stage, key)
         return load(self.open(stage, key))
 
     def open(self, stage: str, key: str) -> Artifact | None:

@@ -25,6 +25,7 @@ from oodbench.api import TrainingRecipe
 from oodbench.data.augment import random_crop_flip
 from oodbench.data.batches import resident, take, to_pixels
 from oodbench.engine.device import CompiledModule, Compute
+from oodbench.faults import reached
 from oodbench.models.classifier import ImageClassifier
 from oodbench.progress import progress
 
@@ -96,6 +97,7 @@ class EpochState:
         tmp = self.path.with_suffix(".tmp")
         torch.save({"epoch": epoch, "extra": extra or {}, "objects": {k: o.state_dict() for k, o in objects.items()}}, tmp)
         os.replace(tmp, self.path)
+        reached("epoch")
 
 
 def train_classifier(

@@ -101,7 +101,9 @@ def select_results(store: ResultStore, selection: Selection) -> tuple[pd.DataFra
     else:
         run = selection.run or store.latest_run_id()
         if run is None:
-            raise ConfigError(f"the store {store.path} holds no runs", "run `oodbench run ...` first")
+            raise ConfigError(f"the store {store.path} holds no complete run",
+                              "run `oodbench run ...` (a rerun of an interrupted run reuses its finished stages), "
+                              "or name a run with --run ID")
         results = store.results(run)
         if results.empty:
             known = ", ".join(store.runs()["run_id"].tail(5))

@@ -11,6 +11,7 @@ import torch
 
 from oodbench.engine.executors import Outcome
 from oodbench.engine.plan import Plan, Task
+from oodbench.faults import reached
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -45,6 +46,7 @@ class LocalExecutor:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
+        reached(task.kind)
         try:
             value = task.run(ctx, inputs)
         except Exception as error:  # a method's failure fails its cells; shared work stops the run
