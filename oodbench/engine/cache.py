@@ -87,7 +87,7 @@ class ArtifactCache:
                           f"{str(error)[:160]}); recomputing it")
                 self.hits[stage] -= 1
                 self.misses[stage] += 1
-        with exclusive(self.root / stage / f"{key}.lock"):  # one writer per key, across processes
+        with exclusive(self.root / ".locks" / stage / key):  # one writer per key, across processes
             if artifact is not None or self.open(stage, key) is None:  # unreadable, or still missing after the wait
                 with self.put(stage, key) as (directory, meta):
                     meta.update(compute(directory))
