@@ -75,7 +75,7 @@ class ArtifactCache:
 
         ``compute(directory)`` writes the stage's files into ``directory`` and returns the meta
         data; resumable state of an unfinished computation lives in :meth:`scratch` until the
-        artifact is complete. One process computes a key at a time (a lock file beside it); one
+        artifact is complete. One process computes a key at a time (a lock file under ``.locks``); one
         that waited for another loads what that one wrote.
         """
         artifact = self.get(stage, key)
