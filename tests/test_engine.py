@@ -227,3 +227,20 @@ def test_a_network_with_an_added_outlier_class_round_trips_through_the_cache(tin
     again = {r["method"]: r for r in store_rows(tmp_path / "results") if r["run_id"] != first["msp"]["run_id"]}
     assert again["extraclass"]["auroc"] == first["extraclass"]["auroc"]
     assert 0 <= first["extraclass"]["id_accuracy"] <= 1 and first["extraclass"]["status"] == "ok"
+
+
+def test_every_extraction_a_task_reads_is_of_the_split_it_reads(tiny_catalog, tmp_path):
+    """A task given a split and an extraction gets the extraction of that very split: subsets of one split
+    (the full training split to fit on, a slice of it to tune on) are distinct tasks, not one under one name."""
+    planned = oodbench.plan(methods=["mahalanobis", "odin", "knn"], id="tiny", preset="smoke", tune=True, ood=["tiny-ood"],
+                            catalogs=[tiny_catalog], results=tmp_path / "results", quiet=True, train_limit=None).plan
+    paired = 0
+    for task in planned.tasks.values():
+        for name, extraction in task.inputs.items():
+            if not name.endswith("extraction"):
+                continue
+            prefix = name.removesuffix("extraction")
+            split = next(task.inputs[n] for n in (prefix + "split", prefix.rstrip("_"), "split", "train") if n in task.inputs)
+            assert planned.tasks[extraction].inputs["split"] == split, (task.id, name)
+            paired += 1
+    assert paired and any(t.kind == "tune" for t in planned.tasks.values())

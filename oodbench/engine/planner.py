@@ -77,7 +77,7 @@ class _Planner:
         self.model_mb = weights * 4 / 2**20
         self.row_width = self.backbone.feature_dim + self.id_spec.num_classes
         self.splits: dict[tuple[str, str, int | None], PlannedSplit] = {}
-        #: overlap task ids by (first split label, second split label)
+        #: overlap task ids by (first split, second split) (:attr:`PlannedSplit.ident`)
         self.overlaps: dict[tuple[str, str], str] = {}
         self.plan = Plan({}, [], {})
 
@@ -105,7 +105,7 @@ class _Planner:
             prints = [self.plan.tasks[self.plan.add(plan_fingerprint(self.ctx, split))] for split in (first, second)]
             task = plan_overlap(self.ctx, first, second, *prints)
             task.announce = lambda ctx, inputs, found: ctx.note(f"hygiene: {found.describe()}") if found.flagged else None
-            self.overlaps[(first.label, second.label)] = self.plan.add(task)
+            self.overlaps[(first.ident, second.ident)] = self.plan.add(task)
 
         for aux in {split.label: split for split in map(self.aux, entries) if split}.values():
             for other in [*self.id_splits(id_test), *oods]:
@@ -118,9 +118,9 @@ class _Planner:
         """The overlap tasks that concern a cell of ``entry`` on ``ood``: the ID splits against the OOD
         set, and the method's auxiliary set against the OOD set and the ID splits."""
         aux = self.aux(entry)
-        pairs = [(s.label, ood.label) for s in self.id_splits(id_test)]
+        pairs = [(s.ident, ood.ident) for s in self.id_splits(id_test)]
         if aux is not None:
-            pairs += [(aux.label, s.label) for s in (ood, *self.id_splits(id_test))]
+            pairs += [(aux.ident, s.ident) for s in (ood, *self.id_splits(id_test))]
         return tuple(self.overlaps[pair] for pair in pairs)
 
     def extract(self, network: Task, name: str, split: PlannedSplit, group: str | None = None, announce=None) -> Task:

@@ -78,7 +78,7 @@ def plan_attack(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, fit
     items = None if split.count is None else split.count * spec.steps
     inputs = {"network": network.id, "split": split.task, **({"fit": fit.id} if fit else {}), **({"tune": tune.id} if tune else {})}
     pixels_mb = array_mb(split.count, image_values)  # the attacked split's float pixels, on the device
-    return Task(f"attack:{spec.name}:{stable_hash(spec, 8)}:{entry.label}:{network.id}:{split.label}", KIND,
+    return Task(f"attack:{spec.name}:{stable_hash(spec, 8)}:{entry.label}:{network.id}:{split.ident}", KIND,
                 f"{entry.label} under {spec.name} attack on {split.label} (toward {'OOD' if toward_ood else 'ID'})", key,
                 lambda ctx, inputs: _attack(ctx, entry, inputs["network"], inputs["split"], inputs.get("fit"), inputs.get("tune"),
                                             spec, toward_ood, seed, key, rate),

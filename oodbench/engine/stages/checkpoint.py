@@ -34,6 +34,11 @@ def _no_checkpoint(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int) -> C
     )
 
 
+def task_id(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int) -> str:
+    """The checkpoint task's id: one network per backbone, ID dataset and seed of a grid."""
+    return f"checkpoint:{backbone.name}/{id_spec.name}:seed{seed}"
+
+
 def _registry_task(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, registry_key: str, known,
                    resources: Resources) -> Task:
     entry = ckpt.registry_entry(registry_key)
@@ -44,7 +49,7 @@ def _registry_task(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, regi
         return _network(ctx, ckpt.load_registry(backbone, registry_key, id_spec.num_classes), key, origin, known)
 
     needs = None if ckpt.registry_file(registry_key).is_file() else f"download {entry.url}"
-    return Task(f"checkpoint:seed{seed}", KIND, f"{origin} (seed {seed})", key, run, needs=needs, resources=resources)
+    return Task(task_id(backbone, id_spec, seed), KIND, f"{origin} (seed {seed})", key, run, needs=needs, resources=resources)
 
 
 def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: DatasetSpec, seed: int,
@@ -56,7 +61,7 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
     if config.checkpoint:
         path = ckpt.weights_file(config.checkpoint)
         key, origin = ckpt.file_hash(path, ctx.sources.digests), f"file:{path.resolve()}"
-        return Task(f"checkpoint:seed{seed}", KIND, f"{origin} (seed {seed})", key,
+        return Task(task_id(backbone, id_spec, seed), KIND, f"{origin} (seed {seed})", key,
                     lambda ctx, inputs: _network(ctx, ckpt.load_file(backbone, path, id_spec.num_classes), key, origin),
                     resources=loaded)
     known = backbone.known_checkpoint(id_spec.name, seed) if config.pretrained else None
@@ -77,6 +82,6 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
         return _network(ctx, model, key, origin, None, info)
 
     items = None if train.count is None else recipe.epochs * train.count
-    return Task(f"checkpoint:seed{seed}", KIND, f"train {backbone.name} on {train.label}, {recipe.epochs} epochs (seed {seed})",
+    return Task(task_id(backbone, id_spec, seed), KIND, f"train {backbone.name} on {train.label}, {recipe.epochs} epochs (seed {seed})",
                 key, run, inputs={"train": train.task}, work=Work(rate, items),
                 resources=Resources(ctx.compute.device.type, TRAINING_COPIES * model_mb))

@@ -79,7 +79,7 @@ def plan_extract(ctx, network_task: Task, network_name: str, split: PlannedSplit
          "classifier": code_version(ImageClassifier)})
     rate = ctx.throughput.key("forward", backbone)
     memory = model_mb + array_mb(split.count, feature_dim + num_classes)
-    return Task(f"extract:{network_task.id}:{split.label}", KIND, f"{split.label} through {network_name}", key,
+    return Task(f"extract:{network_task.id}:{split.ident}", KIND, f"{split.label} through {network_name}", key,
                 lambda ctx, inputs: _extract(ctx, inputs["network"], inputs["split"], key, rate),
                 inputs={"network": network_task.id, "split": split.task}, work=Work(rate, split.count),
                 resources=Resources(ctx.compute.device.type, memory), group=group)

@@ -59,7 +59,7 @@ def plan_finetune(ctx, entry: MethodEntry, base: Task, network_name: str, train:
         entry.cls(entry.params).training_images(train.count, aux.count if aux else 0)
     rate = ctx.throughput.key("train", backbone)
     inputs = {"base": base.id, "train": train.task, **({"aux": aux.task} if aux else {})}
-    return Task(f"finetune:{entry.label}:seed{seed}", KIND,
+    return Task(f"finetune:{entry.label}:{base.id}", KIND,
                 f"{entry.label} fine-tunes {network_name} on {train.label}" + (f" + {aux.label}" if aux else ""), key,
                 lambda ctx, inputs: _finetune(ctx, entry, inputs["base"], inputs["train"], inputs.get("aux"), seed, key, rate),
                 inputs=inputs, work=Work(rate, items),

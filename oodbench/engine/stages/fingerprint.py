@@ -36,6 +36,6 @@ def plan_fingerprint(ctx, split: PlannedSplit) -> Task:
     """The fingerprints of ``split`` (planned once per split)."""
     key = None if split.key is None else stable_hash({"split": split.key, "code": code_version(fingerprints)})
     rate = ctx.throughput.key("fingerprint", "images")
-    return Task(f"fingerprint:{split.label}", KIND, f"fingerprints of {split.label}", key,
+    return Task(f"fingerprint:{split.ident}", KIND, f"fingerprints of {split.label}", key,
                 lambda ctx, inputs: _fingerprint(ctx, inputs["split"], key, rate),
                 inputs={"split": split.task}, work=Work(rate, split.count), resources=Resources("cpu"))

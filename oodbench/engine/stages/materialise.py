@@ -26,6 +26,8 @@ class PlannedSplit:
     split: str
     key: str | None
     count: int | None
+    #: the split as decoded: dataset, split, image format and subset limit (unique in a plan, unlike ``label``)
+    ident: str
 
     @property
     def label(self) -> str:
@@ -66,9 +68,10 @@ def plan_split(ctx, spec: DatasetSpec, split: str, fmt: ImageFormat, limit: int 
                            on_computed=lambda images, seconds: ctx.throughput.record(rate, images, seconds))
 
     size = fmt.size * fmt.size * fmt.channels
+    ident = f"{spec.name}/{split}@{fmt.describe()}" + (f"[{limit}]" if limit else "")
     task = Task(
-        id=f"materialise:{spec.name}/{split}@{fmt.describe()}" + (f"[{limit}]" if limit else ""),
+        id=f"materialise:{ident}",
         kind=STAGE, label=f"{spec.name}/{split} ({fmt.describe()}" + (f", {count} images)" if count else ")"),
         key=key, run=run, resources=Resources("cpu", (total or 0) * size / 2**20), work=Work(rate, total), needs=needs,
     )
-    return task, PlannedSplit(task.id, spec, split, None if key is None else split_key(key, limit), count)
+    return task, PlannedSplit(task.id, spec, split, None if key is None else split_key(key, limit), count, ident)

@@ -71,6 +71,6 @@ def plan_overlap(ctx, first: PlannedSplit, second: PlannedSplit, first_fingerpri
               "second_fingerprints": second_fingerprints.id}
     rate = ctx.throughput.key("overlap", "images")
     counts = None if None in (first.count, second.count) else first.count + second.count
-    return Task(f"overlap:{first.label}|{second.label}", KIND, f"near-duplicates {first.label} ~ {second.label}", key,
+    return Task(f"overlap:{first.ident}|{second.ident}", KIND, f"near-duplicates {first.label} ~ {second.label}", key,
                 lambda ctx, values: _overlap(ctx, first, second, values, key, rate), inputs=inputs,
                 work=Work(rate, counts), resources=Resources("cpu"))

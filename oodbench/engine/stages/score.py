@@ -64,7 +64,7 @@ def plan_score(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, extr
     rate = ctx.throughput.key("score", f"{entry.cls.name}/{backbone}")
     inputs = {"network": network.id, "split": split.task, **({"extraction": extraction.id} if extraction else {}),
               **({"fit": fit.id} if fit else {}), **({"tune": tune.id} if tune else {})}
-    return Task(f"score:{entry.label}:{network.id}:{split.label}", KIND, f"{entry.label} scores {split.label}", key,
+    return Task(f"score:{entry.label}:{network.id}:{split.ident}", KIND, f"{entry.label} scores {split.label}", key,
                 lambda ctx, inputs: _score(ctx, entry, inputs["network"], inputs["split"], inputs.get("extraction"),
                                            inputs.get("fit"), inputs.get("tune"), seed, key, rate),
                 inputs=inputs, work=Work(rate, split.count if reads_images else 0, ctx.throughput.key("train", backbone)),

@@ -68,11 +68,12 @@ def plan_tune(ctx, entry: MethodEntry, network: Task, fit_split: PlannedSplit | 
               seed: int) -> Task:
     """The search of ``entry``'s grid (``entry`` as planned for searching: it reads what any combination reads)."""
     (id_split, id_extraction), (ood_split, ood_extraction) = validation_id, validation_ood
-    parts = [network.key, id_split.key, ood_split.key, *([fit_split.key] if fit_split else [])]
+    extractions = [task.key for task in (id_extraction, ood_extraction, fit_extraction) if task is not None]
+    parts = [network.key, id_split.key, ood_split.key, *([fit_split.key] if fit_split else []), *extractions]
     key = None if None in parts else stable_hash(
         {**entry.identity(), "grid": entry.grid(), "checkpoint": network.key, "validation": [id_split.key, ood_split.key],
-         "fit": fit_split.key if fit_split else None, "precision": ctx.compute.precision, "seed": seed,
-         "code": code_version(_tune)})
+         "fit": fit_split.key if fit_split else None, "extractions": extractions, "precision": ctx.compute.precision,
+         "seed": seed, "code": code_version(_tune)})
     inputs = {"network": network.id, "id": id_split.task, "ood": ood_split.task,
               **({"id_extraction": id_extraction.id} if id_extraction else {}),
               **({"ood_extraction": ood_extraction.id} if ood_extraction else {}),
