@@ -69,10 +69,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _run_arguments(run: argparse.ArgumentParser) -> None:
     """The arguments ``run`` and ``plan`` share."""
     run.add_argument("--preset", help="defaults (oodbench list presets); without it: demo (no --id), else quick on CPU / paper on GPU")
-    run.add_argument("--id", dest="id_dataset", help="in-distribution dataset")
-    run.add_argument("--ood", type=_csv, help="OOD datasets, comma-separated (default: the ID set's list)")
+    run.add_argument("--id", dest="id_dataset", type=_csv,
+                     help="in-distribution dataset; several, comma-separated, make a grid (one plan, a report section each)")
+    run.add_argument("--ood", type=_csv, help="OOD datasets, comma-separated (default: each ID set's list)")
     run.add_argument("--methods", type=_csv, help="methods, comma-separated (default: all that do not fine-tune the classifier)")
-    run.add_argument("--backbone", help="backbone architecture (default: the preset's)")
+    run.add_argument("--backbone", type=_csv, help="backbone architecture; several, comma-separated, make a grid (default: the preset's)")
     run.add_argument("--checkpoint", help="state-dict file, or pytorch-ood:KEY of pytorch-ood's model registry")
     run.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default: 0)")
     run.add_argument("--limit", type=_limit, default=argparse.SUPPRESS, help="images per test split, or 'all'")
@@ -219,7 +220,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(result.table())
     ok, not_attacked = records["status"] == "ok", records["status"] == "not attacked"
     print()
-    print(f"run {result.run_id}: {records['method'].nunique()} methods x {records['ood_dataset'].nunique()} OOD sets x "
+    grid = f"{len(result.configs)} (ID set, backbone) x " if len(result.configs) > 1 else ""
+    print(f"run {result.run_id}: {grid}{records['method'].nunique()} methods x {records['ood_dataset'].nunique()} OOD sets x "
           f"{len(result.config.seeds)} seed(s), {int(ok.sum())}/{len(ok) - int(not_attacked.sum())} cells ok"
           + (f" ({int(not_attacked.sum())} not attacked)" if not_attacked.any() else "")
           + f", wall time {result.wall_time_s:.1f} s")

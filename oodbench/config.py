@@ -7,6 +7,7 @@ Python API both resolve their options through :func:`resolve_config`.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,3 +122,20 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
         variants=variants, aux=aux, attacks=tuple(attacks), protocol=protocol, tune=tune, tune_ood=tune_ood,
         **{k: v for k, v in environment.items() if v is not None},
     )
+
+
+def resolve_grid(registry, *, id_datasets: Sequence[str] = (), backbones: Sequence[str] = (), say: Callable[[str], None] = print,
+                 **options: Any) -> tuple[RunConfig, ...]:
+    """One :class:`RunConfig` per (ID dataset, backbone) of a grid, in command order; the other options
+    (methods, seeds, OOD sets, ...) are shared, and each ID set without ``--ood`` gets its own default list.
+    An empty list means the preset's choice."""
+    pairs = list(itertools.product(list(id_datasets) or [None], list(backbones) or [None]))
+    repeated = sorted({f"{i or 'default'}/{b or 'default'}" for i, b in pairs if pairs.count((i, b)) > 1})
+    if repeated:
+        raise ConfigError(f"the grid names {', '.join(repeated)} more than once", "list each ID dataset and backbone once")
+    if options.get("checkpoint") and len(pairs) > 1:
+        raise ConfigError("--checkpoint gives the weights of one ID dataset and backbone, and the grid has several",
+                          "run each (ID dataset, backbone) with its --checkpoint separately")
+    quiet = lambda text: None  # noqa: E731  (the preset is announced once)
+    return tuple(resolve_config(registry, id_dataset=id_dataset, backbone=backbone, say=say if n == 0 else quiet, **options)
+                 for n, (id_dataset, backbone) in enumerate(pairs))

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from oodbench.config import RunConfig, default_home, resolve_config
+from oodbench.config import RunConfig, default_home, resolve_grid
 from oodbench.store import ResultStore
 
 DEFAULT = ...
@@ -28,11 +28,12 @@ DEFAULT = ...
 
 @dataclass
 class RunResult:
-    """One finished run: its id, one record per (method, OOD set, seed), and what it cost."""
+    """One finished run: its id, one record per (ID set, backbone, method, OOD set, seed), and what it cost."""
 
     run_id: str
     records: pd.DataFrame
-    config: RunConfig
+    #: one configuration per (ID dataset, backbone) of the grid, in command order
+    configs: tuple[RunConfig, ...]
     images_forwarded: int
     wall_time_s: float
     stages: str
@@ -41,24 +42,35 @@ class RunResult:
     rates: dict[str, float] = field(default_factory=dict)
 
     @property
+    def config(self) -> RunConfig:
+        """The configuration of the grid's first (ID dataset, backbone); the rest share every other setting."""
+        return self.configs[0]
+
+    @property
     def ok(self) -> bool:
         """Whether no method failed and no scores were non-finite ('not attacked' cells are expected)."""
         return bool(self.records["status"].isin(["ok", "not attacked"]).all())
 
-    def scores(self, method: str, ood_dataset: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """The per-sample outlier scores (ID test, OOD set) behind one record, loaded on demand."""
-        rows = self.records[(self.records["method"] == method) & (self.records["ood_dataset"] == ood_dataset)
-                            & (self.records["seed"] == seed)]
+    def scores(self, method: str, ood_dataset: str, seed: int = 0, id_dataset: str | None = None,
+               backbone: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The per-sample outlier scores (ID test, OOD set) behind one record, loaded on demand (in a grid,
+        ``id_dataset`` and ``backbone`` pick the cell; default: the first configuration's)."""
+        id_dataset, backbone = id_dataset or self.config.id_dataset, backbone or self.config.backbone
+        records = self.records
+        rows = records[(records["method"] == method) & (records["ood_dataset"] == ood_dataset) & (records["seed"] == seed)
+                       & (records["id_dataset"] == id_dataset) & (records["backbone"] == backbone)]
         if rows.empty or rows.iloc[0]["status"] == "failed":
-            raise KeyError(f"no scores for method '{method}' on '{ood_dataset}' (seed {seed}) in run {self.run_id}")
+            raise KeyError(f"no scores for method '{method}' on '{ood_dataset}' (seed {seed}, ID {id_dataset}, "
+                           f"backbone {backbone}) in run {self.run_id}")
         row = rows.iloc[0]
         return np.load(row["id_scores_path"]), np.load(row["ood_scores_path"])
 
     def table(self) -> str:
-        """The MIM-paper layout (AUROC / AUPR-OUT per OOD set) as text."""
+        """The MIM-paper layout (AUROC / AUPR-OUT per OOD set) as text, one table per (ID set, backbone)."""
         from oodbench.report.tables import format_terminal
 
-        return format_terminal(self.records)
+        groups = self.records.groupby(["id_dataset", "backbone"], sort=False)
+        return "\n\n".join(format_terminal(records) for _, records in groups)
 
 
 def _registry(catalogs: Sequence[str | Path], plugins: Sequence[str | Path]):
@@ -70,11 +82,17 @@ def _registry(catalogs: Sequence[str | Path], plugins: Sequence[str | Path]):
     return registry
 
 
-def _config(registry, say, *, methods, id, ood, preset, results, cache_dir, data_root, command, **options) -> RunConfig:
+def _listed(value: str | Sequence[str] | None) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _config(registry, say, *, methods, id, ood, preset, results, cache_dir, data_root, command, backbone=None,
+            **options) -> tuple[RunConfig, ...]:
     home = default_home()
-    return resolve_config(
-        registry, preset=preset, id_dataset=id, ood=ood, methods=methods, say=say, results_dir=Path(results),
-        cache_dir=Path(cache_dir) if cache_dir else home / "cache", data_root=Path(data_root) if data_root else home / "data",
+    return resolve_grid(
+        registry, id_datasets=_listed(id), backbones=_listed(backbone), preset=preset, ood=ood, methods=methods, say=say,
+        results_dir=Path(results), cache_dir=Path(cache_dir) if cache_dir else home / "cache",
+        data_root=Path(data_root) if data_root else home / "data",
         command=command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), **options)
 
 
@@ -82,9 +100,9 @@ def _say(quiet: bool) -> Callable[[str], None]:
     return (lambda text: None) if quiet else print
 
 
-def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,
+def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = None, ood: Sequence[str] | None = None,
         preset: str | None = None, *, seeds: Sequence[int] = (0,), params: Mapping[str, Mapping[str, Any]] | None = None,
-        variants: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None, backbone: str | None = None,
+        variants: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None, backbone: str | Sequence[str] | None = None,
         checkpoint: str | None = None, aux: str | None = None, attacks: Sequence[str] = (), protocol: str = "clean",
         tune: bool = False, tune_ood: str = "uniform", limit: Any = DEFAULT,
         train_limit: Any = DEFAULT,
@@ -96,7 +114,8 @@ def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequen
 
     ``methods``, ``id``, ``ood`` and ``preset`` as on the command line (``None``: the preset's or
     the ID set's defaults; no preset: ``demo`` without ``id``, else ``paper`` with CUDA and
-    ``quick`` without); every other argument overrides a preset value. ``params`` maps a method to
+    ``quick`` without); every other argument overrides a preset value. Several ``id`` sets and / or
+    ``backbone`` names make a grid: one plan, shared work done once, records per (ID set, backbone). ``params`` maps a method to
     parameter values (``{"odin": {"eps": 0.002}}``), ``variants`` a label to (method, parameters).
     ``limit`` / ``train_limit``: images per split, ``None`` for all. ``attacks``: adversarial
     evaluations besides the clean one (``"atom"``, ``"aloe"``, ``"pgd:eps=8/255,steps=40,step=1/255,target=ood"``).
@@ -108,12 +127,13 @@ def run(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequen
 
     say = _say(quiet)
     registry = _registry(catalogs, plugins)
-    config = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
-                     data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
-                     checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, tune=tune, tune_ood=tune_ood, limit=limit, train_limit=train_limit, epochs=epochs, train=train,
-                     batch_size=batch_size, device=device, precision=precision, compile=compile, download=download)
-    outcome = run_engine(config, registry, say, executor)
-    return RunResult(outcome.run_id, outcome.results, config, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
+    configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
+                      data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
+                      checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, tune=tune, tune_ood=tune_ood,
+                      limit=limit, train_limit=train_limit, epochs=epochs, train=train, batch_size=batch_size,
+                      device=device, precision=precision, compile=compile, download=download)
+    outcome = run_engine(configs, registry, say, executor)
+    return RunResult(outcome.run_id, outcome.results, configs, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
                      outcome.notes, outcome.rates)
 
 
@@ -129,9 +149,9 @@ def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Seque
     say = _say(quiet)
     registry = _registry(catalogs, plugins)
     options = {"limit": DEFAULT, "train_limit": DEFAULT, **overrides}
-    config = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
-                     data_root=data_root, command=command, **options)
-    planned, ctx = plan_run(config, registry, say)
+    configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
+                      data_root=data_root, command=command, **options)
+    planned, ctx = plan_run(configs, registry, say)
     return PlanView.of(planned, ctx, registry)
 
 
@@ -148,9 +168,9 @@ def outputs(wanted: Callable[[Any], bool], methods: Sequence[str] | None = None,
     say = _say(quiet)
     registry = _registry(catalogs, plugins)
     options = {"limit": DEFAULT, "train_limit": DEFAULT, **overrides}
-    config = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results="results", cache_dir=cache_dir,
-                     data_root=data_root, command=None, **options)
-    return task_outputs(config, registry, wanted, say)
+    configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results="results", cache_dir=cache_dir,
+                      data_root=data_root, command=None, **options)
+    return task_outputs(configs, registry, wanted, say)
 
 
 def load_results(path: str | Path = "results", run_id: str | None = None) -> pd.DataFrame:

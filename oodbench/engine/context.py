@@ -35,11 +35,17 @@ class EngineContext:
     cache: ArtifactCache
     sources: SourceContext
     throughput: Throughput
-    #: inference batch size (extraction and methods that read images); set before anything runs
+    #: inference batch size asked for (``--batch-size``); None: measured per backbone before anything runs
     batch_size: int | None
     say: Callable[[str], None] = print
     forwarded: ForwardCounter = field(default_factory=ForwardCounter)
     notes: list[str] = field(default_factory=list)
+    #: the inference batch size of each backbone of the plan (extraction and methods that read images)
+    batch_sizes: dict[str, int] = field(default_factory=dict)
+
+    def batch_for(self, network: "Network") -> int:
+        """The inference batch size of ``network``'s backbone."""
+        return self.batch_sizes[network.backbone]
 
     def note(self, text: str) -> None:
         """A remark that goes to the terminal and into the run's provenance."""
@@ -60,6 +66,8 @@ class Network:
     model: ImageClassifier
     known: KnownCheckpoint | None = None
     info: dict = field(default_factory=dict)
+    #: the backbone architecture it is built on (its inference batch size is the backbone's)
+    backbone: str = ""
 
     def __post_init__(self) -> None:
         # frozen weights: an input-gradient step (ODIN, Mahalanobis with eps, an attack) computes

@@ -49,7 +49,7 @@ def _values(ctx, caps: Capabilities, network: Network, images: np.ndarray, extra
         values[Reads.HEAD] = network.model.head()
     if Reads.IMAGES in caps.reads:
         shown = images if order is None else images[order]
-        batch, channels_last = ctx.batch_size, ctx.compute.channels_last
+        batch, channels_last = ctx.batch_for(network), ctx.compute.channels_last
         values[Reads.IMAGES] = ImageBatches(network.model, lambda: pixel_batches(shown, batch, device, channels_last),
                                             len(shown), ctx.compute.autocast, ctx.forwarded)
     return values
@@ -65,7 +65,7 @@ def score_inputs(ctx, method: str, caps: Capabilities, network: Network, split: 
 @torch.no_grad()
 def pixel_score_inputs(ctx, method: str, caps: Capabilities, network: Network, pixels: torch.Tensor) -> ScoreInputs:
     """The declared representations of float pixels on the device (attacked images), as for a split."""
-    model, batch = network.model, ctx.batch_size
+    model, batch = network.model, ctx.batch_for(network)
     values: dict[Reads, Any] = {}
     if caps.extracted:
         outputs, features = [], []

@@ -1,6 +1,8 @@
-"""Resolve a :class:`RunConfig` into a :class:`Plan`, from what the plugins declare.
+"""Resolve a grid of :class:`RunConfig` (one per ID dataset and backbone) into one :class:`Plan`,
+from what the plugins declare.
 
-Per seed: the checkpoint and its ID-test extraction (ID accuracy); per method entry: its
+Work two parts of a grid share (a decoded split, its fingerprints, a hygiene check) is planned once.
+Per ID dataset, backbone and seed: the checkpoint and its ID-test extraction (ID accuracy); per method entry: its
 fine-tuned network when it trains, the extractions it reads (planned once per network and split,
 shared by every method), its fit on the ID training split when it fits, one score task per split
 (ordered by content key, so the ID split's position says nothing) and one metrics task per OOD
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 from oodbench.api import DatasetSpec
 from oodbench.attacks import AttackSpec, parse_attack
@@ -63,8 +66,21 @@ def _announce_finetune(label: str) -> Callable:
     return announce
 
 
+@dataclass
+class _Shared:
+    """What the parts of a grid plan into together."""
+
+    plan: Plan = field(default_factory=lambda: Plan({}, [], {}))
+    #: planned splits by (dataset, split, image format, limit)
+    splits: dict[tuple, PlannedSplit] = field(default_factory=dict)
+    #: overlap task ids by (first split, second split) (:attr:`PlannedSplit.ident`)
+    overlaps: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
 class _Planner:
-    def __init__(self, config: RunConfig, registry: Registry, ctx, fetch: bool) -> None:
+    """Plans one (ID dataset, backbone) of a grid into the shared plan."""
+
+    def __init__(self, config: RunConfig, registry: Registry, ctx, fetch: bool, shared: _Shared) -> None:
         self.config, self.registry, self.ctx, self.fetch = config, registry, ctx, fetch
         self.id_spec = registry.dataset(config.id_dataset)
         #: the spec whose near/far-OOD lists apply: a copy that declares none takes those of what it stands for
@@ -76,17 +92,15 @@ class _Planner:
         weights = sum(p.numel() for p in build_classifier(self.backbone, self.id_spec.num_classes).parameters())
         self.model_mb = weights * 4 / 2**20
         self.row_width = self.backbone.feature_dim + self.id_spec.num_classes
-        self.splits: dict[tuple[str, str, int | None], PlannedSplit] = {}
-        #: overlap task ids by (first split, second split) (:attr:`PlannedSplit.ident`)
-        self.overlaps: dict[tuple[str, str], str] = {}
-        self.plan = Plan({}, [], {})
+        self.plan, self.splits, self.overlaps = shared.plan, shared.splits, shared.overlaps
 
     def split(self, spec: DatasetSpec, split: str, limit: int | None) -> PlannedSplit:
-        if (spec.name, split, limit) not in self.splits:
+        where = (spec.name, split, self.fmt, limit)
+        if where not in self.splits:
             task, planned = plan_split(self.ctx, spec, split, self.fmt, limit, self.fetch)
             self.plan.add(task)
-            self.splits[(spec.name, split, limit)] = planned
-        return self.splits[(spec.name, split, limit)]
+            self.splits[where] = planned
+        return self.splits[where]
 
     def train(self) -> PlannedSplit:
         return self.split(self.id_spec, "train", self.config.train_limit)
@@ -215,7 +229,8 @@ class _Planner:
                          "aux_split": aux.label if aux else None},
         }
 
-    def build(self) -> Plan:
+    def build(self) -> dict:
+        """Plan this part's tasks and cells; returns its description."""
         config = self.config
         entries = [e.searching() if config.tune and e.cls.search_space and not e.caps.trains else e
                    for e in method_entries(config, self.registry, self.id_spec)]
@@ -231,17 +246,26 @@ class _Planner:
             base_accuracy = self.extract(base, f"{self.backbone.name} (seed {seed})", id_test, announce=_announce_base(id_test, seed))
             for entry in entries:
                 self.method(entry, seed, base, base_accuracy, id_test, oods)
-        self.plan.header = {
-            "preset": config.preset, "protocol": config.protocol, "id_dataset": self.id_spec.name, "stands_for": self.id_spec.stands_for,
-            "backbone": self.backbone.name, "methods": [e.label for e in entries], "ood": list(config.ood),
-            "seeds": list(config.seeds), "compute": self.ctx.compute.describe(),
+        return {
+            "id_dataset": self.id_spec.name, "stands_for": self.id_spec.stands_for, "backbone": self.backbone.name,
+            "ood": list(config.ood), "num_classes": self.id_spec.num_classes, "methods": [e.label for e in entries],
             "aux": {e.label: e.aux for e in entries if e.aux}, "reduced": {e.label: e.reduced for e in entries if e.reduced},
-            "num_classes": self.id_spec.num_classes,
         }
-        self.plan.cached = {t.id for t in self.plan.tasks.values() if t.key is not None and self.ctx.cache.exists(t.kind, t.key)}
-        return self.plan
 
 
-def build_plan(config: RunConfig, registry: Registry, ctx, fetch: bool) -> Plan:
-    """The plan of ``config``. ``fetch``: download missing data while planning (for a run)."""
-    return _Planner(config, registry, ctx, fetch).build()
+def build_plan(configs: Sequence[RunConfig], registry: Registry, ctx, fetch: bool) -> Plan:
+    """The plan of a grid of ``configs``, which share every setting but the ID dataset, the backbone and
+    the OOD sets. ``fetch``: download missing data while planning (for a run)."""
+    shared = _Shared()
+    grid = [_Planner(config, registry, ctx, fetch, shared).build() for config in configs]
+    first = configs[0]
+    shared.plan.header = {
+        "preset": first.preset, "protocol": first.protocol, "seeds": list(first.seeds), "compute": ctx.compute.describe(),
+        "methods": list(dict.fromkeys(label for part in grid for label in part["methods"])),
+        "aux": {label: aux for part in grid for label, aux in part["aux"].items()},
+        "reduced": {label: reduced for part in grid for label, reduced in part["reduced"].items()},
+        "grid": grid,
+    }
+    plan = shared.plan
+    plan.cached = {t.id for t in plan.tasks.values() if t.key is not None and ctx.cache.exists(t.kind, t.key)}
+    return plan

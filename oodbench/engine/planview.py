@@ -30,13 +30,15 @@ def _clock(seconds: float | None) -> str:
 
 
 def _calibrate(plan: Plan, ctx, registry) -> None:
-    """Measure the backbone's forward and training throughput here if never measured and needed."""
+    """Measure each backbone's forward and training throughput here if never measured and needed."""
     pending = {t.work.rate for t in plan.pending() if t.work is not None}
-    backbone = registry.backbone(plan.header["backbone"])
-    if {ctx.throughput.key("forward", backbone.name), ctx.throughput.key("train", backbone.name)} & pending:
-        model = build_classifier(backbone, plan.header["num_classes"])
-        calibrate(ctx.throughput, backbone.name, model, backbone.input_size, backbone.channels, plan.header["num_classes"],
-                  ctx.compute)
+    for part in plan.header["grid"]:
+        backbone = registry.backbone(part["backbone"])
+        if {ctx.throughput.key("forward", backbone.name), ctx.throughput.key("train", backbone.name)} & pending:
+            model = build_classifier(backbone, part["num_classes"])
+            calibrate(ctx.throughput, backbone.name, model, backbone.input_size, backbone.channels, part["num_classes"],
+                      ctx.compute)
+            pending -= {ctx.throughput.key("forward", backbone.name), ctx.throughput.key("train", backbone.name)}
 
 
 @dataclass
@@ -66,10 +68,10 @@ class PlanView:
 
     def __str__(self) -> str:
         header = self.plan.header
-        lines = [f"plan: preset {header['preset']}, protocol {header['protocol']}, ID {header['id_dataset']}"
-                 + (f" (as {header['stands_for']})" if header["stands_for"] != header["id_dataset"] else "")
-                 + f", backbone {header['backbone']}, {len(header['methods'])} method(s) x {len(header['ood'])} OOD set(s)"
-                 f" x {len(header['seeds'])} seed(s), on {self.device}"]
+        lines = [f"plan: preset {header['preset']}, protocol {header['protocol']}, {len(header['seeds'])} seed(s), on {self.device}"]
+        lines += [f"  ID {part['id_dataset']}" + (f" (as {part['stands_for']})" if part["stands_for"] != part["id_dataset"] else "")
+                  + f", backbone {part['backbone']}: {len(part['methods'])} method(s) x {len(part['ood'])} OOD set(s)"
+                  for part in header["grid"]]
         lines += [f"aux: {label} trains with {aux}" for label, aux in header["aux"].items()]
         lines += [f"reduced: {label} runs with {reduced}" for label, reduced in header["reduced"].items()]
         shown = self.tasks.assign(estimate=[("-" if s == "cached" else _clock(e)) for s, e in zip(self.tasks["status"], self.tasks["estimate_s"], strict=True)],

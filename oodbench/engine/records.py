@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from oodbench.config import RunConfig
 from oodbench.engine.context import Overlap, Tuned
@@ -32,9 +32,11 @@ class Recorder:
         self.reported: set[str] = set()
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
-    def start(self, config: RunConfig) -> str:
-        self.store.start_run(self.run_id, command=config.command, config=config_record(config), versions=package_versions(),
-                             git_commit=git_commit(), hardware=hardware())
+    def start(self, configs: Sequence[RunConfig]) -> str:
+        """Open the run's row: the configuration of the grid's first part, and what each part changes."""
+        grid = [{"id_dataset": c.id_dataset, "backbone": c.backbone, "ood": list(c.ood)} for c in configs]
+        self.store.start_run(self.run_id, command=configs[0].command, config={**config_record(configs[0]), "grid": grid},
+                             versions=package_versions(), git_commit=git_commit(), hardware=hardware())
         for cell in self.cells.get(None, ()):  # nothing to compute: a method that cannot be attacked
             self.store.add_results([{**cell.static, "run_id": self.run_id, "status": "not attacked", "checkpoint": "",
                                      "hygiene": self.hygiene(cell),
@@ -96,7 +98,8 @@ class Recorder:
         for cell in self.plan.cells:
             network, accuracy = self._value(cell.base_network), self._value(cell.base_accuracy)
             if network is not None:
-                checkpoints[str(cell.seed)] = {"hash": network.key, "origin": network.origin,
+                where = f"{cell.static['id_dataset']} / {cell.static['backbone']} / seed {cell.seed}"
+                checkpoints[where] = {"hash": network.key, "origin": network.origin,
                                                "id_accuracy": accuracy.accuracy if accuracy else None, "info": network.info}
         hygiene = [dataclasses.asdict(overlap) for overlap in map(self._value, self.plan.tasks) if isinstance(overlap, Overlap)]
         return {"datasets": datasets, "checkpoints": checkpoints, "compute": self.ctx.compute.describe(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -71,37 +71,45 @@ def engine_context(config: RunConfig, say: Callable[[str], None] = print) -> Eng
     return ctx
 
 
-def plan_run(config: RunConfig, registry: Registry, say: Callable[[str], None] = print, fetch: bool = False) -> tuple[Plan, EngineContext]:
-    """The plan of ``config`` without running it (``fetch``: download missing data now)."""
-    ctx = engine_context(config, say)
-    return build_plan(config, registry, ctx, fetch), ctx
+def plan_run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], None] = print,
+             fetch: bool = False) -> tuple[Plan, EngineContext]:
+    """The plan of a grid of ``configs`` (one per ID dataset and backbone) without running it
+    (``fetch``: download missing data now)."""
+    ctx = engine_context(configs[0], say)
+    return build_plan(configs, registry, ctx, fetch), ctx
 
 
-def _materialise(plan: Plan, ctx: EngineContext, registry: Registry, config: RunConfig, runner, needed: set[str] | None,
+def _materialise(plan: Plan, ctx: EngineContext, registry: Registry, runner, needed: set[str] | None,
                  say: Callable[[str], None]) -> dict[str, Outcome]:
     """Decode the data first (a data error stops everything before work starts), then settle the
-    inference batch size; returns the materialise tasks' outcomes."""
+    inference batch size of each backbone; returns the materialise tasks' outcomes."""
     data = runner.execute(plan, ctx, only={t.id for t in plan.tasks.values()
                                            if t.kind == "materialise" and (needed is None or t.id in needed)})
-    if ctx.batch_size is None:
-        backbone = registry.backbone(config.backbone)
-        model = build_classifier(backbone, plan.header["num_classes"])
-        ctx.batch_size = inference_batch_size(model, backbone.name, backbone.input_size, backbone.channels, ctx.compute,
-                                              ctx.throughput)
-        say(f"inference batch size: {ctx.batch_size} (measured on {ctx.compute.describe()}; --batch-size to set)")
-    plan.header["batch_size"] = ctx.batch_size
+    for part in plan.header["grid"]:
+        backbone = registry.backbone(part["backbone"])
+        if backbone.name in ctx.batch_sizes:
+            continue
+        if ctx.batch_size is not None:
+            ctx.batch_sizes[backbone.name] = ctx.batch_size
+            continue
+        model = build_classifier(backbone, part["num_classes"])
+        ctx.batch_sizes[backbone.name] = inference_batch_size(model, backbone.name, backbone.input_size, backbone.channels,
+                                                              ctx.compute, ctx.throughput)
+        say(f"inference batch size of {backbone.name}: {ctx.batch_sizes[backbone.name]} (measured on {ctx.compute.describe()}; "
+            "--batch-size to set)")
+    plan.header["batch_size"] = dict(ctx.batch_sizes)
     return data
 
 
-def task_outputs(config: RunConfig, registry: Registry, wanted: Callable[[Task], bool], say: Callable[[str], None] = print,
-                 executor: str = "local") -> tuple[Plan, dict[str, Any]]:
+def task_outputs(configs: Sequence[RunConfig], registry: Registry, wanted: Callable[[Task], bool],
+                 say: Callable[[str], None] = print, executor: str = "local") -> tuple[Plan, dict[str, Any]]:
     """The outputs of the tasks ``wanted`` selects, computing (or loading from the cache) only them and
     what they depend on, without recording a run: for diagnostics on a run's networks, extractions
     and fitted states. Returns the plan and the outputs by task id."""
-    plan, ctx = plan_run(config, registry, say, fetch=True)
+    plan, ctx = plan_run(configs, registry, say, fetch=True)
     needed = plan.with_inputs({t.id for t in plan.tasks.values() if wanted(t)})
     runner = get_executor(executor)
-    data = _materialise(plan, ctx, registry, config, runner, needed, say)
+    data = _materialise(plan, ctx, registry, runner, needed, say)
     outcomes = runner.execute(plan, ctx, only=needed, done=data)
     failed = next((o for o in outcomes.values() if not o.ok), None)
     if failed is not None:
@@ -109,19 +117,22 @@ def task_outputs(config: RunConfig, registry: Registry, wanted: Callable[[Task],
     return plan, {task_id: outcome.value for task_id, outcome in outcomes.items()}
 
 
-def run(config: RunConfig, registry: Registry, say: Callable[[str], None] = print, executor: str = "local") -> RunOutcome:
-    """Plan, execute and record one run; returns its id, its result rows and its counters."""
+def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], None] = print,
+        executor: str = "local") -> RunOutcome:
+    """Plan, execute and record one run of a grid of ``configs`` (one per ID dataset and backbone; every
+    other setting is shared); returns its id, its result rows and its counters."""
     started = time.time()
-    plan, ctx = plan_run(config, registry, say, fetch=True)
+    config = configs[0]
+    plan, ctx = plan_run(configs, registry, say, fetch=True)
     for label, aux in plan.header["aux"].items():
         say(f"aux: {label} trains with {aux}" + ("" if config.aux else " (the method's default; --aux NAME to change)"))
     for label, reduced in plan.header["reduced"].items():
         say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
     runner = get_executor(executor)
-    data = _materialise(plan, ctx, registry, config, runner, None, say)
+    data = _materialise(plan, ctx, registry, runner, None, say)
     store = ResultStore(config.results_dir / "oodbench.sqlite")
     recorder = Recorder(store, plan, ctx)
-    recorder.start(config)
+    recorder.start(configs)
     status, outcomes = "failed", data
     try:
         outcomes = runner.execute(plan, ctx, done=data, on_done=recorder.on_done)

@@ -1,6 +1,6 @@
 """``oodbench compare RUN_A RUN_B``: per-cell differences between two runs, regressions marked.
 
-Cells are matched on (ID set, method, OOD set, seed). A regression is a cell of RUN_B whose
+Cells are matched on (ID set, backbone, method, OOD set, seed, attack). A regression is a cell of RUN_B whose
 AUROC or AUPR-OUT is lower, or whose FPR@95TPR is higher, than RUN_A's by more than the threshold.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import pandas as pd
 
 from oodbench.errors import ConfigError
+from oodbench.report.tables import CELL_KEY as KEY
 from oodbench.store import ResultStore
 
-KEY = ["id_dataset", "method", "ood_dataset", "seed", "attack"]
 #: metric -> +1 when higher is better, -1 when lower is better
 COMPARED = {"auroc": 1, "aupr_out": 1, "fpr95_ood_pos": -1, "fpr95_id_pos": -1}
 

@@ -65,9 +65,13 @@ class Selection:
 
 @dataclass
 class Section:
-    """Everything the template shows for one ID dataset."""
+    """Everything the template shows for one ID dataset and backbone."""
 
     id_dataset: str
+    #: the backbone, when the report has several (a grid), else ''
+    backbone: str
+    #: the section's anchor and the stem of its export files
+    slug: str
     caption: str
     mim: pd.DataFrame
     mim_best: pd.DataFrame
@@ -85,6 +89,10 @@ class Section:
     reduced: dict = field(default_factory=dict)
     #: (method, OOD set) -> what the data-hygiene checks found that concerns the cell (cells marked)
     hygiene: dict = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return f"ID {self.id_dataset}" + (f", backbone {self.backbone}" if self.backbone else "")
 
     @property
     def hygiene_note(self) -> str:
@@ -124,8 +132,11 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
 
 
-def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int) -> Section:
-    cells, attacked = clean_and_attacked(results[results["id_dataset"] == id_dataset])
+def _section(results: pd.DataFrame, id_dataset: str, backbone: str, out: Path, replicates: int) -> Section:
+    """The section of ``id_dataset`` and ``backbone`` ('': the report's only backbone)."""
+    chosen = results[(results["id_dataset"] == id_dataset) & ((results["backbone"] == backbone) if backbone else True)]
+    cells, attacked = clean_and_attacked(chosen)
+    slug = _slug(f"{id_dataset}_{backbone}" if backbone else id_dataset)
     seeds = sorted(cells["seed"].unique())
     mim = mim_layout(cells)
     bal = bal_layout(cells).rename(columns=METRIC_LABELS)
@@ -133,7 +144,7 @@ def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int)
     copy = f" (a copy of {stands_for[0]})" if len(stands_for) and stands_for[0] != id_dataset else ""
     caption = (f"ID {id_dataset}{copy}, backbone {', '.join(cells['backbone'].unique())}; "
                f"{'mean over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'seed ' + str(seeds[0])}")
-    section = Section(id_dataset, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
+    section = Section(id_dataset, backbone, slug, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
                       leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells),
                       grouped=any(name for name, _ in ood_groups(cells)), reduced=reduced_notes(cells),
                       hygiene=hygiene_notes(cells))
@@ -143,10 +154,9 @@ def _section(results: pd.DataFrame, id_dataset: str, out: Path, replicates: int)
     if not attacked.empty:
         section.robust = robustness_layout(pd.concat([cells, attacked]))
         section.attacks = list(dict.fromkeys(attacked["attack"]))
-        _write(out / f"robustness_{_slug(id_dataset)}.md",
+        _write(out / f"robustness_{slug}.md",
                to_markdown(mark_reduced(section.robust, section.reduced), f"Robustness (ATOM Table 2 layout), {caption}{footnote}"))
-        section.exports["robustness (md)"] = f"robustness_{_slug(id_dataset)}.md"
-    slug = _slug(id_dataset)
+        section.exports["robustness (md)"] = f"robustness_{slug}.md"
     for name, table, title in (("mim", mim, "AUROC / AUPR-OUT (MIM-paper layout)"), ("bal", bal, "BAL-paper layout")):
         for suffix, render in (("tex", to_latex), ("md", to_markdown)):
             file = f"{name}_{slug}.{suffix}"
@@ -203,7 +213,9 @@ def build_report(store: ResultStore, selection: Selection, out: Path, replicates
     """Render the report of ``selection`` into ``out/report.html`` (exports beside it); returns its path."""
     results, run_ids = select_results(store, selection)
     out.mkdir(parents=True, exist_ok=True)
-    sections = [_section(results, id_dataset, out, replicates) for id_dataset in dict.fromkeys(results["id_dataset"])]
+    several = results["backbone"].nunique() > 1
+    parts = dict.fromkeys(zip(results["id_dataset"], results["backbone"] if several else [""] * len(results), strict=True))
+    sections = [_section(results, id_dataset, backbone, out, replicates) for id_dataset, backbone in parts]
     raw = results.drop(columns=["id"], errors="ignore")
     raw.to_csv(out / "results.csv.tmp", index=False)
     os.replace(out / "results.csv.tmp", out / "results.csv")

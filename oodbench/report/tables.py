@@ -194,7 +194,11 @@ def bal_layout(results: pd.DataFrame) -> pd.DataFrame:
     return table.reindex([i for i in order if i in table.index])
 
 
+#: what names one result cell across runs
+CELL_KEY = ["id_dataset", "backbone", "method", "ood_dataset", "seed", "attack"]
+
+
 def latest_cells(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (ID set, method, OOD set, seed, attack): the most recent, when several runs are selected."""
+    """One row per cell (:data:`CELL_KEY`): the most recent, when several runs are selected."""
     ordered = results.assign(attack=results["attack"].fillna("") if "attack" in results else "").sort_values("created", kind="stable")
-    return ordered.drop_duplicates(["id_dataset", "method", "ood_dataset", "seed", "attack"], keep="last").sort_index()
+    return ordered.drop_duplicates(CELL_KEY, keep="last").sort_index()

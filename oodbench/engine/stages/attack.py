@@ -43,7 +43,7 @@ def _attack(ctx, entry: MethodEntry, network, split, fitted, tuned, spec: Attack
         model = network.model.eval()
         generator = torch.Generator().manual_seed(seed)
         started = time.perf_counter()
-        batches = pixel_batches(np.asarray(split.images)[order], ctx.batch_size, device, ctx.compute.channels_last)
+        batches = pixel_batches(np.asarray(split.images)[order], ctx.batch_for(network), device, ctx.compute.channels_last)
         attacked = torch.cat([pgd(lambda x: attacker.attack_score(model, x), batch, spec, toward_ood, generator,
                                   ctx.compute.autocast) for batch in batches])
         passes = spec.steps * len(split)

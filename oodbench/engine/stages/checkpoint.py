@@ -21,8 +21,8 @@ from oodbench.models import checkpoints as ckpt
 KIND = ckpt.STAGE
 
 
-def _network(ctx, model, key: str, origin: str, known=None, info: dict | None = None) -> Network:
-    return Network(key, origin, ctx.compute.prepare(model).eval(), known, info or {})
+def _network(ctx, backbone: BackboneSpec, model, key: str, origin: str, known=None, info: dict | None = None) -> Network:
+    return Network(key, origin, ctx.compute.prepare(model).eval(), known, info or {}, backbone.name)
 
 
 def _no_checkpoint(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int) -> ConfigError:
@@ -46,7 +46,7 @@ def _registry_task(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, regi
     key = entry.sha256[:24]
 
     def run(ctx, inputs):
-        return _network(ctx, ckpt.load_registry(backbone, registry_key, id_spec.num_classes), key, origin, known)
+        return _network(ctx, backbone, ckpt.load_registry(backbone, registry_key, id_spec.num_classes), key, origin, known)
 
     needs = None if ckpt.registry_file(registry_key).is_file() else f"download {entry.url}"
     return Task(task_id(backbone, id_spec, seed), KIND, f"{origin} (seed {seed})", key, run, needs=needs, resources=resources)
@@ -62,7 +62,7 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
         path = ckpt.weights_file(config.checkpoint)
         key, origin = ckpt.file_hash(path, ctx.sources.digests), f"file:{path.resolve()}"
         return Task(task_id(backbone, id_spec, seed), KIND, f"{origin} (seed {seed})", key,
-                    lambda ctx, inputs: _network(ctx, ckpt.load_file(backbone, path, id_spec.num_classes), key, origin),
+                    lambda ctx, inputs: _network(ctx, backbone, ckpt.load_file(backbone, path, id_spec.num_classes), key, origin),
                     resources=loaded)
     known = backbone.known_checkpoint(id_spec.name, seed) if config.pretrained else None
     if known is not None:
@@ -79,7 +79,7 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
         model, info = ckpt.train_or_load(backbone, id_spec.name, id_spec.num_classes, inputs["train"], recipe, seed,
                                          ctx.compute, ctx.cache, key, ctx.forwarded,
                                          on_trained=lambda images, seconds: ctx.throughput.record(rate, images, seconds))
-        return _network(ctx, model, key, origin, None, info)
+        return _network(ctx, backbone, model, key, origin, None, info)
 
     items = None if train.count is None else recipe.epochs * train.count
     return Task(task_id(backbone, id_spec, seed), KIND, f"train {backbone.name} on {train.label}, {recipe.epochs} epochs (seed {seed})",

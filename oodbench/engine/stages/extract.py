@@ -56,7 +56,7 @@ def forward_pass(model: ImageClassifier, split: SplitArrays, compute: Compute, b
 def _extract(ctx, network, split: SplitArrays, key: str, rate: str) -> Extraction:
     def compute(directory) -> dict:
         started = time.perf_counter()
-        logits, features = forward_pass(network.model, split, ctx.compute, ctx.batch_size, ctx.forwarded)
+        logits, features = forward_pass(network.model, split, ctx.compute, ctx.batch_for(network), ctx.forwarded)
         ctx.throughput.record(rate, len(split), time.perf_counter() - started)
         np.save(directory / "logits.npy", logits)
         np.save(directory / "features.npy", features)

@@ -43,7 +43,7 @@ def _finetune(ctx, entry: MethodEntry, base: Network, train, aux, seed: int, key
         if extra > 0:  # rebuilt with its own architecture, e.g. an added outlier class
             model.add_outputs(extra)
         model.load_state_dict(torch.load(artifact.file("model.pt"), map_location=ctx.compute.device, weights_only=True))
-        return Network(key, f"{entry.label} fine-tune of {base.origin}", model.eval(), None, dict(artifact.meta))
+        return Network(key, f"{entry.label} fine-tune of {base.origin}", model.eval(), None, dict(artifact.meta), base.backbone)
 
     return ctx.cache.cached(KIND, key, compute, load)
 
