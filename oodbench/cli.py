@@ -99,7 +99,9 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
                      help="also evaluate under an L-inf PGD attack: aloe, atom, or pgd:eps=E,steps=S,step=A,target=id|ood|both "
                           "(repeatable)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
-    run.add_argument("--executor", default="local", help="where tasks run (default: local, in this process)")
+    run.add_argument("--executor", default="local",
+                     help="where tasks run: local (default, in this process) or ray (a Ray instance; pip install 'oodbench[ray]')")
+    run.add_argument("--ray-address", help="with --executor ray: the Ray cluster to join (default: start a local instance)")
     _common(run)
 
 
@@ -214,7 +216,7 @@ def _api_options(args: argparse.Namespace) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     import oodbench
 
-    result = oodbench.run(download=args.download, executor=args.executor, **_api_options(args))
+    result = oodbench.run(download=args.download, executor=args.executor, ray_address=args.ray_address, **_api_options(args))
     records = result.records
     print()
     print(result.table())
@@ -238,12 +240,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     import oodbench
+    from oodbench.engine.executors import get_executor
 
-    if args.executor != "local":
-        from oodbench.engine.executors import get_executor
-
-        get_executor(args.executor)
-    print(oodbench.plan(**_api_options(args)))
+    get_executor(args.executor, args.ray_address)  # an unknown executor or a missing extra is said now
+    print(oodbench.plan(executor=args.executor, ray_address=args.ray_address, **_api_options(args)))
     return 0
 
 

@@ -109,7 +109,8 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
         epochs: int | None = None, train: bool | None = None, batch_size: int | None = None, device: str = "auto",
         precision: str = "auto", compile: bool = True, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
         results: str | Path = "results", cache_dir: str | Path | None = None, data_root: str | Path | None = None,
-        download: bool = True, executor: str = "local", quiet: bool = False, command: str | None = None) -> RunResult:
+        download: bool = True, executor: str = "local", ray_address: str | None = None, quiet: bool = False,
+        command: str | None = None) -> RunResult:
     """Run detectors and return the records.
 
     ``methods``, ``id``, ``ood`` and ``preset`` as on the command line (``None``: the preset's or
@@ -121,7 +122,8 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
     evaluations besides the clean one (``"atom"``, ``"aloe"``, ``"pgd:eps=8/255,steps=40,step=1/255,target=ood"``).
     ``protocol``: whose settings the methods use (``"clean"``, ``"mim-notebook"``). ``tune``: choose
     the hyperparameters of methods that declare a search space on a held-out slice of ID train
-    against ``tune_ood``.
+    against ``tune_ood``. ``executor``: ``"local"`` (this process) or ``"ray"`` (a local Ray instance, or
+    the cluster at ``ray_address``).
     """
     from oodbench.engine.runner import run as run_engine
 
@@ -132,7 +134,7 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
                       checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, tune=tune, tune_ood=tune_ood,
                       limit=limit, train_limit=train_limit, epochs=epochs, train=train, batch_size=batch_size,
                       device=device, precision=precision, compile=compile, download=download)
-    outcome = run_engine(configs, registry, say, executor)
+    outcome = run_engine(configs, registry, say, executor, ray_address)
     return RunResult(outcome.run_id, outcome.results, configs, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
                      outcome.notes, outcome.rates)
 
@@ -140,9 +142,12 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
 def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,
          preset: str | None = None, *, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
          results: str | Path = "results", cache_dir: str | Path | None = None, data_root: str | Path | None = None,
-         quiet: bool = False, command: str | None = None, **overrides: Any):
+         quiet: bool = False, command: str | None = None, executor: str = "local", ray_address: str | None = None,
+         **overrides: Any):
     """The plan of the same arguments as :func:`run`, without running anything or downloading:
-    a :class:`~oodbench.engine.planview.PlanView` (``.tasks`` as a DataFrame, ``str()`` as text)."""
+    a :class:`~oodbench.engine.planview.PlanView` (``.tasks`` as a DataFrame, ``str()`` as text). With
+    ``executor="ray"`` it also shows each task's CPUs and GPUs and the parallelism on the Ray cluster
+    at ``ray_address`` (default: a local instance of this machine)."""
     from oodbench.engine.planview import PlanView
     from oodbench.engine.runner import plan_run
 
@@ -152,7 +157,7 @@ def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Seque
     configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
                       data_root=data_root, command=command, **options)
     planned, ctx = plan_run(configs, registry, say)
-    return PlanView.of(planned, ctx, registry)
+    return PlanView.of(planned, ctx, registry, executor, ray_address)
 
 
 def outputs(wanted: Callable[[Any], bool], methods: Sequence[str] | None = None, id: str | None = None,

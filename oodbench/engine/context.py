@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from oodbench.api import KnownCheckpoint
+from oodbench.config import RunConfig
 from oodbench.data.source import SourceContext
 from oodbench.engine.cache import ArtifactCache
 from oodbench.engine.device import Compute
@@ -42,6 +43,8 @@ class EngineContext:
     notes: list[str] = field(default_factory=list)
     #: the inference batch size of each backbone of the plan (extraction and methods that read images)
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    #: the settings the context was made from (a cluster executor rebuilds it on its workers)
+    config: RunConfig | None = None
 
     def batch_for(self, network: "Network") -> int:
         """The inference batch size of ``network``'s backbone."""

@@ -25,11 +25,16 @@ KINDS = ("materialise", "fingerprint", "overlap", "checkpoint", "finetune", "ext
 
 @dataclass(frozen=True)
 class Resources:
-    """What a task asks of a worker: a device and the memory it holds (data and model state,
-    activations excluded)."""
+    """What a task asks of a worker: a device, the memory it holds (data and model state, activations
+    excluded) and CPU cores. A cluster executor schedules by it; on ``cuda`` the task takes one GPU."""
 
     device: str
     memory_mb: float = 0.0
+    cpus: int = 1
+
+    @property
+    def gpus(self) -> int:
+        return 1 if self.device == "cuda" else 0
 
 
 #: a training step holds the weights, their gradients and the optimiser's momentum

@@ -66,7 +66,7 @@ def engine_context(config: RunConfig, say: Callable[[str], None] = print) -> Eng
     cache = ArtifactCache(config.cache_dir)
     sources = SourceContext(config.data_root, config.download, DigestMemo(config.cache_dir / "digests.json"))
     ctx = EngineContext(compute, cache, sources, Throughput(config.cache_dir / "throughput.json", device_label(compute)),
-                        config.batch_size, say)
+                        config.batch_size, say, config=config)
     cache.note = ctx.note
     return ctx
 
@@ -102,13 +102,13 @@ def _materialise(plan: Plan, ctx: EngineContext, registry: Registry, runner, nee
 
 
 def task_outputs(configs: Sequence[RunConfig], registry: Registry, wanted: Callable[[Task], bool],
-                 say: Callable[[str], None] = print, executor: str = "local") -> tuple[Plan, dict[str, Any]]:
+                 say: Callable[[str], None] = print, executor: str = "local", address: str | None = None) -> tuple[Plan, dict[str, Any]]:
     """The outputs of the tasks ``wanted`` selects, computing (or loading from the cache) only them and
     what they depend on, without recording a run: for diagnostics on a run's networks, extractions
     and fitted states. Returns the plan and the outputs by task id."""
     plan, ctx = plan_run(configs, registry, say, fetch=True)
     needed = plan.with_inputs({t.id for t in plan.tasks.values() if wanted(t)})
-    runner = get_executor(executor)
+    runner = get_executor(executor, address)
     data = _materialise(plan, ctx, registry, runner, needed, say)
     outcomes = runner.execute(plan, ctx, only=needed, done=data)
     failed = next((o for o in outcomes.values() if not o.ok), None)
@@ -118,9 +118,10 @@ def task_outputs(configs: Sequence[RunConfig], registry: Registry, wanted: Calla
 
 
 def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], None] = print,
-        executor: str = "local") -> RunOutcome:
+        executor: str = "local", address: str | None = None) -> RunOutcome:
     """Plan, execute and record one run of a grid of ``configs`` (one per ID dataset and backbone; every
-    other setting is shared); returns its id, its result rows and its counters."""
+    other setting is shared) with ``executor`` (``address``: the Ray cluster of ``ray``); returns its id,
+    its result rows and its counters."""
     started = time.time()
     config = configs[0]
     plan, ctx = plan_run(configs, registry, say, fetch=True)
@@ -128,7 +129,7 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
         say(f"aux: {label} trains with {aux}" + ("" if config.aux else " (the method's default; --aux NAME to change)"))
     for label, reduced in plan.header["reduced"].items():
         say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
-    runner = get_executor(executor)
+    runner = get_executor(executor, address)
     data = _materialise(plan, ctx, registry, runner, None, say)
     store = ResultStore(config.results_dir / "oodbench.sqlite")
     recorder = Recorder(store, plan, ctx)
