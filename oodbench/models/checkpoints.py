@@ -7,6 +7,7 @@ downloads) or the cache key of the training stage.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,6 +22,7 @@ from oodbench.errors import ConfigError, DataError
 from oodbench.hashing import DigestMemo, code_version, stable_hash
 from oodbench.models import training
 from oodbench.models.classifier import ImageClassifier
+from oodbench.models.distributed import World
 
 STAGE = "checkpoint"
 REGISTRY_PREFIX = "pytorch-ood:"
@@ -121,7 +123,8 @@ def train_or_load(backbone: BackboneSpec, id_dataset: str, num_classes: int, tra
                   on_trained: Callable[[int, float], None] | None = None) -> tuple[ImageClassifier, dict]:
     """A classifier trained with the CE recipe, from the cache when the same training ran before.
     ``on_trained(images, seconds)`` hears of a training run in this call (not of a resumed one's
-    earlier epochs). The initial weights come from ``seed``, whatever ran before in the process."""
+    earlier epochs). The initial weights come from ``seed``, whatever ran before in the process.
+    In a process group, rank 0 writes the cache and the other ranks train beside it without writing."""
     torch.manual_seed(seed)
     model = compute.prepare(build_classifier(backbone, num_classes))
 
@@ -139,4 +142,10 @@ def train_or_load(backbone: BackboneSpec, id_dataset: str, num_classes: int, tra
         load_state(model, torch.load(artifact.file("model.pt"), map_location="cpu", weights_only=True), str(artifact.path))
         return model, dict(artifact.meta)
 
+    if not World.current().writer:
+        artifact = cache.open(STAGE, key)
+        if artifact is not None:
+            return load(artifact)
+        with tempfile.TemporaryDirectory() as directory:
+            return model, compute_(Path(directory))
     return cache.cached(STAGE, key, compute_, load)

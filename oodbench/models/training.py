@@ -27,6 +27,7 @@ from oodbench.data.batches import resident, take, to_pixels
 from oodbench.engine.device import CompiledModule, Compute
 from oodbench.faults import reached
 from oodbench.models.classifier import ImageClassifier
+from oodbench.models.distributed import World
 from oodbench.progress import progress
 
 
@@ -113,9 +114,11 @@ def train_classifier(
 ) -> dict:
     """Train ``model`` in place on uint8 ``images`` (``N x H x W x C``) with cross-entropy.
 
-    Returns a summary (epochs, final training loss, seconds spent in this call). The last
-    partial batch of each epoch is dropped, as in the reference recipes.
+    Returns a summary (epochs, final training loss, seconds spent in this call, the number of
+    processes). The last partial batch of each epoch is dropped, as in the reference recipes. In a
+    process group (``models/distributed.py``) each process trains on its slice of every global batch.
     """
+    world = World.current()
     torch.manual_seed(seed)
     n = images.shape[0]
     batch_size = min(recipe.batch_size, n)
@@ -136,7 +139,7 @@ def train_classifier(
     last_loss = extra.get("loss", float("nan"))
     labels_t = torch.as_tensor(labels, dtype=torch.long)
     source = resident(images, compute.device)
-    forward = CompiledModule(model, uses_compile(compute, n, recipe))
+    forward = CompiledModule(world.wrap(model, compute.device), uses_compile(compute, n, recipe))
     scaler = compute.grad_scaler()
     started = time.perf_counter()
     for epoch in range(start_epoch, recipe.epochs):
@@ -150,15 +153,16 @@ def train_classifier(
             pixels = to_pixels(take(source, index), compute.device, compute.channels_last)
             target = labels_t[index].to(compute.device)
             pixels = random_crop_flip(pixels, recipe.crop_padding, recipe.flip, generator)
-            loss = cross_entropy_step(forward, optimizer, pixels, target, compute, scaler)
+            loss = cross_entropy_step(forward, optimizer, world.shard(pixels), world.shard(target), compute, scaler)
             schedule.step()
             running += loss.item()
             if on_images is not None:
-                on_images(len(index))
+                on_images(len(index) // world.size)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{running / (step + 1):.3f}")
-        last_loss = running / max(1, steps)
-        state.save(epoch + 1, {"loss": last_loss}, model=model, optimizer=optimizer, schedule=schedule)
+        last_loss = world.mean(running / max(1, steps))
+        if world.writer:
+            state.save(epoch + 1, {"loss": last_loss}, model=model, optimizer=optimizer, schedule=schedule)
     model.eval()
     return {"epochs": recipe.epochs, "resumed_from_epoch": start_epoch, "final_train_loss": last_loss,
-            "train_seconds": time.perf_counter() - started, "train_images": n}
+            "train_seconds": time.perf_counter() - started, "train_images": n, "world_size": world.size}
