@@ -337,6 +337,9 @@ class Method:
     fits: ClassVar[bool] = False
     trains: ClassVar[bool] = False
     uses_aux: ClassVar[bool] = False
+    #: :meth:`train` is data-parallel (``oodbench.models.distributed``): under ``torchrun`` every process
+    #: takes part in the fine-tuning; otherwise the first process fine-tunes alone
+    distributed: ClassVar[bool] = False
     #: how adversarial evaluation reaches the method (see :class:`Capabilities`); None: not attacked
     attacked_through: ClassVar[str | None] = None
     protocol_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}

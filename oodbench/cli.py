@@ -217,6 +217,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import oodbench
 
     result = oodbench.run(download=args.download, executor=args.executor, ray_address=args.ray_address, **_api_options(args))
+    if result.rank:  # a helper process of a torchrun group: the first process reports
+        return 0
     records = result.records
     print()
     print(result.table())

@@ -40,6 +40,8 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     #: images per second achieved by each stage that computed something (training stages: images trained on)
     rates: dict[str, float] = field(default_factory=dict)
+    #: this process's rank under ``torchrun``; only rank 0 records, the others' records are empty
+    rank: int = 0
 
     @property
     def config(self) -> RunConfig:
@@ -136,7 +138,7 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
                       device=device, precision=precision, compile=compile, download=download)
     outcome = run_engine(configs, registry, say, executor, ray_address)
     return RunResult(outcome.run_id, outcome.results, configs, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
-                     outcome.notes, outcome.rates)
+                     outcome.notes, outcome.rates, outcome.rank)
 
 
 def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,

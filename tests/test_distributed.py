@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import store_rows
 from torch import nn
 
 from oodbench.api import TrainingRecipe
@@ -81,3 +84,18 @@ def test_two_gloo_processes_train_the_weights_one_process_trains(tmp_path):
     assert seen == RECIPE.epochs * IMAGES and [i["seen"] for i in infos] == [seen // 2] * 2  # each rank took half of every batch
     assert abs(infos[0]["final_train_loss"] - info["final_train_loss"]) < 1e-4  # the loss is averaged over the ranks
     assert (tmp_path / "scratch" / "state.pt").is_file()  # rank 0 wrote the resumable state
+
+
+def test_a_run_under_torchrun_trains_data_parallel_and_only_rank_0_records(tiny_catalog, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "oodbench", "run", "--preset", "smoke",
+               "--id", "tiny", "--methods", "msp,oe", "--aux", "tiny-aux", "--catalog", str(tiny_catalog),
+               "--results", str(tmp_path / "results"), "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("2/2 cells ok") == 1  # one process reports
+    runs = store_rows(tmp_path / "results", "runs")
+    assert len(runs) == 1 and runs[0]["status"] == "complete"
+    provenance = json.loads(runs[0]["provenance"])
+    assert provenance["plan"]["world_size"] == 2
+    assert [c["info"]["world_size"] for c in provenance["checkpoints"].values()] == [2]
+    assert len(store_rows(tmp_path / "results")) == 2

@@ -68,6 +68,8 @@ class Task:
     needs: str | None = None
     #: called with (ctx, inputs, output) after the task ran, to tell the user what it produced
     announce: Callable[[Any, dict[str, Any], Any], None] | None = None
+    #: every process of a data-parallel group runs it (a training's collective steps need them all)
+    collective: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

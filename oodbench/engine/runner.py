@@ -5,6 +5,10 @@
 2. the materialise tasks run first: a data error stops the run before anything is written;
 3. the executor runs the rest; the :class:`~oodbench.engine.records.Recorder` writes each result
    cell as it completes and closes the run with its provenance.
+
+Under ``torchrun`` (several processes, ``models/distributed.py``) the first process is the run; the
+others plan the same run and take part only in its collective tasks (data-parallel trainings), then
+return without recording anything.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from oodbench.engine.planner import build_plan
 from oodbench.engine.records import Recorder
 from oodbench.hashing import DigestMemo
 from oodbench.models.checkpoints import build_classifier
+from oodbench.models.distributed import World, join_from_environment
 from oodbench.registry import Registry
 from oodbench.store import ResultStore
 
@@ -45,6 +50,8 @@ class RunOutcome:
     notes: list[str] = field(default_factory=list)
     #: images per second achieved by each stage that computed something in this run
     rates: dict[str, float] = field(default_factory=dict)
+    #: this process's rank under torchrun; only rank 0 records (the others' outcome is empty)
+    rank: int = 0
 
 
 def achieved_rates(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, float]:
@@ -117,6 +124,17 @@ def task_outputs(configs: Sequence[RunConfig], registry: Registry, wanted: Calla
     return plan, {task_id: outcome.value for task_id, outcome in outcomes.items()}
 
 
+def _train_beside(configs: Sequence[RunConfig], registry: Registry, world: World) -> RunOutcome:
+    """A process of rank > 0: the run's collective tasks (and what they need), in the first process's order."""
+    quiet = lambda text: None  # noqa: E731
+    plan, ctx = plan_run(configs, registry, quiet, fetch=True)
+    needed = plan.with_inputs({t.id for t in plan.tasks.values() if t.collective and t.id not in plan.cached})
+    runner = get_executor("local")
+    data = _materialise(plan, ctx, registry, runner, needed, quiet)
+    runner.execute(plan, ctx, only=needed, done=data)
+    return RunOutcome("", pd.DataFrame(), ctx.forwarded.images, 0.0, ctx.cache.summary(), rank=world.rank)
+
+
 def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], None] = print,
         executor: str = "local", address: str | None = None) -> RunOutcome:
     """Plan, execute and record one run of a grid of ``configs`` (one per ID dataset and backbone; every
@@ -124,7 +142,11 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
     its result rows and its counters."""
     started = time.time()
     config = configs[0]
+    world = join_from_environment()
+    if not world.writer:
+        return _train_beside(configs, registry, world)
     plan, ctx = plan_run(configs, registry, say, fetch=True)
+    plan.header["world_size"] = world.size
     for label, aux in plan.header["aux"].items():
         say(f"aux: {label} trains with {aux}" + ("" if config.aux else " (the method's default; --aux NAME to change)"))
     for label, reduced in plan.header["reduced"].items():

@@ -7,7 +7,6 @@ downloads) or the cache key of the training stage.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,9 +19,8 @@ from oodbench.engine.cache import ArtifactCache
 from oodbench.engine.device import Compute
 from oodbench.errors import ConfigError, DataError
 from oodbench.hashing import DigestMemo, code_version, stable_hash
-from oodbench.models import training
+from oodbench.models import distributed, training
 from oodbench.models.classifier import ImageClassifier
-from oodbench.models.distributed import World
 
 STAGE = "checkpoint"
 REGISTRY_PREFIX = "pytorch-ood:"
@@ -142,10 +140,4 @@ def train_or_load(backbone: BackboneSpec, id_dataset: str, num_classes: int, tra
         load_state(model, torch.load(artifact.file("model.pt"), map_location="cpu", weights_only=True), str(artifact.path))
         return model, dict(artifact.meta)
 
-    if not World.current().writer:
-        artifact = cache.open(STAGE, key)
-        if artifact is not None:
-            return load(artifact)
-        with tempfile.TemporaryDirectory() as directory:
-            return model, compute_(Path(directory))
-    return cache.cached(STAGE, key, compute_, load)
+    return distributed.cached(cache, STAGE, key, compute_, load)

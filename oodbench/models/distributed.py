@@ -1,8 +1,9 @@
 """Data-parallel training with ``torch.distributed`` (DDP): one process per GPU, launched by ``torchrun``.
 
 Every rank walks the same global batches (same seed, same order, same augmentation draws) and
-keeps its slice of each (:meth:`World.shard`); DDP averages the gradients of the ranks' mean losses,
-which is the gradient of the mean loss over the global batch when the slices have equal sizes.
+keeps its slice of each (:meth:`World.shard`); DDP averages the ranks' gradients, and each rank
+weighs its mean loss by its share of the batch (:meth:`World.weight`), so the average is the
+gradient of the mean loss over the global batch, also when a batch does not split evenly.
 So training on N ranks takes the steps single-process training takes on the same global batches,
 up to float rounding. On CUDA, batch-norm layers become ``SyncBatchNorm`` (statistics over the
 global batch); CPU processes (the ``gloo`` backend, for tests) keep per-rank statistics, so there
@@ -15,11 +16,18 @@ ranks read the same scratch directory to resume (the artifact cache must be on s
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from oodbench.engine.cache import Artifact, ArtifactCache
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,18 +54,22 @@ class World:
             return model
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            return nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            return nn.parallel.DistributedDataParallel(model, device_ids=[index])
         return nn.parallel.DistributedDataParallel(model)
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
-        """This rank's equal slice of a global batch."""
+        """This rank's slice of a global batch (sizes differ by at most one)."""
         if self.size == 1:
             return batch
-        if len(batch) % self.size:
-            raise ValueError(f"a global batch of {len(batch)} does not split evenly over {self.size} processes: "
-                             "choose a batch size (and a training-set size) divisible by the number of processes")
-        size = len(batch) // self.size
-        return batch[self.rank * size : (self.rank + 1) * size]
+        if len(batch) < self.size:
+            raise ValueError(f"a batch of {len(batch)} cannot feed {self.size} processes: use fewer processes or larger batches")
+        return batch.tensor_split(self.size)[self.rank]
+
+    def weight(self, local: int, total: int) -> float:
+        """The factor of a rank's mean loss over ``local`` of ``total`` samples that makes DDP's average
+        of the gradients the gradient of the mean over all ``total``."""
+        return local * self.size / total
 
     def mean(self, value: float) -> float:
         """The mean of ``value`` over the ranks (equal slices: the global batch's mean)."""
@@ -66,6 +78,19 @@ class World:
         total = torch.tensor([value], dtype=torch.float64)
         dist.all_reduce(total)
         return float(total.item()) / self.size
+
+
+def cached(cache: ArtifactCache, stage: str, key: str, compute: Callable[[Path], dict[str, Any]],
+           load: Callable[[Artifact], T]) -> T:
+    """:meth:`ArtifactCache.cached` on rank 0; the other ranks of a process group load a finished artifact
+    or compute beside rank 0 (a training's collective steps need them all) into a directory of their own."""
+    if World.current().writer:
+        return cache.cached(stage, key, compute, load)
+    artifact = cache.open(stage, key)
+    if artifact is not None:
+        return load(artifact)
+    with tempfile.TemporaryDirectory() as directory:
+        return load(Artifact(Path(directory), compute(Path(directory))))
 
 
 def join_from_environment() -> World:

@@ -6,7 +6,10 @@ both, one forward pass over the two, SGD with Nesterov momentum and weight decay
 rate annealed per step on a cosine from ``lr`` to ``lr_min``, train mode. State is saved after
 every epoch, so an interrupted training resumes. An epoch is one pass over the whole ID split: its
 last batch is partial (391 steps for 50,000 images in batches of 128), as with the OE code's
-DataLoader, which does not drop it.
+DataLoader, which does not drop it. Data-parallel (``models/distributed.py``, under ``torchrun``):
+every rank builds the same global batches, perturbs them (adversarial inputs are computed whole on
+each rank), and trains on its slice of the ID and outlier batches; the step equals one process's
+when both batches split evenly over the ranks (ALOE's and ATOM's PGD steps are not shared out).
 
 A method using it (``class OE(OutlierTraining, Method)``) gives the loss and, where its paper
 differs, overrides the hooks: :meth:`prepare` (before the optimiser exists: a new output,
@@ -25,6 +28,7 @@ from torch import Tensor
 
 from oodbench.api import TrainingContext
 from oodbench.data.augment import random_crop_flip
+from oodbench.models.distributed import World
 from oodbench.models.training import EpochState
 
 
@@ -50,6 +54,8 @@ class OutlierTraining:
 
     #: extra passes per step that :meth:`perturb` costs, for the plan's estimate (ALOE: its PGD steps)
     attack_passes: int = 0
+    #: the loop trains data-parallel when the run has several processes (see the module docstring)
+    distributed: bool = True
 
     def outlier_loss(self, logits_in: Tensor, targets: Tensor, logits_out: Tensor, num_classes: int) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must give its loss")
@@ -73,6 +79,7 @@ class OutlierTraining:
 
     def train(self, context: TrainingContext) -> dict:
         p = self.params
+        world = World.current()
         facts = self.prepare(context)
         model = context.model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, nesterov=True, weight_decay=p.weight_decay)
@@ -83,6 +90,7 @@ class OutlierTraining:
         start, extra = state.restore(model=model, optimizer=optimizer, schedule=schedule)
         labels = torch.as_tensor(context.id_labels, dtype=torch.long)
         losses, epochs = extra.get("losses", []), extra.get("epochs", [])
+        forward = world.wrap(model, context.device)
         for epoch in range(start, p.epochs):
             generator = torch.Generator().manual_seed(context.seed * 7919 + epoch)
             pool, pool_facts = self.epoch_pool(context, epoch, generator)
@@ -98,8 +106,9 @@ class OutlierTraining:
                 x_in = random_crop_flip(context.pixels(context.id_images[index]), 4, True, generator)
                 x_out = random_crop_flip(context.pixels(context.aux_images[aux_index]), 4, True, generator)
                 x_in, x_out = self.perturb(context, x_in, y, x_out, generator)
+                x_in, y, x_out = world.shard(x_in), world.shard(y), world.shard(x_out)
                 with context.precision():
-                    logits = model(torch.cat([x_in, x_out])).float()
+                    logits = forward(torch.cat([x_in, x_out])).float()
                 loss = self.outlier_loss(logits[: len(x_in)], y, logits[len(x_in):], context.num_classes)
                 context.backward_step(loss, optimizer)
                 schedule.step()
@@ -107,8 +116,10 @@ class OutlierTraining:
                 context.on_images(round((len(x_in) + len(x_out)) * (1 + self.attack_passes)))
                 if step % 20 == 0:
                     bar.set_postfix(loss=f"{total / (step + 1):.3f}")
-            losses.append(total / max(1, steps))
+            losses.append(world.mean(total / max(1, steps)))
             epochs.append(pool_facts)
-            state.save(epoch + 1, {"losses": losses, "epochs": epochs}, model=model, optimizer=optimizer, schedule=schedule)
+            if world.writer:
+                state.save(epoch + 1, {"losses": losses, "epochs": epochs}, model=model, optimizer=optimizer, schedule=schedule)
         model.eval()
-        return {"epochs": p.epochs, "loss_per_epoch": losses, **facts, **({"per_epoch": epochs} if any(epochs) else {})}
+        return {"epochs": p.epochs, "loss_per_epoch": losses, "world_size": world.size, **facts,
+                **({"per_epoch": epochs} if any(epochs) else {})}

@@ -65,11 +65,12 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler:
 
 
 def cross_entropy_step(forward: Callable, optimizer: torch.optim.Optimizer, pixels: torch.Tensor, target: torch.Tensor,
-                       compute: Compute, scaler: torch.amp.GradScaler) -> torch.Tensor:
-    """One step on the cross-entropy of ``forward(pixels)`` (under the compute's autocast); the loss."""
+                       compute: Compute, scaler: torch.amp.GradScaler, weight: float = 1.0) -> torch.Tensor:
+    """One step on the cross-entropy of ``forward(pixels)`` (under the compute's autocast), back-propagated
+    times ``weight`` (a rank's share of a data-parallel batch); the loss."""
     with compute.autocast():
         loss = F.cross_entropy(forward(pixels).float(), target)
-    optimizer_step(loss, optimizer, scaler)
+    optimizer_step(loss * weight if weight != 1.0 else loss, optimizer, scaler)
     return loss
 
 
@@ -153,11 +154,13 @@ def train_classifier(
             pixels = to_pixels(take(source, index), compute.device, compute.channels_last)
             target = labels_t[index].to(compute.device)
             pixels = random_crop_flip(pixels, recipe.crop_padding, recipe.flip, generator)
-            loss = cross_entropy_step(forward, optimizer, world.shard(pixels), world.shard(target), compute, scaler)
+            local = world.shard(target)
+            loss = cross_entropy_step(forward, optimizer, world.shard(pixels), local, compute, scaler,
+                                      world.weight(len(local), len(target)))
             schedule.step()
-            running += loss.item()
+            running += loss.item() * world.weight(len(local), len(target))
             if on_images is not None:
-                on_images(len(index) // world.size)
+                on_images(len(local))
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{running / (step + 1):.3f}")
         last_loss = world.mean(running / max(1, steps))

@@ -84,4 +84,4 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
     items = None if train.count is None else recipe.epochs * train.count
     return Task(task_id(backbone, id_spec, seed), KIND, f"train {backbone.name} on {train.label}, {recipe.epochs} epochs (seed {seed})",
                 key, run, inputs={"train": train.task}, work=Work(rate, items),
-                resources=Resources(ctx.compute.device.type, TRAINING_COPIES * model_mb))
+                resources=Resources(ctx.compute.device.type, TRAINING_COPIES * model_mb), collective=True)

@@ -20,6 +20,7 @@ from oodbench.engine.inputs import training_context
 from oodbench.engine.plan import TRAINING_COPIES, Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import code_version, stable_hash
+from oodbench.models import distributed
 from oodbench.models.classifier import ImageClassifier
 
 KIND = "finetune"
@@ -45,7 +46,7 @@ def _finetune(ctx, entry: MethodEntry, base: Network, train, aux, seed: int, key
         model.load_state_dict(torch.load(artifact.file("model.pt"), map_location=ctx.compute.device, weights_only=True))
         return Network(key, f"{entry.label} fine-tune of {base.origin}", model.eval(), None, dict(artifact.meta), base.backbone)
 
-    return ctx.cache.cached(KIND, key, compute, load)
+    return distributed.cached(ctx.cache, KIND, key, compute, load)
 
 
 def plan_finetune(ctx, entry: MethodEntry, base: Task, network_name: str, train: PlannedSplit, aux: PlannedSplit | None,
@@ -63,4 +64,5 @@ def plan_finetune(ctx, entry: MethodEntry, base: Task, network_name: str, train:
                 f"{entry.label} fine-tunes {network_name} on {train.label}" + (f" + {aux.label}" if aux else ""), key,
                 lambda ctx, inputs: _finetune(ctx, entry, inputs["base"], inputs["train"], inputs.get("aux"), seed, key, rate),
                 inputs=inputs, work=Work(rate, items),
-                resources=Resources(ctx.compute.device.type, (1 + TRAINING_COPIES) * model_mb), group=entry.label)
+                resources=Resources(ctx.compute.device.type, (1 + TRAINING_COPIES) * model_mb), group=entry.label,
+                collective=entry.cls.distributed)
