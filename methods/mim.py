@@ -38,6 +38,7 @@ from pytorch_ood.detector import MaxSoftmax
 from torch import Tensor
 
 from oodbench.api import Method, Reads, ScoreInputs, TrainingContext
+from oodbench.models.distributed import World
 from oodbench.models.training import EpochState
 
 
@@ -95,12 +96,15 @@ class MIM(Method):
     reads = frozenset({Reads.LOGITS})
     attacked_through = "score"
     trains = True
+    #: data-parallel under torchrun: every process mixes the same global batch and trains on its slice
+    distributed = True
 
     def training_images(self, n_id: int, n_aux: int) -> int:
         return self.params.epochs * 2 * n_id  # each batch and its mixed outliers
 
     def train(self, context: TrainingContext) -> dict:
         p = self.params
+        world = World.current()
         model = context.model.eval()
         optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=0.0)
         state = EpochState(context.scratch, context.device)
@@ -110,6 +114,7 @@ class MIM(Method):
         steps = math.ceil(n / p.batch_size)
         order = np.arange(n) if p.fixed_order else torch.randperm(n, generator=torch.Generator().manual_seed(context.seed)).numpy()
         losses = extra.get("losses", [])
+        forward = world.wrap(model, context.device)
         for epoch in range(start, p.epochs):
             generator = torch.Generator().manual_seed(context.seed * 7919 + epoch)
             total = 0.0
@@ -119,17 +124,20 @@ class MIM(Method):
                 x = context.pixels(context.id_images[index])
                 y = labels[index].to(context.device)
                 mixed = augment_mixed(multiple_input_mixup(x, p.k, generator), p.p_aug, generator)
+                share = world.weight(len(world.shard(y)), len(y))
+                x, y, mixed = world.shard(x), world.shard(y), world.shard(mixed)
                 with context.precision():
-                    logits = model(torch.cat([x, mixed])).float()
+                    logits = forward(torch.cat([x, mixed])).float()
                 loss = F.cross_entropy(logits[: len(x)], y) + uniform_cross_entropy(logits[len(x):])
-                context.backward_step(loss, optimizer)
-                total += loss.item()
+                context.backward_step(loss * share, optimizer)
+                total += loss.item() * share
                 context.on_images(2 * len(x))
                 if step % 20 == 0:
                     bar.set_postfix(loss=f"{total / (step + 1):.3f}")
-            losses.append(total / steps)
-            state.save(epoch + 1, {"losses": losses}, model=model, optimizer=optimizer)
-        return {"epochs": p.epochs, "loss_per_epoch": losses}
+            losses.append(world.mean(total / steps))
+            if world.writer:
+                state.save(epoch + 1, {"losses": losses}, model=model, optimizer=optimizer)
+        return {"epochs": p.epochs, "loss_per_epoch": losses, "world_size": world.size}
 
     def score(self, data: ScoreInputs) -> Tensor:
         return MaxSoftmax.score(data.logits)

@@ -8,8 +8,9 @@ every epoch, so an interrupted training resumes. An epoch is one pass over the w
 last batch is partial (391 steps for 50,000 images in batches of 128), as with the OE code's
 DataLoader, which does not drop it. Data-parallel (``models/distributed.py``, under ``torchrun``):
 every rank builds the same global batches, perturbs them (adversarial inputs are computed whole on
-each rank), and trains on its slice of the ID and outlier batches; the step equals one process's
-when both batches split evenly over the ranks (ALOE's and ATOM's PGD steps are not shared out).
+each rank), and trains on its slice of the ID and outlier batches, its loss weighted by its share
+of the ID batch; the step equals one process's when the two batches split in the same proportions,
+as they do when both split evenly (ALOE's and ATOM's PGD steps are not shared out).
 
 A method using it (``class OE(OutlierTraining, Method)``) gives the loss and, where its paper
 differs, overrides the hooks: :meth:`prepare` (before the optimiser exists: a new output,
@@ -106,13 +107,14 @@ class OutlierTraining:
                 x_in = random_crop_flip(context.pixels(context.id_images[index]), 4, True, generator)
                 x_out = random_crop_flip(context.pixels(context.aux_images[aux_index]), 4, True, generator)
                 x_in, x_out = self.perturb(context, x_in, y, x_out, generator)
+                share = world.weight(len(world.shard(y)), len(y))
                 x_in, y, x_out = world.shard(x_in), world.shard(y), world.shard(x_out)
                 with context.precision():
                     logits = forward(torch.cat([x_in, x_out])).float()
                 loss = self.outlier_loss(logits[: len(x_in)], y, logits[len(x_in):], context.num_classes)
-                context.backward_step(loss, optimizer)
+                context.backward_step(loss * share, optimizer)
                 schedule.step()
-                total += loss.item()
+                total += loss.item() * share
                 context.on_images(round((len(x_in) + len(x_out)) * (1 + self.attack_passes)))
                 if step % 20 == 0:
                     bar.set_postfix(loss=f"{total / (step + 1):.3f}")
