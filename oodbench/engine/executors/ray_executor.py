@@ -13,6 +13,9 @@ How a plan runs here:
 - each worker builds the run's engine context once (device, the artifact cache at the run's
   ``--cache-dir``, data access) and reports back what a task counted: images through the
   classifier, cache hits and misses, notes. Only the driver writes the results store;
+- workers compute with the driver's number of intra-op threads, so a plan gives the local
+  executor's numbers bit for bit (summation order depends on it); on nodes with many more cores
+  than the driver, start the driver with ``OMP_NUM_THREADS`` set to the cores one task should use;
 - with ``--cache-dir`` on storage every node sees, a finished stage is never computed twice, also
   across runs; without one, each node caches into its own directory at that path and artifacts
   reach other nodes through the object store only (a rerun then reuses what each node has);
