@@ -12,6 +12,10 @@ drop out. From it, :func:`fingerprints` computes, batched in torch on the stored
   coefficients of the 32x32 picture against their median, the definition of
   ``imagehash.phash``) of the picture and of 18 crops of it (2 and 4 pixels removed per axis at 9
   offsets, resized back), so a cropped copy matches one of its source's hashes within a few bits.
+  (The mean of the AC coefficients, ``imagehash.phash_simple``, hashes 2x faster but lets more
+  pictures of one layout through to verification: 7 pairs between tin-aux and tin-crop-32, one
+  of them with a tin-aux picture that also matches an unrelated CIFAR-10 one, where the median
+  finds none.)
 
 :func:`near_duplicates` finds, for every image of the smaller set, its nearest descriptors in the
 other set (an inverted-file search: k-means lists, the closest few lists probed, so the cost
@@ -157,8 +161,9 @@ def _fingerprint_batch(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return descriptors, hashes
 
 
-def fingerprints(images: np.ndarray, batch: int = 4096) -> Fingerprints:
-    """The descriptors, hashes and descriptor index of ``N x H x W [x C]`` uint8 images (any size, gray or RGB)."""
+def fingerprints(images: np.ndarray, batch: int = 1024) -> Fingerprints:
+    """The descriptors, hashes and descriptor index of ``N x H x W [x C]`` uint8 images (any size, gray or RGB).
+    Batches of 1024 keep the intermediate products in cache: a quarter faster than 4096 on a CPU."""
     parts = [_fingerprint_batch(images[start : start + batch]) for start in range(0, len(images), batch)]
     if not parts:
         return Fingerprints(np.zeros((0, BLOCK * BLOCK - 1), np.float32), np.zeros((0, HASHES), np.uint64),
