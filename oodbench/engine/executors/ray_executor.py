@@ -38,6 +38,8 @@ import warnings
 from collections import Counter
 from typing import Any, Callable, Collection
 
+import torch
+
 from oodbench import faults
 from oodbench.engine.executors import Outcome
 from oodbench.engine.plan import Plan, Task
@@ -89,8 +91,6 @@ def _worker_context(config, batch_sizes: dict[str, int], threads: int):
 
     key = stable_hash({"config": repr(config), "batch": batch_sizes})
     if key not in _contexts:
-        import torch
-
         # arrays from the object store are read-only; the engine never writes to its inputs
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         torch.set_num_threads(threads)
@@ -128,7 +128,6 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None) -> None:
         self.address = address
-        self.submitted = 0
 
     def _start(self, ray) -> None:
         if ray.is_initialized():
@@ -159,8 +158,6 @@ class RayExecutor:
                 for task_id, outcome in outcomes.items() if outcome.ok}
         remote = ray.remote(_execute)
         cluster_memory = ray.cluster_resources().get("memory", 0)
-        import torch
-
         threads = torch.get_num_threads()
         waiting, running = list(wanted), {}
 
@@ -181,7 +178,6 @@ class RayExecutor:
                         task.run, task.kind, ctx.config, dict(ctx.batch_sizes), threads,
                         **{name: refs[i] for name, i in task.inputs.items()})
                     running[report] = (task, value)
-                    self.submitted += 1
                 if not running:
                     continue
                 ready, _ = ray.wait(list(running), num_returns=1)
