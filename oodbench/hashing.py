@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -98,15 +100,25 @@ def code_version(obj: Any) -> str:
     or the training recipe invalidates exactly the artifacts it produced, while editing its
     documentation does not.
     """
-    import ast
     import inspect
     import sys
 
     module = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", ""), None)
+    version = _module_version(module) if module is not None else None
+    return version or hashlib.sha256(repr(obj).encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def _module_version(module: ModuleType) -> str | None:
+    """Once per module and process (a plan asks for a few modules' versions a hundred times; the
+    code a process runs does not change while it runs, even if its files do)."""
+    import ast
+    import inspect
+
     try:
         tree = ast.parse(inspect.getsource(module))
     except (OSError, TypeError, SyntaxError):
-        return hashlib.sha256(repr(obj).encode()).hexdigest()[:12]
+        return None
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
