@@ -30,7 +30,9 @@ copy ``catalog.toml`` and the zips of one call into ``.gpudata/`` (train: the tw
 ``.gpudata`` and start the command with
 ``pip install -q --no-index --no-deps --target /tmp/site .gpudata/*.whl && export PYTHONPATH=/tmp/site;``.
 Keep ``--cache-dir`` outside the checkout and the calls back to back, so the warm machine keeps
-the arrays and the checkpoint between them.
+the arrays and the checkpoint between them. Once every OOD set has been through an eval call,
+``python benchmarks/hygiene.py --catalog .gpudata/catalog.toml --cache-dir CACHE`` measures the
+data-hygiene check against the device's extraction on the same arrays.
 
 The smallest settings, to prove it works on a CPU::
 
