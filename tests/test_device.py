@@ -64,3 +64,20 @@ def test_the_inference_batch_size_is_measured_once_per_backbone_and_device(tmp_p
     assert batch in batching.CPU_SIZES
     monkeypatch.setattr(batching, "_cpu_batch", lambda *args: pytest.fail("measured again"))
     assert batching.inference_batch_size(model, "net", 2, 3, compute, Throughput(tmp_path / "t.json", "cpu-fp32")) == batch
+
+
+def test_a_calibration_that_got_too_little_cpu_time_is_not_kept(tmp_path, monkeypatch):
+    import time
+
+    from oodbench.engine import estimate
+
+    assert estimate._timed(lambda: time.sleep(0.02), 2)[1] < estimate.BUSY_SHARE  # waiting is not computing
+    throughput = estimate.Throughput(tmp_path / "t.json", "cpu-fp32")
+    model, compute = ImageClassifier(Net(), (0.5,) * 3, (0.25,) * 3), select_compute("cpu", "fp32")
+    forward = throughput.key("forward", "net")
+    monkeypatch.setattr(estimate, "_timed", lambda step, repeats: (0.5, 0.45))  # another process took half the cores
+    reason = estimate.calibrate(throughput, "net", model, 2, 3, 5, compute, batch_size=4)
+    assert "machine is busy" in reason and "45%" in reason and throughput.rate(forward) is None
+    monkeypatch.setattr(estimate, "_timed", lambda step, repeats: (0.5, 0.99))
+    assert estimate.calibrate(throughput, "net", model, 2, 3, 5, compute, batch_size=4) is None
+    assert throughput.rate(forward) == 8.0

@@ -93,22 +93,32 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def _timed(step: Callable[[], None], repeats: int) -> float:
+#: the least share of its threads' CPU time a calibration on a CPU may get: below it, other work on
+#: the machine slowed it down (WRN-16-2 here: 0.99 idle; 0.50, and 4x slower, next to two busy
+#: processes) and its rates would make every estimate too long
+BUSY_SHARE = 0.8
+
+
+def _timed(step: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """Seconds per call of ``step``, and the share of its threads' CPU time this process got meanwhile."""
     step()  # warm-up: allocator, kernels, lazy initialisation
     _synchronize()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         step()
     _synchronize()
-    return (time.perf_counter() - started) / repeats
+    wall = time.perf_counter() - started
+    return wall / repeats, (time.process_time() - cpu) / (wall * torch.get_num_threads())
 
 
 def calibrate(throughput: Throughput, backbone: str, model: torch.nn.Module, size: int, channels: int, num_classes: int,
-              compute, batch_size: int = 128, repeats: int = 2) -> None:
-    """Measure forward and training images per second of ``model`` on random pixels, where unknown."""
+              compute, batch_size: int = 128, repeats: int = 2) -> str | None:
+    """Measure forward and training images per second of ``model`` on random pixels, where unknown.
+    A measurement on a CPU that got less than :data:`BUSY_SHARE` of its threads' time is not kept:
+    returns why (None when the rates are known or recorded)."""
     forward_key, train_key = throughput.key("forward", backbone), throughput.key("train", backbone)
     if throughput.rate(forward_key) is not None and throughput.rate(train_key) is not None:
-        return
+        return None
     model = compute.prepare(model)
     pixels = torch.rand(batch_size, channels, size, size, device=compute.device)
     if compute.channels_last:
@@ -127,6 +137,14 @@ def calibrate(throughput: Throughput, backbone: str, model: torch.nn.Module, siz
         cross_entropy_step(model, optimizer, pixels, target, compute, scaler)
 
     model.eval()
-    throughput.record(forward_key, batch_size, _timed(forward, repeats))
+    forward_seconds, forward_share = _timed(forward, repeats)
     model.train()
-    throughput.record(train_key, batch_size, _timed(train, repeats))
+    train_seconds, train_share = _timed(train, repeats)
+    share = min(forward_share, train_share)
+    if compute.device.type == "cpu" and share < BUSY_SHARE:
+        return (f"{backbone} not calibrated: the machine is busy (the measurement got {share:.0%} of its "
+                f"{torch.get_num_threads()} threads' CPU time); its stages have no estimate until a run, or a plan "
+                "on an idle machine, measures them")
+    throughput.record(forward_key, batch_size, forward_seconds)
+    throughput.record(train_key, batch_size, train_seconds)
+    return None

@@ -40,8 +40,10 @@ def _calibrate(plan: Plan, ctx, registry) -> None:
         backbone = registry.backbone(part["backbone"])
         if {ctx.throughput.key("forward", backbone.name), ctx.throughput.key("train", backbone.name)} & pending:
             model = build_classifier(backbone, part["num_classes"])
-            calibrate(ctx.throughput, backbone.name, model, backbone.input_size, backbone.channels, part["num_classes"],
-                      ctx.compute)
+            busy = calibrate(ctx.throughput, backbone.name, model, backbone.input_size, backbone.channels,
+                             part["num_classes"], ctx.compute)
+            if busy:
+                ctx.note(busy)
             pending -= {ctx.throughput.key("forward", backbone.name), ctx.throughput.key("train", backbone.name)}
 
 
