@@ -104,6 +104,8 @@ class Check:
         self.report.update(device=self.compute.describe(), gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                            torch=torch.__version__)
         self.report.setdefault("stage_seconds", {})
+        #: cells that failed in this call (the JSON's 'failures' keeps those of earlier calls too)
+        self.failed: list[str] = []
 
     def timed(self, name: str, work: Callable):
         started = time.perf_counter()
@@ -132,12 +134,15 @@ class Check:
         args = self.args
         train, test = self.timed("materialise train + test", lambda: (self.split("train", args.train_limit),
                                                                       self.split("test", args.limit)))
+        def epochs_at(rate: float) -> int:
+            return args.epochs or max(1, int(args.train_seconds * rate / len(train)))
+
         bare = self.timed("bare training-step loop (eager)", lambda: self.bare_training_rate(train, False))
-        epochs = args.epochs or max(1, int(args.train_seconds * bare / len(train)))
-        recipe = dataclasses.replace(self.backbone.recipe, epochs=epochs)
-        compiled = uses_compile(self.compute, len(train), recipe)
-        if compiled:  # the upper bound of a compiled training is a compiled loop
+        compiled = uses_compile(self.compute, len(train), dataclasses.replace(self.backbone.recipe, epochs=epochs_at(bare)))
+        if compiled:  # the upper bound of a compiled training is a compiled loop, and sets the epochs
             bare = self.timed("bare training-step loop (compiled)", lambda: self.bare_training_rate(train, True))
+        epochs = epochs_at(bare)
+        recipe = dataclasses.replace(self.backbone.recipe, epochs=epochs)
         print(f"training {self.backbone.name} for {epochs} epoch(s) on {len(train)} images "
               f"(bare training: {bare:.0f} img/s{', compiled' if compiled else ''})", flush=True)
         key = trained_key(self.backbone, self.spec.num_classes, train.key, recipe, 0, self.compute)
@@ -221,6 +226,8 @@ class Check:
         result = self.timed(f"run: {len(methods)} methods x {len(args.ood)} OOD sets ({self.compute.precision})",
                             lambda: self.run_methods(methods, "auto"))
         fp32 = self.timed("run: post-hoc methods in fp32", lambda: self.run_methods(POST_HOC, "fp32"))
+        for run, precision in ((result, self.compute.precision), (fp32, "fp32")):
+            self.note_failures(run, precision)
         ours, exact = (r.records.set_index(["method", "ood_dataset"])["auroc"] for r in (result, fp32))
         difference = (ours.loc[exact.index] - exact).abs()
         worst = difference.idxmax()
@@ -234,6 +241,15 @@ class Check:
         self.report.setdefault("max_auroc_difference_to_fp32", {}).update(
             {ood: round(float(difference.xs(ood, level=1).max()), 4) for ood in args.ood})
         self.report.setdefault("run_rates_img_s", {}).update({k: round(v) for k, v in result.rates.items()})
+
+    def note_failures(self, result, precision: str) -> None:
+        """Print every failed cell of ``result`` with its error and record it, so that the call ends in failure."""
+        failed = result.records[~result.records["status"].isin(["ok", "not attacked"])]
+        for row in failed.itertuples():
+            line = f"{row.method} on {row.ood_dataset} ({precision}): {row.status}: {row.error}"
+            print(f"FAILED {line}", flush=True)
+            self.failed.append(line)
+            self.report.setdefault("failures", []).append(line)
 
     def save(self) -> None:
         self.args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -265,12 +281,16 @@ def main() -> None:
     started = time.perf_counter()
     check = Check(args)
     print(f"gpu check on {check.compute.describe()} (torch {torch.__version__})", flush=True)
-    if args.stage in ("all", "train"):
-        check.train()
-    if args.stage in ("all", "eval"):
-        check.evaluate()
-    check.report["stage_seconds"][f"whole {args.stage} call"] = round(time.perf_counter() - started, 1)
-    check.save()
+    try:
+        if args.stage in ("all", "train"):
+            check.train()
+        if args.stage in ("all", "eval"):
+            check.evaluate()
+    finally:  # what was measured before a failure is kept
+        check.report["stage_seconds"][f"whole {args.stage} call"] = round(time.perf_counter() - started, 1)
+        check.save()
+    if check.failed:
+        raise SystemExit(f"{len(check.failed)} cell(s) failed: see FAILED above and 'failures' in {args.json}")
 
 
 if __name__ == "__main__":
