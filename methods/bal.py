@@ -50,6 +50,7 @@ from pytorch_ood.detector import MaxSoftmax
 from torch import Tensor, nn
 
 from oodbench.api import FitInputs, Method, Reads, ScoreInputs
+from oodbench.data.batches import to_device
 from oodbench.models.training import EpochState
 
 LOG_FLOOR = math.log(1e-4)
@@ -135,8 +136,8 @@ def floored(log_probability: Tensor) -> Tensor:
 def box_samples(features: Tensor, classes: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Trivial OOD: uniform samples in the per-dimension [min, max] box of the batch, random labels."""
     low, high = features.min(dim=0).values, features.max(dim=0).values
-    u = torch.rand(features.shape, generator=generator).to(features.device)
-    labels = torch.randint(classes, (features.shape[0],), generator=generator).to(features.device)
+    u = to_device(torch.rand(features.shape, generator=generator), features.device)
+    labels = to_device(torch.randint(classes, (features.shape[0],), generator=generator), features.device)
     return low + u * (high - low), labels
 
 
@@ -155,13 +156,13 @@ def fgsm_toward_boundary(d: Discriminator, features: Tensor, labels: Tensor, eps
 
 def shuffled_labels(labels: Tensor, classes: int, generator: torch.Generator) -> Tensor:
     """``T(c)``: a uniformly random label different from ``c``."""
-    offset = torch.randint(1, classes, labels.shape, generator=generator).to(labels.device)
+    offset = to_device(torch.randint(1, classes, labels.shape, generator=generator), labels.device)
     return (labels + offset) % classes
 
 
 def class_pool(labels: Tensor, size: int, generator: torch.Generator) -> Tensor:
     """Indices of up to ``size`` random samples of every class."""
-    order = torch.randperm(labels.shape[0], generator=generator).to(labels.device)
+    order = to_device(torch.randperm(labels.shape[0], generator=generator), labels.device)
     shuffled = labels[order]
     return torch.cat([order[shuffled == label][:size] for label in labels.unique()])
 
@@ -220,8 +221,8 @@ class BAL(Method):
                            generator: torch.Generator) -> Tensor:
         """``L_D = L_t (+ L_s) (+ L_u)`` on one batch of real features ``f`` with labels ``c``."""
         p = self.params
-        z = torch.randn(f.shape[0], g.noise_dim, generator=generator).to(f.device)
-        fake_labels = torch.randint(classes, c.shape, generator=generator).to(f.device)
+        z = to_device(torch.randn(f.shape[0], g.noise_dim, generator=generator), f.device)
+        fake_labels = to_device(torch.randint(classes, c.shape, generator=generator), f.device)
         fake = g(z, fake_labels).detach()
         loss = gan_loss(d, f, c, fake, fake_labels)
         if p.use_shuffle:
@@ -232,7 +233,7 @@ class BAL(Method):
             ood.append(box)
             ood_labels.append(box_labels)
         if p.use_uniform and p.use_hard:
-            eps = fgsm_step_sizes(f.shape[0], p.eps_mean, p.eps_std, generator).to(f.device)
+            eps = to_device(fgsm_step_sizes(f.shape[0], p.eps_mean, p.eps_std, generator), f.device)
             ood.append(fgsm_toward_boundary(d, fake, fake_labels, eps))
             ood_labels.append(fake_labels)
         if ood:
@@ -243,8 +244,8 @@ class BAL(Method):
                        labels: Tensor, generator: torch.Generator) -> Tensor:
         """``L_G`` for a batch of generated features with random labels."""
         p = self.params
-        z = torch.randn(batch, g.noise_dim, generator=generator).to(features.device)
-        fake_labels = torch.randint(classes, (batch,), generator=generator).to(features.device)
+        z = to_device(torch.randn(batch, g.noise_dim, generator=generator), features.device)
+        fake_labels = to_device(torch.randint(classes, (batch,), generator=generator), features.device)
         fake = g(z, fake_labels)
         return generator_objective(d, fake, fake_labels, nearest_l1(fake, fake_labels, features, labels), p.lambda_l1,
                                    p.generator_loss)
@@ -264,7 +265,7 @@ class BAL(Method):
         steps = max(1, features.shape[0] // p.batch_size)
         for epoch in range(start, p.epochs):
             rng = torch.Generator().manual_seed(train.seed * 7919 + epoch)
-            order = torch.randperm(features.shape[0], generator=rng).to(features.device)
+            order = to_device(torch.randperm(features.shape[0], generator=rng), features.device)
             pool = class_pool(labels, p.l1_pool, rng)
             for step in train.progress(range(steps), desc=f"bal GAN epoch {epoch + 1}/{p.epochs}", unit="batch"):
                 index = order[step * p.batch_size : (step + 1) * p.batch_size]

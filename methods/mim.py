@@ -38,8 +38,9 @@ from pytorch_ood.detector import MaxSoftmax
 from torch import Tensor
 
 from oodbench.api import Method, Reads, ScoreInputs, TrainingContext
+from oodbench.data.batches import take, to_device
 from oodbench.models.distributed import World
-from oodbench.models.training import EpochState
+from oodbench.models.training import EpochState, RunningLoss
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class MimParams:
 
 def multiple_input_mixup(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
     """``mixed_i = (1/k) sum_j x[perm_j(i)]`` for ``k`` independent random permutations of the batch."""
-    permutations = torch.stack([torch.randperm(x.shape[0], generator=generator) for _ in range(k)]).to(x.device)
+    permutations = to_device(torch.stack([torch.randperm(x.shape[0], generator=generator) for _ in range(k)]), x.device)
     return x[permutations].mean(dim=0)
 
 
@@ -109,7 +110,7 @@ class MIM(Method):
         optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=0.0)
         state = EpochState(context.scratch, context.device)
         start, extra = state.restore(model=model, optimizer=optimizer)
-        labels = torch.as_tensor(context.id_labels, dtype=torch.long)
+        labels = to_device(torch.as_tensor(context.id_labels, dtype=torch.long), context.device)
         n = len(labels)
         steps = math.ceil(n / p.batch_size)
         order = np.arange(n) if p.fixed_order else torch.randperm(n, generator=torch.Generator().manual_seed(context.seed)).numpy()
@@ -117,12 +118,12 @@ class MIM(Method):
         forward = world.wrap(model, context.device)
         for epoch in range(start, p.epochs):
             generator = torch.Generator().manual_seed(context.seed * 7919 + epoch)
-            total = 0.0
+            total = RunningLoss()
             bar = context.progress(range(steps), f"epoch {epoch + 1}/{p.epochs}", total=steps)
             for step in bar:
                 index = np.sort(order[step * p.batch_size : (step + 1) * p.batch_size])
                 x = context.pixels(context.id_images[index])
-                y = labels[index].to(context.device)
+                y = take(labels, index)
                 mixed = augment_mixed(multiple_input_mixup(x, p.k, generator), p.p_aug, generator)
                 share = world.weight(len(world.shard(y)), len(y))
                 x, y, mixed = world.shard(x), world.shard(y), world.shard(mixed)
@@ -130,11 +131,11 @@ class MIM(Method):
                     logits = forward(torch.cat([x, mixed])).float()
                 loss = F.cross_entropy(logits[: len(x)], y) + uniform_cross_entropy(logits[len(x):])
                 context.backward_step(loss * share, optimizer)
-                total += loss.item() * share
+                total.add(loss, share)
                 context.on_images(2 * len(x))
                 if step % 20 == 0:
-                    bar.set_postfix(loss=f"{total / (step + 1):.3f}")
-            losses.append(world.mean(total / steps))
+                    bar.set_postfix(loss=f"{total.mean(step + 1):.3f}")
+            losses.append(world.mean(total.mean(steps)))
             if world.writer:
                 state.save(epoch + 1, {"losses": losses}, model=model, optimizer=optimizer)
         return {"epochs": p.epochs, "loss_per_epoch": losses, "world_size": world.size}

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from oodbench.data.batches import to_device
 from oodbench.errors import ConfigError
 
 TARGETS = ("id", "ood", "both")
@@ -93,7 +94,7 @@ def pgd(score: Callable[[Tensor], Tensor], pixels: Tensor, spec: AttackSpec, asc
     origin = pixels.detach().float()
     adversarial = origin.clone()
     if spec.random_start:
-        noise = torch.rand(origin.shape, generator=generator).to(origin.device)
+        noise = to_device(torch.rand(origin.shape, generator=generator), origin.device)
         adversarial = (origin + (2 * noise - 1) * spec.eps).clamp(0, 1)
     direction = 1.0 if ascend else -1.0
     best, best_value = adversarial.clone(), None

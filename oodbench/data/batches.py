@@ -2,8 +2,9 @@
 
 On CUDA the device never waits on the host when it can be avoided: a split that takes under a
 quarter of the free GPU memory is copied there once as uint8 (:func:`resident`) and batches are
-sliced on the device; otherwise host batches go through pinned memory with non-blocking copies.
-On the CPU nothing is copied.
+sliced on the device; otherwise host batches go through pinned memory with non-blocking copies
+(:func:`to_device`, also for indices, labels and random draws made on the host). On the CPU
+nothing is copied.
 """
 
 from __future__ import annotations
@@ -24,19 +25,25 @@ def resident(images: np.ndarray, device: torch.device) -> Images:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``. From the host to a GPU it goes through pinned memory without blocking:
+    a plain copy from pageable memory would make the host wait for all queued GPU work first."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def take(images: Images, index: np.ndarray) -> Images:
-    """The rows ``index`` of host or device images."""
+    """The rows ``index`` of host or device images (or labels)."""
     if isinstance(images, torch.Tensor):
-        return images[torch.from_numpy(np.asarray(index)).to(images.device)]
+        return images[to_device(torch.from_numpy(np.asarray(index)), images.device)]
     return images[index]
 
 
 def to_pixels(images: Images, device: torch.device, channels_last: bool) -> torch.Tensor:
     """``B x H x W x C`` uint8 -> ``B x C x H x W`` float in [0, 1] (channels-last memory when asked)."""
     batch = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.require(images, requirements=["C", "W"]))
-    if batch.device != device:
-        batch = (batch.pin_memory() if device.type == "cuda" else batch).to(device, non_blocking=True)
-    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+    batch = to_device(batch, device).permute(0, 3, 1, 2).float().div_(255.0)
     return batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 

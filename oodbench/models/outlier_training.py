@@ -29,8 +29,9 @@ from torch import Tensor
 
 from oodbench.api import TrainingContext
 from oodbench.data.augment import random_crop_flip
+from oodbench.data.batches import take, to_device
 from oodbench.models.distributed import World
-from oodbench.models.training import EpochState
+from oodbench.models.training import EpochState, RunningLoss
 
 
 def cosine_annealing(total_steps: int, lr: float, lr_min: float):
@@ -89,7 +90,7 @@ class OutlierTraining:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_annealing(p.epochs * steps, p.lr, p.lr_min))
         state = EpochState(context.scratch, context.device)
         start, extra = state.restore(model=model, optimizer=optimizer, schedule=schedule)
-        labels = torch.as_tensor(context.id_labels, dtype=torch.long)
+        labels = to_device(torch.as_tensor(context.id_labels, dtype=torch.long), context.device)
         losses, epochs = extra.get("losses", []), extra.get("epochs", [])
         forward = world.wrap(model, context.device)
         for epoch in range(start, p.epochs):
@@ -98,12 +99,12 @@ class OutlierTraining:
             model.train()
             order = torch.randperm(n, generator=generator).numpy()
             aux_order = pool[torch.randperm(len(pool), generator=generator).numpy()]
-            total = 0.0
+            total = RunningLoss()
             bar = context.progress(range(steps), f"epoch {epoch + 1}/{p.epochs}", total=steps)
             for step in bar:
                 index = np.sort(order[step * p.batch_size : (step + 1) * p.batch_size])
                 aux_index = np.sort(aux_order[(step * p.aux_batch_size + np.arange(p.aux_batch_size)) % len(aux_order)])
-                y = labels[index].to(context.device)
+                y = take(labels, index)
                 x_in = random_crop_flip(context.pixels(context.id_images[index]), 4, True, generator)
                 x_out = random_crop_flip(context.pixels(context.aux_images[aux_index]), 4, True, generator)
                 x_in, x_out = self.perturb(context, x_in, y, x_out, generator)
@@ -114,11 +115,11 @@ class OutlierTraining:
                 loss = self.outlier_loss(logits[: len(x_in)], y, logits[len(x_in):], context.num_classes)
                 context.backward_step(loss * share, optimizer)
                 schedule.step()
-                total += loss.item() * share
+                total.add(loss, share)
                 context.on_images(round((len(x_in) + len(x_out)) * (1 + self.attack_passes)))
                 if step % 20 == 0:
-                    bar.set_postfix(loss=f"{total / (step + 1):.3f}")
-            losses.append(world.mean(total / max(1, steps)))
+                    bar.set_postfix(loss=f"{total.mean(step + 1):.3f}")
+            losses.append(world.mean(total.mean(steps)))
             epochs.append(pool_facts)
             if world.writer:
                 state.save(epoch + 1, {"losses": losses, "epochs": epochs}, model=model, optimizer=optimizer, schedule=schedule)

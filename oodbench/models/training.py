@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from oodbench.api import TrainingRecipe
 from oodbench.data.augment import random_crop_flip
-from oodbench.data.batches import resident, take, to_pixels
+from oodbench.data.batches import resident, take, to_device, to_pixels
 from oodbench.engine.device import CompiledModule, Compute
 from oodbench.faults import reached
 from oodbench.models.classifier import ImageClassifier
@@ -72,6 +72,21 @@ def cross_entropy_step(forward: Callable, optimizer: torch.optim.Optimizer, pixe
         loss = F.cross_entropy(forward(pixels).float(), target)
     optimizer_step(loss * weight if weight != 1.0 else loss, optimizer, scaler)
     return loss
+
+
+class RunningLoss:
+    """An epoch's loss, summed on the device: reading it (for the progress bar every few steps, and
+    at the epoch's end) is then the only time the host waits for the device."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | float = 0.0
+
+    def add(self, loss: torch.Tensor, weight: float = 1.0) -> None:
+        self.total = self.total + loss.detach().float() * weight
+
+    def mean(self, steps: int) -> float:
+        """The mean over ``steps`` steps (0 steps: 0)."""
+        return float(self.total) / max(1, steps)
 
 
 class EpochState:
@@ -138,7 +153,7 @@ def train_classifier(
     state = EpochState(scratch, compute.device)
     start_epoch, extra = state.restore(model=model, optimizer=optimizer, schedule=schedule)
     last_loss = extra.get("loss", float("nan"))
-    labels_t = torch.as_tensor(labels, dtype=torch.long)
+    labels_t = to_device(torch.as_tensor(labels, dtype=torch.long), compute.device)
     source = resident(images, compute.device)
     forward = CompiledModule(world.wrap(model, compute.device), uses_compile(compute, n, recipe))
     scaler = compute.grad_scaler()
@@ -147,23 +162,23 @@ def train_classifier(
         model.train()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(n, generator=generator)
-        running = 0.0
+        running = RunningLoss()
         bar = progress(range(steps), desc=f"{desc} epoch {epoch + 1}/{recipe.epochs}", unit="batch")
         for step in bar:
             index = np.sort(order[step * batch_size : (step + 1) * batch_size].numpy())
             pixels = to_pixels(take(source, index), compute.device, compute.channels_last)
-            target = labels_t[index].to(compute.device)
+            target = take(labels_t, index)
             pixels = random_crop_flip(pixels, recipe.crop_padding, recipe.flip, generator)
             local = world.shard(target)
             loss = cross_entropy_step(forward, optimizer, world.shard(pixels), local, compute, scaler,
                                       world.weight(len(local), len(target)))
             schedule.step()
-            running += loss.item() * world.weight(len(local), len(target))
+            running.add(loss, world.weight(len(local), len(target)))
             if on_images is not None:
                 on_images(len(local))
             if step % 20 == 0:
-                bar.set_postfix(loss=f"{running / (step + 1):.3f}")
-        last_loss = world.mean(running / max(1, steps))
+                bar.set_postfix(loss=f"{running.mean(step + 1):.3f}")
+        last_loss = world.mean(running.mean(steps))
         if world.writer:
             state.save(epoch + 1, {"loss": last_loss}, model=model, optimizer=optimizer, schedule=schedule)
     model.eval()
