@@ -15,5 +15,8 @@ if str(ROOT) not in sys.path:
 
 import oodbench  # noqa: E402  (only after the checkout is on the path)
 
-if importlib.util.find_spec("oodbench.methods") is None:
+# Not installed, or installed from another checkout (an editable install maps the plugin folders by name):
+# this checkout's folders come first.
+_installed = importlib.util.find_spec("oodbench.methods")
+if _installed is None or not Path(_installed.origin or "").resolve().is_relative_to(ROOT):
     oodbench.__path__.append(str(ROOT))
