@@ -14,7 +14,7 @@ Stages (``--stage``):
 It prints, and merges into ``--json``: images per second of the engine's training and extraction
 next to a bare training-step / ``model(x)`` loop over the same tensors already on the device (the
 upper bound), the test accuracy, the AUROC table, the largest |AUROC - AUROC in fp32|, the share
-of MIM's per-image colour jitter and affine warp in a MIM step, and the wall time of every stage.
+of MIM's mixing, colour jitter and affine warp in a MIM step, and the wall time of every stage.
 
 It runs from a source checkout without installing oodbench (on a GPU machine with its own torch,
 bring pytorch-ood as a wheel). On one H100, with the data carried in parts of at most ~60 MB::
@@ -174,7 +174,7 @@ class Check:
               f"({engine_rate / bare_rate:.2f}), batch {batch}", flush=True)
 
     def mim_augmentation_share(self, model, train) -> None:
-        """Seconds of MIM's mixing + per-image jitter/affine against a whole MIM step, on the device."""
+        """Seconds of MIM's mixing + jitter/affine against a whole MIM step, on the device."""
         from oodbench.methods import mim
 
         params = mim.MimParams()
@@ -201,7 +201,7 @@ class Check:
         step_rate = rate(step, len(x), self.compute.device, repeats=5, warmup=1)
         share = step_rate / augment_rate
         self.report["mim_augmentation_share"] = round(share, 3)
-        print(f"mim: mixing + per-image jitter/affine take {100 * share:.0f}% of a MIM step", flush=True)
+        print(f"mim: mixing + jitter/affine take {100 * share:.0f}% of a MIM step", flush=True)
 
     def run_methods(self, methods: list[str], precision: str):
         args = self.args

@@ -11,6 +11,7 @@ import torch
 from helpers import fit_with, score_with
 from torch import nn
 
+from oodbench.data.augment import JitterAffine
 from oodbench.methods import aloe, atom, bal, mim, oe
 from oodbench.models.classifier import ImageClassifier
 from oodbench.models.outlier_training import cosine_annealing
@@ -61,6 +62,24 @@ def test_mixed_images_are_augmented_with_the_given_probability():
     assert 0.4 < changed < 0.6
     everything = mim.augment_mixed(pixels, 1.0, generator)
     assert (everything != pixels).flatten(1).any(dim=1).all()
+
+
+def test_batched_jitter_and_affine_equal_torchvision_image_by_image():
+    images = torch.rand(64, 3, 32, 32)
+    colour_only = JitterAffine(brightness=0.5, contrast=0.3, saturation=0.3, hue=0.3, degrees=0, translate=0)
+    for augmentation in (mim.MIXED_AUGMENTATION, colour_only):
+        pipeline = augmentation.reference()
+        torch.manual_seed(3)
+        one_by_one = torch.stack([pipeline(image) for image in images])
+        after_loop = torch.rand(1)
+        torch.manual_seed(3)
+        batched = augmentation(images)
+        assert torch.equal(torch.rand(1), after_loop)  # the same draws, in the same order
+        same = (batched - one_by_one).abs() <= 1e-5
+        if augmentation is colour_only:
+            assert same.all()
+        else:  # nearest sampling: a rounding difference in the grid may move a sample across a pixel border
+            assert same.float().mean() > 0.999 and not torch.equal(batched, images)
 
 
 def test_augmentation_happens_in_pixel_space_and_the_model_normalises():

@@ -1,12 +1,23 @@
-"""Training augmentation on whole batches of pixel tensors: random crop with zero padding, flip.
+"""Training augmentation on whole batches of pixel tensors, on their device.
 
-Vectorised: one gather for the whole batch on its device, no per-sample Python loop.
+- :func:`random_crop_flip`: random crop with zero padding and horizontal flip, one gather for the
+  whole batch;
+- :class:`JitterAffine`: torchvision's ``ColorJitter`` then ``RandomAffine`` with every image's own
+  parameters, drawn exactly as the two transforms draw them image by image, then applied to the
+  whole batch at once. A per-image loop leaves a GPU idle between dozens of tiny kernels: on an
+  H100 it took 70-100% of a Multiple Input Mixup step.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+import torchvision.transforms as T
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms._functional_tensor import _hsv2rgb, _rgb2hsv
+from torchvision.transforms.functional import _get_inverse_affine_matrix
 
 from oodbench.data.batches import to_device
 
@@ -31,3 +42,88 @@ def random_crop_flip(pixels: torch.Tensor, padding: int, flip: bool, generator: 
         mask = to_device(torch.rand(b, generator=generator) < 0.5, pixels.device)
         pixels = torch.where(mask.view(-1, 1, 1, 1), pixels.flip(3), pixels)
     return pixels.contiguous(memory_format=torch.channels_last) if channels_last else pixels
+
+
+def _blend(images: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+    """``ratio * images + rest * other`` in [0, 1], per image (``rest`` = 1 - ratio, computed in double as torchvision does)."""
+    return (ratio * images + rest * other).clamp(0, 1)
+
+
+def _grayscale(images: torch.Tensor) -> torch.Tensor:
+    r, g, b = images.unbind(dim=-3)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(dim=-3)
+
+
+def _hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    h, s, v = _rgb2hsv(images).unbind(dim=-3)
+    return _hsv2rgb(torch.stack(((h + shift.view(-1, 1, 1)) % 1.0, s, v), dim=-3))
+
+
+#: ColorJitter's operations in the order of its ``fn_idx``: brightness, contrast, saturation, hue
+_COLOUR_OPS = (
+    lambda x, f, rest: _blend(x, torch.zeros_like(x), f, rest),
+    lambda x, f, rest: _blend(x, _grayscale(x).mean(dim=(-3, -2, -1), keepdim=True), f, rest),
+    lambda x, f, rest: _blend(x, _grayscale(x), f, rest),
+    lambda x, f, rest: _hue(x, f),
+)
+
+
+@dataclass(frozen=True)
+class JitterAffine:
+    """``Compose([ColorJitter(brightness, contrast, saturation, hue), RandomAffine(degrees, translate)])``
+    (nearest interpolation, zero fill) of RGB float images in [0, 1], computed for a batch.
+
+    Image ``i`` gets the parameters that torchvision would draw for it from torch's global generator
+    when applied to the images one after the other: the result equals that per-image loop up to
+    floating-point rounding (:meth:`reference` is that pipeline).
+    """
+
+    brightness: float
+    contrast: float
+    saturation: float
+    hue: float
+    degrees: float
+    translate: float
+
+    def reference(self) -> T.Compose:
+        return T.Compose([T.ColorJitter(self.brightness, self.contrast, self.saturation, self.hue),
+                          T.RandomAffine(self.degrees, translate=(self.translate, self.translate))])
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = images.shape
+        if n == 0:
+            return images
+        jitter, affine = self.reference().transforms
+        orders, factors, matrices = [], [], []
+        for _ in range(n):  # the draws of the per-image loop, in its order
+            order, *colour = jitter.get_params(jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
+            angle, shift, scale, shear = affine.get_params(affine.degrees, affine.translate, affine.scale, affine.shear,
+                                                           [width, height])
+            orders.append(order)
+            factors.append(colour)
+            matrices.append(_get_inverse_affine_matrix([0.0, 0.0], angle, [1.0 * t for t in shift], scale, shear))
+        device = images.device
+        ratio = to_device(torch.tensor(factors, dtype=torch.float32), device)  # n x 4
+        rest = to_device(torch.tensor([[1.0 - f for f in row] for row in factors], dtype=torch.float32), device)
+        orders = torch.stack(orders)  # n x 4: the k-th operation of image i is _COLOUR_OPS[orders[i, k]]
+        out = images.float().contiguous()
+        for position in range(4):
+            for op in range(4):
+                chosen = (orders[:, position] == op).nonzero().flatten()
+                if len(chosen):
+                    index = to_device(chosen, device)
+                    f, r = ratio[index, op].view(-1, 1, 1, 1), rest[index, op].view(-1, 1, 1, 1)
+                    out[index] = _COLOUR_OPS[op](out[index], f, r)
+        return self._warp(out, to_device(torch.tensor(matrices, dtype=torch.float32), device).view(n, 2, 3))
+
+    @staticmethod
+    def _warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """``RandomAffine``'s sampling (torchvision's pixel-centred grid, nearest, zeros outside) with one inverse matrix per image."""
+        n, _, height, width = images.shape
+        xs = torch.linspace(-width * 0.5 + 0.5, width * 0.5 - 0.5, steps=width, device=images.device)
+        ys = torch.linspace(-height * 0.5 + 0.5, height * 0.5 - 0.5, steps=height, device=images.device)
+        base = torch.stack([xs.expand(height, width), ys.view(-1, 1).expand(height, width), torch.ones(height, width, device=images.device)], dim=-1)
+        scale = torch.tensor([0.5 * width, 0.5 * height], device=images.device)
+        grid = base.view(1, height * width, 3).expand(n, -1, -1).bmm(theta.transpose(1, 2) / scale)
+        return F.grid_sample(images, grid.view(n, height, width, 2), mode=InterpolationMode.NEAREST.value, padding_mode="zeros",
+                             align_corners=False)
