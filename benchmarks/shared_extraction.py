@@ -88,7 +88,8 @@ def main() -> None:
     backbone, id_spec = registry.backbone(preset.backbone), registry.dataset(args.id)
     fmt = ImageFormat(backbone.input_size, backbone.channels)
     cache_dir = fresh_cache(args.cache_dir)
-    cache, context = ArtifactCache(cache_dir), SourceContext(default_home() / "data", False, DigestMemo(cache_dir / "digests.json"))
+    # the arrays go to the shared cache, so that the runs below (fresh_cache links it) do not decode them again
+    cache, context = ArtifactCache(args.cache_dir), SourceContext(default_home() / "data", False, DigestMemo(args.cache_dir / "digests.json"))
     splits = [materialize(id_spec, "train", fmt, context, cache, preset.train_limit),
               materialize(id_spec, "test", fmt, context, cache, preset.limit)]
     splits += [materialize(registry.dataset(name), "test", fmt, context, cache, preset.limit) for name in common["ood"]]
