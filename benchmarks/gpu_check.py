@@ -134,8 +134,36 @@ class Check:
                            self.compute.channels_last)
         target = torch.as_tensor(train.labels[: recipe.batch_size]).to(self.compute.device)
         scaler = self.compute.grad_scaler()
-        return rate(lambda: cross_entropy_step(forward, optimizer, pixels, target, self.compute, scaler), len(pixels),
-                    self.compute.device, repeats=30)
+
+        def step() -> None:
+            cross_entropy_step(forward, optimizer, pixels, target, self.compute, scaler)
+
+        images_per_second = rate(step, len(pixels), self.compute.device, repeats=30)
+        if self.args.profile_steps:
+            self.profile(step, f"{'compiled' if compiled else 'eager'} bare training step")
+        return images_per_second
+
+    def profile(self, step: Callable[[], None], name: str) -> None:
+        """Where ``--profile-steps`` steps spend their time: the operators with the most device (or CPU)
+        time, and how busy the device was over the steps' wall time; also written next to the JSON."""
+        from torch.profiler import ProfilerActivity, profile
+
+        on_gpu = self.compute.device.type == "cuda"
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])) as profiler:
+            started = time.perf_counter()
+            for _ in range(self.args.profile_steps):
+                step()
+            synchronize(self.compute.device)
+            wall = time.perf_counter() - started
+        events = profiler.key_averages()
+        table = events.table(sort_by="self_device_time_total" if on_gpu else "self_cpu_time_total", row_limit=20)
+        busy = sum(event.self_device_time_total for event in events) / 1e6 if on_gpu else None
+        summary = (f"{name}: {self.args.profile_steps} steps in {wall:.3f} s under the profiler"
+                   + (f", device busy {busy:.3f} s ({100 * busy / wall:.0f}%)" if busy is not None else ""))
+        path = self.args.json.parent / f"profile-{name.replace(' ', '-')}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(summary + "\n" + table)
+        print(summary + "\n" + table, flush=True)
 
     def train(self) -> None:
         args = self.args
@@ -279,6 +307,8 @@ def main() -> None:
     parser.add_argument("--aux", help="auxiliary set for oe (e.g. tin-aux); without it oe is left out")
     parser.add_argument("--epochs", type=int, help="default: as many as fit in --train-seconds at the bare training speed")
     parser.add_argument("--train-seconds", type=float, default=180.0)
+    parser.add_argument("--profile-steps", type=int, default=0,
+                        help="profile this many bare training steps (top operators, device busy share; default: none)")
     parser.add_argument("--train-limit", type=int, help="images of the ID train split (default: all)")
     parser.add_argument("--limit", type=int, help="images per test split (default: all)")
     parser.add_argument("--device", default="auto")
