@@ -73,8 +73,13 @@ def test_batched_jitter_and_affine_equal_torchvision_image_by_image():
         one_by_one = torch.stack([pipeline(image) for image in images])
         after_loop = torch.rand(1)
         torch.manual_seed(3)
+        given = images.clone()
         batched = augmentation(images)
+        assert torch.equal(images, given)  # the input is not written to
         assert torch.equal(torch.rand(1), after_loop)  # the same draws, in the same order
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # a training step's autocast leaves it in float32
+            torch.manual_seed(3)
+            assert torch.equal(augmentation(images), batched)
         same = (batched - one_by_one).abs() <= 1e-5
         if augmentation is colour_only:
             assert same.all()

@@ -90,6 +90,10 @@ class JitterAffine:
                           T.RandomAffine(self.degrees, translate=(self.translate, self.translate))])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(images.device.type, enabled=False):  # float32 as the reference, inside a training step too
+            return self._apply(images)
+
+    def _apply(self, images: torch.Tensor) -> torch.Tensor:
         n, _, height, width = images.shape
         if n == 0:
             return images
@@ -106,7 +110,7 @@ class JitterAffine:
         ratio = to_device(torch.tensor(factors, dtype=torch.float32), device)  # n x 4
         rest = to_device(torch.tensor([[1.0 - f for f in row] for row in factors], dtype=torch.float32), device)
         orders = torch.stack(orders)  # n x 4: the k-th operation of image i is _COLOUR_OPS[orders[i, k]]
-        out = images.float().contiguous()
+        out = images.to(torch.float32, memory_format=torch.contiguous_format, copy=True)  # the input stays as it is
         for position in range(4):
             for op in range(4):
                 chosen = (orders[:, position] == op).nonzero().flatten()
