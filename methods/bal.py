@@ -167,35 +167,13 @@ def class_pool(labels: Tensor, size: int, generator: torch.Generator) -> Tensor:
     return torch.cat([order[shuffled == label][:size] for label in labels.unique()])
 
 
-def _by_class(values: Tensor, labels: Tensor, classes: int, width: int, fill: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``values`` as ``classes x width x D``, class ``c``'s rows first in its block and ``fill`` after them;
-    with each row's (class, slot)."""
-    order = torch.argsort(labels, stable=True)
-    ordered = labels[order]
-    slot = torch.arange(len(labels), device=labels.device) - torch.searchsorted(ordered, ordered, side="left")
-    blocks = values.new_full((classes, width, values.shape[1]), fill)
-    blocks[ordered, slot] = values[order]
-    rows = torch.empty_like(slot)
-    rows[order] = slot
-    return blocks, labels, rows
-
-
-def nearest_l1(generated: Tensor, labels: Tensor, features: Tensor, feature_labels: Tensor, classes: int) -> Tensor:
-    """``min_{f of class c_i} ||f - g_i||_1`` for every generated ``g_i`` with label ``c_i`` (labels below ``classes``).
-
-    All classes at once: both sides are grouped into per-class blocks (features padded with +inf,
-    which no minimum picks), one batched ``cdist`` compares every block with its class's block, and
-    the host reads only the largest block sizes (a per-class loop waited on the device about 20
-    times a step).
-    """
-    def largest_class(of: Tensor) -> Tensor:
-        return torch.zeros(classes, dtype=torch.long, device=of.device).index_add_(0, of, torch.ones_like(of)).max()
-
-    generated_width, feature_width = torch.stack([largest_class(labels), largest_class(feature_labels)]).tolist()
-    blocks, block_of, slot = _by_class(generated, labels, classes, generated_width, 0.0)
-    pool, _, _ = _by_class(features, feature_labels, classes, feature_width, float("inf"))
-    nearest = torch.cdist(blocks, pool, p=1).min(dim=2).values  # classes x generated_width
-    return nearest[block_of, slot]
+def nearest_l1(generated: Tensor, labels: Tensor, features: Tensor, feature_labels: Tensor) -> Tensor:
+    """``min_{f of class c_i} ||f - g_i||_1`` for every generated ``g_i`` with label ``c_i``."""
+    distances = torch.empty(generated.shape[0], device=generated.device)
+    for label in labels.unique():
+        mine = labels == label
+        distances[mine] = torch.cdist(generated[mine], features[feature_labels == label], p=1).min(dim=1).values
+    return distances
 
 
 def gan_loss(d: Discriminator, f: Tensor, c: Tensor, fake: Tensor, fake_labels: Tensor) -> Tensor:
@@ -269,7 +247,7 @@ class BAL(Method):
         z = to_device(torch.randn(batch, g.noise_dim, generator=generator), features.device)
         fake_labels = to_device(torch.randint(classes, (batch,), generator=generator), features.device)
         fake = g(z, fake_labels)
-        return generator_objective(d, fake, fake_labels, nearest_l1(fake, fake_labels, features, labels, classes), p.lambda_l1,
+        return generator_objective(d, fake, fake_labels, nearest_l1(fake, fake_labels, features, labels), p.lambda_l1,
                                    p.generator_loss)
 
     def fit(self, train: FitInputs) -> dict:

@@ -180,7 +180,7 @@ def test_bal_helpers():
     feats, feat_labels = torch.randn(30, 4), torch.arange(30) % 3
     gen, gen_labels = torch.randn(7, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0])
     brute = torch.stack([(feats[feat_labels == gen_labels[i]] - gen[i]).abs().sum(1).min() for i in range(7)])
-    torch.testing.assert_close(bal.nearest_l1(gen, gen_labels, feats, feat_labels, 3), brute)
+    torch.testing.assert_close(bal.nearest_l1(gen, gen_labels, feats, feat_labels), brute)
 
 
 def test_bal_gradients_reach_generator_and_discriminator():
