@@ -41,6 +41,12 @@ eval of three OOD sets with ``--aux tin-aux``; call 3 (56 s) tin-resize-32 and t
 benchmark. Carry only each call's files (``.gpudata/<file>``): archives of earlier calls stay on
 the warm machine. With ``--train-seconds 90`` the three calls took 10 of the 15 minutes.
 
+Copy the checkpoint the JSON names to ``$OUT`` as well: the same network's post-hoc AUROCs in bf16
+and float32 on the CPU then tell the device's own precision effects from bf16's::
+
+    python benchmarks/gpu_check.py --stage eval --checkpoint model.pt --post-hoc-only --device cpu \\
+        --catalog ../shared/data/catalog.toml --cache-dir /tmp/cpu-check
+
 The smallest settings, to prove it works on a CPU::
 
     python benchmarks/gpu_check.py --catalog ../shared/data/catalog.toml --epochs 1 --train-limit 2000 --limit 300 \\
@@ -248,16 +254,20 @@ class Check:
 
     def evaluate(self) -> None:
         args = self.args
+        if args.checkpoint:
+            self.report["checkpoint"] = str(args.checkpoint)
         if "checkpoint" not in self.report:
-            raise SystemExit(f"no trained checkpoint recorded in {args.json}: run --stage train first")
+            raise SystemExit(f"no trained checkpoint recorded in {args.json}: run --stage train first, or pass --checkpoint")
         train, test = self.split("train", args.train_limit), self.split("test", args.limit)
         model = self.compute.prepare(load_file(self.backbone, Path(self.report["checkpoint"]), self.spec.num_classes)).eval()
         batch = inference_batch_size(build_classifier(self.backbone, self.spec.num_classes), self.backbone.name,
                                      self.backbone.input_size, self.backbone.channels, self.compute,
                                      Throughput(args.cache_dir / "throughput.json", device_label(self.compute)))
         self.timed("extraction vs bare model(x)", lambda: self.extraction(model, test, batch))
-        self.timed("mim augmentation share", lambda: self.mim_augmentation_share(model, train))
-        methods = POST_HOC + [m for m in TRAINING if m != "oe" or args.aux]
+        methods = POST_HOC
+        if not args.post_hoc_only:
+            self.timed("mim augmentation share", lambda: self.mim_augmentation_share(model, train))
+            methods = POST_HOC + [m for m in TRAINING if m != "oe" or args.aux]
         result = self.timed(f"run: {len(methods)} methods x {len(args.ood)} OOD sets ({self.compute.precision})",
                             lambda: self.run_methods(methods, "auto"))
         fp32 = self.timed("run: post-hoc methods in fp32", lambda: self.run_methods(POST_HOC, "fp32"))
@@ -314,6 +324,10 @@ def main() -> None:
                         help="profile this many bare training steps (top operators, device busy share; default: none)")
     parser.add_argument("--train-limit", type=int, help="images of the ID train split (default: all)")
     parser.add_argument("--limit", type=int, help="images per test split (default: all)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="eval: this trained network (e.g. one a GPU call trained, to compare precisions on the CPU) "
+                             "instead of the one --stage train recorded")
+    parser.add_argument("--post-hoc-only", action="store_true", help="eval: the 10 post-hoc methods only (no fine-tunes)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
