@@ -160,20 +160,26 @@ def shuffled_labels(labels: Tensor, classes: int, generator: torch.Generator) ->
     return (labels + offset) % classes
 
 
-def class_pool(labels: Tensor, size: int, generator: torch.Generator) -> Tensor:
-    """Indices of up to ``size`` random samples of every class."""
+def class_pools(features: Tensor, labels: Tensor, size: int, generator: torch.Generator) -> dict[int, Tensor]:
+    """Up to ``size`` random feature vectors of every class, by class."""
     order = to_device(torch.randperm(labels.shape[0], generator=generator), labels.device)
     shuffled = labels[order]
-    return torch.cat([order[shuffled == label][:size] for label in labels.unique()])
+    return {label: features[order[shuffled == label][:size]] for label in labels.unique().tolist()}
 
 
-def nearest_l1(generated: Tensor, labels: Tensor, features: Tensor, feature_labels: Tensor) -> Tensor:
-    """``min_{f of class c_i} ||f - g_i||_1`` for every generated ``g_i`` with label ``c_i``."""
-    distances = torch.empty(generated.shape[0], device=generated.device)
-    for label in labels.unique():
-        mine = labels == label
-        distances[mine] = torch.cdist(generated[mine], features[feature_labels == label], p=1).min(dim=1).values
-    return distances
+def nearest_l1(generated: Tensor, labels: Tensor, pools: dict[int, Tensor]) -> Tensor:
+    """``min_{f in pools[c_i]} ||f - g_i||_1`` for every generated ``g_i`` with label ``c_i``.
+
+    The search runs without autograd; the distance to the nearest ``f`` is then taken again with
+    it. That is the gradient ``sign(g_i - f*)`` the minimum of a ``cdist`` has, without ``cdist``'s
+    backward over the whole pool (a fifth of a BAL fit's CPU time).
+    """
+    nearest = torch.empty_like(generated)
+    with torch.no_grad():
+        for label in labels.unique().tolist():
+            mine = labels == label
+            nearest[mine] = pools[label][torch.cdist(generated[mine], pools[label], p=1).min(dim=1).indices]
+    return (generated - nearest).abs().sum(dim=1)
 
 
 def gan_loss(d: Discriminator, f: Tensor, c: Tensor, fake: Tensor, fake_labels: Tensor) -> Tensor:
@@ -240,15 +246,15 @@ class BAL(Method):
             loss = loss + uniform_loss(d, f, c, torch.cat(ood), torch.cat(ood_labels), p.lambda_c)
         return loss
 
-    def generator_loss(self, d: Discriminator, g: Generator, batch: int, classes: int, features: Tensor,
-                       labels: Tensor, generator: torch.Generator) -> Tensor:
-        """``L_G`` for a batch of generated features with random labels."""
+    def generator_loss(self, d: Discriminator, g: Generator, batch: int, classes: int, pools: dict[int, Tensor],
+                       generator: torch.Generator) -> Tensor:
+        """``L_G`` for a batch of generated features with random labels; ``pools``: ID features by class."""
         p = self.params
-        z = to_device(torch.randn(batch, g.noise_dim, generator=generator), features.device)
-        fake_labels = to_device(torch.randint(classes, (batch,), generator=generator), features.device)
+        device = g.embed.weight.device
+        z = to_device(torch.randn(batch, g.noise_dim, generator=generator), device)
+        fake_labels = to_device(torch.randint(classes, (batch,), generator=generator), device)
         fake = g(z, fake_labels)
-        return generator_objective(d, fake, fake_labels, nearest_l1(fake, fake_labels, features, labels), p.lambda_l1,
-                                   p.generator_loss)
+        return generator_objective(d, fake, fake_labels, nearest_l1(fake, fake_labels, pools), p.lambda_l1, p.generator_loss)
 
     def fit(self, train: FitInputs) -> dict:
         p = self.params
@@ -266,7 +272,7 @@ class BAL(Method):
         for epoch in range(start, p.epochs):
             rng = torch.Generator().manual_seed(train.seed * 7919 + epoch)
             order = to_device(torch.randperm(features.shape[0], generator=rng), features.device)
-            pool = class_pool(labels, p.l1_pool, rng)
+            pools = class_pools(features, labels, p.l1_pool, rng)
             for step in train.progress(range(steps), desc=f"bal GAN epoch {epoch + 1}/{p.epochs}", unit="batch"):
                 index = order[step * p.batch_size : (step + 1) * p.batch_size]
                 f, c = features[index], labels[index]
@@ -274,7 +280,7 @@ class BAL(Method):
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
-                loss_g = self.generator_loss(discriminator, generator, len(f), classes, features[pool], labels[pool], rng)
+                loss_g = self.generator_loss(discriminator, generator, len(f), classes, pools, rng)
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()

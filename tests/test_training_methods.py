@@ -178,9 +178,15 @@ def test_bal_helpers():
     c = torch.randint(3, (200,), generator=generator)
     assert (bal.shuffled_labels(c, 3, generator) != c).all()
     feats, feat_labels = torch.randn(30, 4), torch.arange(30) % 3
-    gen, gen_labels = torch.randn(7, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0])
-    brute = torch.stack([(feats[feat_labels == gen_labels[i]] - gen[i]).abs().sum(1).min() for i in range(7)])
-    torch.testing.assert_close(bal.nearest_l1(gen, gen_labels, feats, feat_labels), brute)
+    pools = bal.class_pools(feats, feat_labels, 6, generator)
+    assert sorted(pools) == [0, 1, 2] and all(len(pool) == 6 for pool in pools.values())
+    assert all(any(torch.equal(row, f) for f in feats[feat_labels == label]) for label, pool in pools.items() for row in pool)
+    gen, gen_labels = torch.randn(7, 4, requires_grad=True), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    brute = torch.stack([(pools[int(gen_labels[i])] - gen[i]).abs().sum(1).min() for i in range(7)])
+    nearest = bal.nearest_l1(gen, gen_labels, pools)
+    torch.testing.assert_close(nearest, brute)
+    # the gradient of the minimum: sign(g - f*) toward each g's nearest pool feature, as through the full search
+    assert torch.equal(torch.autograd.grad(nearest.sum(), gen)[0], torch.autograd.grad(brute.sum(), gen)[0])
 
 
 def test_bal_gradients_reach_generator_and_discriminator():
@@ -191,7 +197,7 @@ def test_bal_gradients_reach_generator_and_discriminator():
     method.discriminator_loss(d, g, f, c, 3, torch.Generator().manual_seed(0)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
     d.zero_grad()
-    method.generator_loss(d, g, 32, 3, f, c, torch.Generator().manual_seed(1)).backward()
+    method.generator_loss(d, g, 32, 3, {label: f[c == label] for label in range(3)}, torch.Generator().manual_seed(1)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
 
 
