@@ -170,9 +170,9 @@ def class_pools(features: Tensor, labels: Tensor, size: int, generator: torch.Ge
 def nearest_l1(generated: Tensor, labels: Tensor, pools: dict[int, Tensor]) -> Tensor:
     """``min_{f in pools[c_i]} ||f - g_i||_1`` for every generated ``g_i`` with label ``c_i``.
 
-    The search runs without autograd; the distance to the nearest ``f`` is then taken again with
-    it. That is the gradient ``sign(g_i - f*)`` the minimum of a ``cdist`` has, without ``cdist``'s
-    backward over the whole pool (a fifth of a BAL fit's CPU time).
+    The search runs without autograd; only the distance to the nearest ``f*`` is recomputed under
+    autograd. Its gradient ``sign(g_i - f*)`` is the one the minimum of a ``cdist`` has, without
+    ``cdist``'s backward over the whole pool (a fifth of a BAL fit's CPU time).
     """
     nearest = torch.empty_like(generated)
     with torch.no_grad():
