@@ -13,10 +13,10 @@ features, 256 pool features per class) on random standardised features, and prin
 from __future__ import annotations
 
 import argparse
-import time
 
 import source_checkout  # noqa: F401  (before oodbench: this checkout, installed or not)
 import torch
+from timing import rate
 from torch import Tensor
 
 from oodbench.engine.device import select_compute
@@ -33,18 +33,9 @@ def through_cdist(generated: Tensor, labels: Tensor, pools: dict[int, Tensor]) -
 
 
 def seconds_per_call(nearest, generated: Tensor, labels: Tensor, pools: dict[int, Tensor], repeats: int) -> float:
-    def call() -> Tensor:
-        return torch.autograd.grad(nearest(generated, labels, pools).mean(), generated)[0]
-
-    call()  # warm-up
-    if generated.device.type == "cuda":
-        torch.cuda.synchronize(generated.device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        call()
-    if generated.device.type == "cuda":
-        torch.cuda.synchronize(generated.device)
-    return (time.perf_counter() - started) / repeats
+    """Forward + backward of one call of ``nearest``."""
+    return 1 / rate(lambda: torch.autograd.grad(nearest(generated, labels, pools).mean(), generated), 1, generated.device,
+                    repeats, warmup=1)
 
 
 def main() -> None:

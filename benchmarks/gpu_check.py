@@ -66,6 +66,7 @@ from typing import Callable
 import numpy as np
 import source_checkout  # noqa: F401  (before oodbench: this checkout, installed or not)
 import torch
+from timing import rate, synchronize
 
 import oodbench
 from oodbench.data.arrays import materialize
@@ -84,23 +85,6 @@ from oodbench.registry import build_registry
 
 POST_HOC = ["msp", "odin", "energy", "mahalanobis", "entropy", "maxlogit", "klmatching", "dice", "rmd", "vim"]
 TRAINING = ["mim", "oe", "bal"]
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def rate(step: Callable[[], None], images: int, device: torch.device, repeats: int, warmup: int = 3) -> float:
-    """Images per second of ``step`` (``images`` each), after warm-up, timed between device syncs."""
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    synchronize(device)
-    return images * repeats / (time.perf_counter() - started)
 
 
 class Check:

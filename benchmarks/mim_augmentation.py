@@ -10,25 +10,13 @@ size of a MIM batch, and prints the ratio.
 from __future__ import annotations
 
 import argparse
-import time
 
 import source_checkout  # noqa: F401  (before oodbench: this checkout, installed or not)
 import torch
+from timing import rate
 
 from oodbench.engine.device import select_compute
 from oodbench.methods import mim
-
-
-def images_per_second(augment, images: torch.Tensor, repeats: int) -> float:
-    augment(images)  # warm-up
-    if images.device.type == "cuda":
-        torch.cuda.synchronize(images.device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        augment(images)
-    if images.device.type == "cuda":
-        torch.cuda.synchronize(images.device)
-    return repeats * len(images) / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -41,8 +29,8 @@ def main() -> None:
     device = select_compute(args.device).device
     images = torch.rand(args.batch, 3, args.size, args.size, device=device)
     pipeline = mim.MIXED_AUGMENTATION.reference()
-    one_by_one = images_per_second(lambda x: torch.stack([pipeline(image) for image in x]), images, args.repeats)
-    batched = images_per_second(mim.MIXED_AUGMENTATION, images, args.repeats)
+    one_by_one = rate(lambda: torch.stack([pipeline(image) for image in images]), len(images), device, args.repeats, warmup=1)
+    batched = rate(lambda: mim.MIXED_AUGMENTATION(images), len(images), device, args.repeats, warmup=1)
     print(f"{device}, {args.batch} images of {args.size}x{args.size}: image by image {one_by_one:.0f} img/s, "
           f"batched {batched:.0f} img/s ({batched / one_by_one:.1f}x)")
 
