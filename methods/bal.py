@@ -1,4 +1,4 @@
-"""Boundary Aware Learning (Pei, Zhang, Pan & Xiang, ECCV 2022): a conditional GAN on frozen features.
+"""Boundary Aware Learning (Pei, Zhang, Fan & Meng, ECCV 2022): a conditional GAN on frozen features.
 
 The classifier is not changed. A conditional discriminator ``D(f; c)`` in [0, 1] learns whether a
 penultimate feature vector ``f`` lies on the ID manifold of class ``c``; the outlier score is
@@ -214,7 +214,7 @@ def generator_objective(d: Discriminator, fake: Tensor, fake_labels: Tensor, nea
 class BAL(Method):
     name = "bal"
     table_order = 220
-    citation = "Pei, Zhang, Pan & Xiang, Out-of-Distribution Detection with Boundary Aware Learning, ECCV 2022"
+    citation = "Sen Pei, Xin Zhang, Bin Fan & Gaofeng Meng, Out-of-Distribution Detection with Boundary Aware Learning, ECCV 2022"
     summary = "max softmax times a conditional GAN discriminator's ID probability of the features"
     Params = BalParams
     reads = frozenset({Reads.LOGITS, Reads.FEATURES})

@@ -10,7 +10,8 @@ SGD (lr 1e-3, momentum 0.9, Nesterov, weight decay 5e-4) with the learning rate 
 step on a cosine from 1e-3 to 1e-6, 128 ID and 256 auxiliary images in one forward pass, train
 mode, RandomCrop(32, padding 4) + horizontal flip on both
 (:class:`oodbench.models.outlier_training.OutlierTraining`, the loop ALOE and ATOM share). An
-epoch is one pass over the ID training split (the last partial batch dropped); auxiliary batches
+epoch is one pass over the ID training split (the last partial batch kept, as the OE code's
+DataLoader does); auxiliary batches
 cycle through a fresh permutation of the auxiliary set. Detection: maximum softmax probability.
 
 Auxiliary data: ``--aux NAME``, any dataset of role ``aux``; without ``--aux``, the usual
