@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -93,34 +92,165 @@ class DigestMemo:
         os.replace(tmp, self.memo_file)
 
 
+#: the module names the registry gives plugin files loaded from a directory (``--plugins``)
+PLUGIN_PREFIX = "oodbench_plugin_"
+
+
 def code_version(obj: Any) -> str:
-    """A hash of the code (not the docstrings or comments) of the module defining ``obj``.
-
-    Part of every cache key of a stage whose result depends on that code, so editing a method
-    or the training recipe invalidates exactly the artifacts it produced, while editing its
-    documentation does not.
-    """
-    import inspect
-    import sys
-
-    module = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", ""), None)
-    version = _module_version(module) if module is not None else None
+    """A hash of the code (not the docstrings or comments) of the module defining ``obj`` (or of the
+    module ``obj``), for the records: which version of a method produced a row."""
+    name = _module_name(obj)
+    version = _parsed(name).version if name else None
     return version or hashlib.sha256(repr(obj).encode()).hexdigest()[:12]
 
 
+def code_closure(*roots: Any) -> str:
+    """A hash of the code of the modules ``roots`` (modules, module names, or objects whose module
+    counts) and of every project module they import, directly or not: part of the cache key of every
+    stage, so that editing any module a computation runs through recomputes it, and editing one it
+    does not run through (the report, the command line) does not.
+
+    Imports are read from the source, at any depth of a file (a function's lazy import counts); those
+    under ``if TYPE_CHECKING:`` run nothing and do not. Project modules are oodbench's, the plugin
+    files of ``--plugins`` directories, and those of the top-level package of each root (an installed
+    plugin package). Docstrings and comments are not code: editing them keeps every key.
+    """
+    return _closure_hash(tuple(sorted({name for name in map(_module_name, roots) if name})))
+
+
+def code_modules(*roots: Any) -> list[str]:
+    """The modules :func:`code_closure` hashes for ``roots``, sorted."""
+    return sorted(_closure(tuple(sorted({name for name in map(_module_name, roots) if name}))))
+
+
+def _module_name(obj: Any) -> str | None:
+    import inspect
+
+    if isinstance(obj, str):
+        return obj
+    if inspect.ismodule(obj):
+        return obj.__name__
+    return getattr(obj, "__module__", None)
+
+
+def _followed(name: str, packages: frozenset[str]) -> bool:
+    top = name.split(".")[0]
+    return top in packages or top.startswith(PLUGIN_PREFIX)
+
+
 @functools.lru_cache(maxsize=None)
-def _module_version(module: ModuleType) -> str | None:
+def _closure(roots: tuple[str, ...]) -> frozenset[str]:
+    packages = frozenset({"oodbench", *(name.split(".")[0] for name in roots)})
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for base, names in _parsed(name).imports:
+            if _followed(base, packages):  # only the project's modules are looked up (never torch's)
+                stack.extend(f"{base}.{n}" if n and _is_module(f"{base}.{n}") else base for n in names)
+    return frozenset(seen)
+
+
+@functools.lru_cache(maxsize=None)
+def _closure_hash(roots: tuple[str, ...]) -> str:
+    # a plugin file's module name carries a digest of its path: its code, not where it lies, is what counts
+    entries = sorted(f"{PLUGIN_PREFIX if name.startswith(PLUGIN_PREFIX) else name}={_parsed(name).version}"
+                     for name in _closure(roots))
+    return hashlib.sha256(";".join(entries).encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parsed:
+    #: hash of the module's code without docstrings (None: no source to read)
+    version: str | None
+    #: what it imports: (module, names imported from it); ``from package import name`` imports the
+    #: submodule ``package.name`` when there is one, else ``package``
+    imports: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _source(name: str) -> str | None:
+    import importlib.util
+    import inspect
+    import sys
+
+    module = sys.modules.get(name)
+    try:
+        if module is not None:
+            return inspect.getsource(module)
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            return None
+        return Path(spec.origin).read_text()
+    except (OSError, TypeError, ImportError, ValueError):
+        return None
+
+
+def _is_module(name: str) -> bool:
+    """Whether ``name`` is a module, without importing it (nor its parent when that is a module)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return True
+    try:
+        parent = importlib.util.find_spec(name.rpartition(".")[0])
+        return parent is not None and parent.submodule_search_locations is not None and importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError, AttributeError):
+        return False
+
+
+def _imports(tree: Any, name: str, is_package: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """What a module's code imports, skipping ``if TYPE_CHECKING:`` blocks."""
+    import ast
+
+    package = name if is_package else name.rpartition(".")[0]
+    found: list[tuple[str, tuple[str, ...]]] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, ("",)) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            found.append((base, tuple(alias.name for alias in node.names)))
+        stack.extend(ast.iter_child_nodes(node))
+    return tuple(sorted(set(found)))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(name: str) -> _Parsed:
     """Once per module and process (a plan asks for a few modules' versions a hundred times; the
     code a process runs does not change while it runs, even if its files do)."""
     import ast
-    import inspect
+    import importlib.util
+    import sys
 
+    text = _source(name)
     try:
-        tree = ast.parse(inspect.getsource(module))
-    except (OSError, TypeError, SyntaxError):
-        return None
+        tree = ast.parse(text) if text is not None else None
+    except SyntaxError:
+        tree = None
+    if tree is None:
+        return _Parsed(None, ())
+    module = sys.modules.get(name)
+    if module is not None:
+        is_package = hasattr(module, "__path__")
+    else:
+        spec = importlib.util.find_spec(name)
+        is_package = spec is not None and spec.submodule_search_locations is not None
+    imports = _imports(tree, name, is_package)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:12]
+    return _Parsed(hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:12], imports)

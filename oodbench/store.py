@@ -121,14 +121,28 @@ class ResultStore:
         return self
 
     def _connect(self) -> sqlite3.Connection:
+        """A connection to the database, created or brought up to the current schema; a file that is not
+        an SQLite database is an error naming it (and is left as it is)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=30)
-        with connection:
-            for statement in _create_statements():
-                connection.execute(statement)
-            _add_missing_columns(connection)
-            _widen_unique_cell(connection)
+        try:
+            with connection:
+                for statement in _create_statements():
+                    connection.execute(statement)
+                _add_missing_columns(connection)
+                _widen_unique_cell(connection)
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+                raise
+            raise ConfigError(f"{self.path} is not an oodbench results database ({error})",
+                              "move the file away, or pass --results DIR to write the results elsewhere") from None
         return connection
+
+    def check(self) -> "ResultStore":
+        """This store, once it is known to be writable: called before a run starts any work."""
+        self._connect().close()
+        return self
 
     def start_run(self, run_id: str, **fields: Any) -> None:
         """Open a run's row; this process holds the run's lease until :meth:`finish_run` (or its end)."""

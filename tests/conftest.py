@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -9,6 +10,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO.parent / "shared" / "data" / "catalog.toml"
+#: set by ``.ci/run``: CI installs everything a test can need (Ray, Chromium, the offline catalog, a
+#: sandbox for --sealed), so there a skipped test is a missing dependency, and the session fails
+STRICT = os.environ.get("OODBENCH_TEST_STRICT") == "1"
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if STRICT and skipped and exitstatus == 0:
+        reporter.ensure_newline()
+        reporter.write_line(f"OODBENCH_TEST_STRICT=1: {len(skipped)} test(s) skipped for a missing dependency, "
+                            "which fails the session:", red=True)
+        for report in skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            reporter.write_line(f"  {report.nodeid}: {reason}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}

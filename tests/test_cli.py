@@ -6,6 +6,7 @@ import re
 import zipfile
 
 import fakes
+import numpy as np
 import pytest
 from helpers import run_tiny, sha256, store_rows, write_plugin
 
@@ -95,6 +96,24 @@ def test_catalog_errors_are_clear_and_write_nothing(tiny_catalog, tmp_path, caps
     assert message in err and "test.zip" in err and "fix:" in err
     assert err.count("error:") == 1
     assert store_rows(tmp_path / "results") == [] and store_rows(tmp_path / "results", "runs") == []
+
+
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_a_results_file_that_is_not_a_database_is_named_and_left_alone(tiny_catalog, tmp_path, capsys, command):
+    results = tmp_path / "results"
+    results.mkdir()
+    junk = np.random.default_rng(0).bytes(4096)
+    (results / "oodbench.sqlite").write_bytes(junk)
+    if command == "run":
+        code = run_tiny(tiny_catalog, results, "--methods", "msp")
+    else:
+        code = main(["report", "--results", str(results), "--out", str(tmp_path / "report")])
+    captured = capsys.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    assert f"error: {results / 'oodbench.sqlite'} is not an oodbench results database" in captured.err
+    assert "fix: move the file away, or pass --results DIR" in captured.err
+    assert (results / "oodbench.sqlite").read_bytes() == junk
+    assert not (tmp_path / "home" / "cache" / "checkpoint").exists()  # the run stopped before any work
 
 
 def test_plugin_method_runs_next_to_builtins_and_broken_plugins_are_reported(tiny_catalog, tmp_path, capsys):
@@ -190,6 +209,9 @@ def test_tune_chooses_parameters_on_validation_data_and_records_them(tiny_catalo
     assert tuned["validation"]["ood"] == "tiny-aux/train" and len(tuned["grid"]) == 28
     assert json.loads(rows["odin"]["params"])["eps"] == tuned["chosen"]["eps"]
     assert "tuned" not in json.loads(rows["msp"]["protocol"])  # no search space: nothing to tune
+    fitted = json.loads(rows["mahalanobis"]["protocol"])
+    assert fitted["fit_split"] == "tiny/train without the 40-image validation slice of --tune"
+    assert fitted["tuned"]["validation"]["id"] == "tiny/train (40-image slice)"
     assert run_tiny(tiny_catalog, tmp_path / "results", *args) == 0
     assert "tune: 2 cached, 0 computed" in capsys.readouterr().out
     assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "odin", "--tune", "--tune-ood", "tiny-ood") == 2

@@ -89,3 +89,20 @@ def test_catalog_defaults_and_errors(tmp_path):
         load_catalog(path)
     with pytest.raises(ConfigError, match="not found"):
         load_catalog(tmp_path / "missing.toml")
+
+
+def test_a_held_out_slice_leaves_exactly_the_other_rows_of_the_fit_split():
+    from oodbench.data.arrays import SplitArrays
+    from oodbench.data.source import ImageFormat
+    from oodbench.engine.inputs import held_out
+
+    labels = np.repeat(np.arange(10), 30)
+    images = np.arange(len(labels), dtype=np.uint8)[:, None, None, None].repeat(2, axis=1)
+    whole = SplitArrays("d", "train", images, labels, "k", "h", ImageFormat(2, 1))
+    fit, validation = whole.limited(200), whole.limited(40)
+    rows = held_out(fit, validation)
+    kept = set(fit.positions[rows].tolist())
+    assert kept == set(fit.positions.tolist()) - set(validation.positions.tolist()) and len(rows) >= 160
+    assert held_out(whole, validation).tolist() == sorted(set(range(300)) - set(validation.positions.tolist()))
+    other = SplitArrays("d", "test", images, labels, "k", "h", ImageFormat(2, 1)).limited(40)
+    assert held_out(whole, other) is None and held_out(whole, None) is None

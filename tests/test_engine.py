@@ -105,7 +105,8 @@ def test_a_fit_that_returns_objects_fails_its_cells_with_the_reason(tiny_catalog
 def test_importing_the_contract_loads_no_other_oodbench_module():
     code = "import sys, oodbench.api; print(sorted(m for m in sys.modules if m.split('.')[0] in ('oodbench', 'torch')))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert loaded == "['oodbench', 'oodbench.api']"
+    contracts = ", ".join(f"'oodbench.api.{name}'" for name in ("backbones", "datasets", "inputs", "methods", "presets"))
+    assert loaded == f"['oodbench', 'oodbench.api', {contracts}]"
 
 
 def test_plan_before_and_after_a_run(tiny_catalog, tmp_path, capsys):

@@ -26,11 +26,9 @@ from oodbench.data.source import ImageFormat, ImageSet, Source, SourceContext
 from oodbench.data.subsets import subset_indices
 from oodbench.engine.cache import ArtifactCache, save_array
 from oodbench.errors import ConfigError, DataError
-from oodbench.hashing import array_hash, stable_hash
+from oodbench.hashing import array_hash, code_closure, stable_hash
 from oodbench.progress import progress
 
-#: Bump when the conversion below changes, so that cached arrays are rebuilt.
-MATERIALIZE_VERSION = 1
 STAGE = "materialise"
 
 
@@ -48,6 +46,8 @@ class SplitArrays:
     content_hash: str
     fmt: ImageFormat
     notes: tuple[str, ...] = field(default=())
+    #: the positions of these samples in the whole split (None: the whole split, in order)
+    positions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -70,7 +70,17 @@ class SplitArrays:
             content_hash=stable_hash({"parent": self.content_hash, "indices": array_hash(indices)}),
             fmt=self.fmt,
             notes=self.notes + (f"subset of {len(indices)} / {len(self)} (seed {seed})",),
+            positions=indices if self.positions is None else self.positions[indices],
         )
+
+    def rows_outside(self, other: "SplitArrays") -> np.ndarray:
+        """The rows of this split (indices into it, in order) whose samples are not in ``other``, a
+        subset of the same whole split (e.g. a validation slice held out of a fit)."""
+        if other.dataset != self.dataset or other.split != self.split:
+            raise ValueError(f"{other.label} is not a subset of {self.label}'s split")
+        mine = np.arange(len(self)) if self.positions is None else self.positions
+        theirs = np.arange(len(other)) if other.positions is None else other.positions
+        return np.flatnonzero(~np.isin(mine, theirs))
 
 
 def split_source(spec: DatasetSpec, split: str) -> Source:
@@ -94,9 +104,10 @@ def training_split(spec: DatasetSpec) -> str:
     return "train" if "train" in spec.splits else evaluation_split(spec)
 
 
-def arrays_key(identity: dict, fmt: ImageFormat) -> str:
-    """Cache key of a split's arrays: the source's content identity and the image format."""
-    return stable_hash({"identity": identity, "format": fmt, "version": MATERIALIZE_VERSION})
+def arrays_key(source: Source, identity: dict, fmt: ImageFormat) -> str:
+    """Cache key of a split's arrays: the source's content identity, the image format, and the code that
+    reads and converts them."""
+    return stable_hash({"identity": identity, "format": fmt, "code": code_closure(__name__, type(source))})
 
 
 def split_key(arrays: str, limit: int | None) -> str:
@@ -147,7 +158,7 @@ def materialize(spec: DatasetSpec, split: str, fmt: ImageFormat, ctx: SourceCont
     source = split_source(spec, split)
     source.fetch(ctx)
     identity = source.identity(ctx)
-    key = arrays_key(identity, fmt)
+    key = arrays_key(source, identity, fmt)
     label = f"{spec.name}/{split}"
 
     def compute(directory) -> dict:

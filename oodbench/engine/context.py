@@ -7,6 +7,7 @@ the objects defined here are those outputs (a :class:`Network`, an :class:`Extra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -15,8 +16,9 @@ from oodbench.api import KnownCheckpoint
 from oodbench.config import RunConfig
 from oodbench.data.source import SourceContext
 from oodbench.engine.cache import ArtifactCache
-from oodbench.engine.device import Compute
-from oodbench.engine.estimate import Throughput
+from oodbench.engine.device import Compute, select_compute
+from oodbench.engine.estimate import Throughput, device_label
+from oodbench.hashing import DigestMemo
 from oodbench.models.classifier import ImageClassifier
 
 
@@ -45,6 +47,26 @@ class EngineContext:
     batch_sizes: dict[str, int] = field(default_factory=dict)
     #: the settings the context was made from (a cluster executor rebuilds it on its workers)
     config: RunConfig | None = None
+
+    @classmethod
+    def create(cls, device: str | None, precision: str | None, compile: bool | None, cache_dir: Path, data_root: Path,
+               download: bool, batch_size: int | None = None, say: Callable[[str], None] = print,
+               config: RunConfig | None = None) -> "EngineContext":
+        """Device and precision, the artifact cache at ``cache_dir``, data access and the throughput
+        store of this device."""
+        compute = select_compute(device, precision, compile)
+        cache = ArtifactCache(cache_dir)
+        sources = SourceContext(data_root, download, DigestMemo(cache_dir / "digests.json"))
+        ctx = cls(compute, cache, sources, Throughput(cache_dir / "throughput.json", device_label(compute)), batch_size, say,
+                  config=config)
+        cache.note = ctx.note
+        return ctx
+
+    @classmethod
+    def for_run(cls, config: RunConfig, say: Callable[[str], None] = print) -> "EngineContext":
+        """The context of a run with ``config`` (a cluster executor rebuilds it on its workers from the same)."""
+        return cls.create(config.device, config.precision, config.compile, config.cache_dir, config.data_root, config.download,
+                          config.batch_size, say, config)
 
     def batch_for(self, network: "Network") -> int:
         """The inference batch size of ``network``'s backbone."""

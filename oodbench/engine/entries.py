@@ -13,7 +13,7 @@ import pytorch_ood
 from oodbench.api import Capabilities, DatasetSpec, Method
 from oodbench.config import RunConfig
 from oodbench.errors import ConfigError
-from oodbench.hashing import code_version, stable_hash
+from oodbench.hashing import code_closure, stable_hash
 from oodbench.params import reduced_settings, resolve_params
 from oodbench.registry import Registry
 
@@ -34,12 +34,11 @@ class MethodEntry:
     fit_split: str = "train"
 
     def identity(self) -> dict:
-        """What identifies its computation: the method (not a variant's label), parameters, the source
-        code of its class and of the classes it builds on (another method's loss, a shared training
-        loop), pytorch-ood's version."""
-        modules = [c for c in self.cls.__mro__ if c.__module__ not in ("builtins", Method.__module__)]
-        return {"method": self.cls.name, "params": dataclasses.asdict(self.params),
-                "code": [code_version(c) for c in modules], "pytorch_ood": pytorch_ood.__version__}
+        """What identifies its computation: the method (not a variant's label), parameters, the code of
+        its module and of every project module it imports (another method's loss, a shared training
+        loop: :func:`~oodbench.hashing.code_closure`), pytorch-ood's version."""
+        return {"method": self.cls.name, "params": dataclasses.asdict(self.params), "code": code_closure(self.cls),
+                "pytorch_ood": pytorch_ood.__version__}
 
     @property
     def params_hash(self) -> str:

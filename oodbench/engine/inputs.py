@@ -41,8 +41,10 @@ def _values(ctx, caps: Capabilities, network: Network, images: np.ndarray, extra
     values: dict[Reads, Any] = {}
     if Reads.LOGITS in caps.reads or Reads.ALL_LOGITS in caps.reads:
         logits = torch.from_numpy(pick(extraction.logits)).to(device)
-        values[Reads.LOGITS] = logits[:, : network.model.num_classes]
-        values[Reads.ALL_LOGITS] = logits
+        if Reads.LOGITS in caps.reads:
+            values[Reads.LOGITS] = logits[:, : network.model.num_classes]
+        if Reads.ALL_LOGITS in caps.reads:
+            values[Reads.ALL_LOGITS] = logits
     if Reads.FEATURES in caps.reads:
         values[Reads.FEATURES] = torch.from_numpy(pick(extraction.features)).to(device)
     if Reads.HEAD in caps.reads:
@@ -75,9 +77,9 @@ def pixel_score_inputs(ctx, method: str, caps: Capabilities, network: Network, p
             outputs.append(logits.float())
             features.append(feats.float())
             ctx.forwarded(len(chunk))
-        values[Reads.ALL_LOGITS] = torch.cat(outputs)
-        values[Reads.LOGITS] = values[Reads.ALL_LOGITS][:, : model.num_classes]
-        values[Reads.FEATURES] = torch.cat(features)
+        computed = {Reads.ALL_LOGITS: torch.cat(outputs), Reads.FEATURES: torch.cat(features)}
+        computed[Reads.LOGITS] = computed[Reads.ALL_LOGITS][:, : model.num_classes]
+        values.update({read: value for read, value in computed.items() if read in caps.reads})
     if Reads.HEAD in caps.reads:
         values[Reads.HEAD] = model.head()
     if Reads.IMAGES in caps.reads:
@@ -86,11 +88,20 @@ def pixel_score_inputs(ctx, method: str, caps: Capabilities, network: Network, p
     return ScoreInputs(method, caps.reads, values, model.num_classes)
 
 
+def held_out(train: SplitArrays, holdout: SplitArrays | None) -> np.ndarray | None:
+    """The rows of ``train`` a fit may use when ``holdout`` (``--tune``'s validation slice) is held out
+    of it: those not in ``holdout`` (None: every row; also when ``holdout`` comes from another split)."""
+    if holdout is None or (holdout.dataset, holdout.split) != (train.dataset, train.split):
+        return None
+    return train.rows_outside(holdout)
+
+
 def fit_inputs(ctx, method: str, caps: Capabilities, network: Network, train: SplitArrays, extraction: Extraction | None,
-               seed: int, scratch: Path) -> FitInputs:
-    """The ID training split's declared representations with labels, seed, scratch and progress."""
-    values = _values(ctx, caps, network, train.images, extraction, None)
-    labels = torch.as_tensor(np.asarray(train.labels)).to(ctx.compute.device)
+               seed: int, scratch: Path, rows: np.ndarray | None = None) -> FitInputs:
+    """The ID training split's declared representations with labels, seed, scratch and progress
+    (``rows``: only these rows of it)."""
+    values = _values(ctx, caps, network, train.images, extraction, rows)
+    labels = torch.as_tensor(np.asarray(train.labels if rows is None else train.labels[rows])).to(ctx.compute.device)
     return FitInputs(method, caps.reads, values, network.model.num_classes, labels, seed, scratch, progress)
 
 

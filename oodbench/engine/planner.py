@@ -11,7 +11,6 @@ set. Nothing here knows a method, dataset or backbone by name.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -23,6 +22,7 @@ from oodbench.data.arrays import evaluation_split, training_split
 from oodbench.data.source import ImageFormat
 from oodbench.engine.entries import MethodEntry, method_entries
 from oodbench.engine.plan import Cell, Plan, Task
+from oodbench.engine.records import static_columns
 from oodbench.engine.stages.attack import plan_attack
 from oodbench.engine.stages.checkpoint import plan_checkpoint
 from oodbench.engine.stages.extract import plan_extract
@@ -34,11 +34,10 @@ from oodbench.engine.stages.metrics import plan_metrics
 from oodbench.engine.stages.overlap import plan_overlap
 from oodbench.engine.stages.score import plan_score
 from oodbench.engine.stages.tune import plan_tune
-from oodbench.hashing import code_version
 from oodbench.models.checkpoints import build_classifier
 from oodbench.registry import Registry
 
-#: ID training images held out as the ID side of --tune's validation data
+#: ID training images held out as the ID side of --tune's validation data (a fifth of a smaller training split)
 TUNE_IMAGES = 1000
 
 
@@ -138,8 +137,7 @@ class _Planner:
         return tuple(self.overlaps[pair] for pair in pairs)
 
     def extract(self, network: Task, name: str, split: PlannedSplit, group: str | None = None, announce=None) -> Task:
-        task = plan_extract(self.ctx, network, name, split, self.backbone.name, self.backbone.feature_dim,
-                            self.id_spec.num_classes, self.model_mb, group)
+        task = plan_extract(self.ctx, network, name, split, self.backbone, self.id_spec.num_classes, self.model_mb, group)
         task.announce = task.announce or announce
         return self.plan.tasks[self.plan.add(task)]
 
@@ -151,20 +149,22 @@ class _Planner:
         aux = self.aux(entry)
         if caps.trains:
             network = add(plan_finetune(self.ctx, entry, base, f"{self.backbone.name} (seed {seed})", self.train(), aux, seed,
-                                        self.backbone.name, self.model_mb))
+                                        self.backbone, self.model_mb))
             accuracy = self.extract(network, name, id_test, group, _announce_finetune(entry.label))
-        fit = fit_on = fit_extraction = tune = None
+        fit = fit_on = fit_extraction = tune = holdout = None
         if caps.fits:
             fit_on = self.train() if entry.fit_split == "train" else self.split(self.id_spec, entry.fit_split, self.config.limit)
             fit_extraction = self.extract(network, name, fit_on, group) if caps.extracted else None
         if self.config.tune and entry.cls.search_space and not caps.trains:
-            tune = add(self.tuning(entry, network, name, fit_on, fit_extraction, group, seed))
+            validation = self.validation()
+            holdout = validation[0] if fit_on is not None and fit_on.split == validation[0].split else None
+            tune = add(self.tuning(entry, network, name, fit_on, fit_extraction, group, seed, validation))
         if caps.fits:
-            fit = add(plan_fit(self.ctx, entry, network, fit_on, fit_extraction, seed, self.row_width, tune))
+            fit = add(plan_fit(self.ctx, entry, network, fit_on, fit_extraction, seed, self.row_width, tune, holdout))
         scores = {}
         for split in [id_test, *oods]:
             extraction = self.extract(network, name, split, group) if caps.extracted else None
-            scores[split.label] = plan_score(self.ctx, entry, network, split, extraction, fit, seed, self.backbone.name,
+            scores[split.label] = plan_score(self.ctx, entry, network, split, extraction, fit, seed, self.backbone,
                                              self.row_width, tune)
         for task in sorted(scores.values(), key=lambda t: t.key or t.id):
             add(task)
@@ -173,35 +173,42 @@ class _Planner:
             metrics = add(plan_metrics(network, accuracy, scores[id_test.label], scores[split.label], fit, caps.trains,
                                        entry.label, f"{entry.label} on {split.spec.name} (seed {seed})"))
             self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id,
-                                        self.static(entry, seed, id_test, split, aux), self.checks(entry, id_test, split)))
+                                        self.static(entry, seed, id_test, split, aux, fit_on, holdout),
+                                        self.checks(entry, id_test, split)))
         for spec in map(parse_attack, self.config.attacks):
-            self.attacked(entry, seed, spec, network, accuracy, fit, scores, id_test, oods, base, base_accuracy, aux, tune)
+            self.attacked(entry, seed, spec, network, accuracy, fit, scores, id_test, oods, base, base_accuracy, aux, tune,
+                          fit_on, holdout)
 
-    def tuning(self, entry: MethodEntry, network: Task, name: str, fit_on: PlannedSplit | None, fit_extraction: Task | None,
-               group: str | None, seed: int) -> Task:
-        """The search of ``entry``'s grid on validation data: a held-out slice of the ID training split
-        (:data:`TUNE_IMAGES` of it) against ``--tune-ood``."""
+    def validation(self) -> list[PlannedSplit]:
+        """``--tune``'s validation data: a slice of the ID training split (:data:`TUNE_IMAGES` of it,
+        held out of the fits of tuned methods) and ``--tune-ood``."""
         ood_spec = self.registry.dataset(self.config.tune_ood)
         ood_split = training_split(ood_spec) if ood_spec.role == "aux" else evaluation_split(ood_spec)
-        validation = [self.split(self.id_spec, "train", TUNE_IMAGES), self.split(ood_spec, ood_split, TUNE_IMAGES)]
+        train = self.train().count
+        images = TUNE_IMAGES if train is None else max(1, min(TUNE_IMAGES, train // 5))  # most of a small split stays to fit on
+        return [self.split(self.id_spec, "train", images), self.split(ood_spec, ood_split, images)]
+
+    def tuning(self, entry: MethodEntry, network: Task, name: str, fit_on: PlannedSplit | None, fit_extraction: Task | None,
+               group: str | None, seed: int, validation: list[PlannedSplit]) -> Task:
+        """The search of ``entry``'s grid on ``validation`` data."""
         extracted = [self.extract(network, name, split, group) if entry.caps.extracted else None for split in validation]
         return plan_tune(self.ctx, entry, network, fit_on, fit_extraction, *zip(validation, extracted, strict=True), seed)
 
     def attacked(self, entry: MethodEntry, seed: int, spec: AttackSpec, network: Task, accuracy: Task, fit: Task | None,
                  clean: dict[str, Task], id_test: PlannedSplit, oods: list[PlannedSplit], base: Task, base_accuracy: Task,
-                 aux: PlannedSplit | None, tune: Task | None) -> None:
+                 aux: PlannedSplit | None, tune: Task | None, fit_on: PlannedSplit | None, holdout: PlannedSplit | None) -> None:
         """The cells of ``entry`` under ``spec``: attacked ID and / or OOD scores, or 'not attacked' cells."""
         add = lambda task: self.plan.tasks[self.plan.add(task)]  # noqa: E731
 
         def scores(split: PlannedSplit, toward_ood: bool) -> Task:
             if not spec.attacks("id" if toward_ood else "ood"):
                 return clean[split.label]
-            return add(plan_attack(self.ctx, entry, network, split, fit, spec, toward_ood, seed, self.backbone.name,
+            return add(plan_attack(self.ctx, entry, network, split, fit, spec, toward_ood, seed, self.backbone,
                                    self.model_mb, self.fmt.size * self.fmt.size * self.fmt.channels, tune))
 
         id_scores = scores(id_test, True) if entry.caps.attack else None
         for split in oods:
-            static = {**self.static(entry, seed, id_test, split, aux), "attack": spec.describe()}
+            static = {**self.static(entry, seed, id_test, split, aux, fit_on, holdout), "attack": spec.describe()}
             if entry.caps.attack is None:
                 self.plan.cells.append(Cell(entry.label, seed, split.spec.name, None, (), base.id, base_accuracy.id, static,
                                             self.checks(entry, id_test, split)))
@@ -213,21 +220,12 @@ class _Planner:
             self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id, static,
                                         self.checks(entry, id_test, split)))
 
-    def static(self, entry: MethodEntry, seed: int, id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None) -> dict:
-        """The columns of a result row known before anything runs."""
-        caps = entry.caps
-        train_label = f"{self.id_spec.name}/train"
-        fit_label = f"{self.id_spec.name}/{entry.fit_split}"
-        return {
-            "method": entry.label, "params": dataclasses.asdict(entry.params), "params_hash": entry.params_hash,
-            "method_version": code_version(entry.cls), "backbone": self.backbone.name,
-            "id_dataset": self.id_spec.name, "id_stands_for": self.id_spec.stands_for,
-            "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for, "ood_group": self.grouping.ood_group(ood.spec),
-            "table_order": entry.cls.table_order, "reduced": entry.reduced, "aux_dataset": entry.aux, "seed": seed, "attack": "",
-            "protocol": {"name": self.config.protocol, "fit_split": fit_label if caps.fits else None, "reads": caps.describe(), "id_split": id_test.label,
-                         "precision": self.ctx.compute.precision, "trained_on": train_label if caps.trains else None,
-                         "aux_split": aux.label if aux else None},
-        }
+    def static(self, entry: MethodEntry, seed: int, id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None,
+               fit_on: PlannedSplit | None, holdout: PlannedSplit | None) -> dict:
+        fit_split = None if fit_on is None else fit_on.label + (
+            f" without the {holdout.count}-image validation slice of --tune" if holdout is not None else "")
+        return static_columns(entry, seed, self.backbone.name, self.id_spec, self.grouping, id_test, ood, aux, fit_split,
+                              self.config.protocol, self.ctx.compute.precision)
 
     def build(self) -> dict:
         """Plan this part's tasks and cells; returns its description."""

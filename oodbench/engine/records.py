@@ -12,12 +12,35 @@ import secrets
 import time
 from typing import Any, Sequence
 
+from oodbench.api import DatasetSpec
 from oodbench.config import RunConfig
 from oodbench.engine.context import Overlap, Tuned
-from oodbench.engine.executors import Outcome
+from oodbench.engine.entries import MethodEntry
+from oodbench.engine.execution import Outcome
 from oodbench.engine.plan import Cell, Plan, Task
+from oodbench.engine.stages.materialise import PlannedSplit
+from oodbench.hashing import code_closure
 from oodbench.provenance import config_record, git_commit, hardware, package_versions
 from oodbench.store import ResultStore
+
+
+def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: DatasetSpec, grouping: DatasetSpec,
+                   id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None, fit_split: str | None, protocol: str,
+                   precision: str) -> dict:
+    """The columns of a result row known before anything runs (``grouping``: the ID spec whose near/far
+    lists apply; ``fit_split``: what the method was fitted on); the rest come from the cell's metrics
+    task, or its failure."""
+    caps = entry.caps
+    return {
+        "method": entry.label, "params": dataclasses.asdict(entry.params), "params_hash": entry.params_hash,
+        "method_version": code_closure(entry.cls), "backbone": backbone,
+        "id_dataset": id_spec.name, "id_stands_for": id_spec.stands_for,
+        "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for, "ood_group": grouping.ood_group(ood.spec),
+        "table_order": entry.cls.table_order, "reduced": entry.reduced, "aux_dataset": entry.aux, "seed": seed, "attack": "",
+        "protocol": {"name": protocol, "fit_split": fit_split,
+                     "reads": caps.describe(), "id_split": id_test.label, "precision": precision,
+                     "trained_on": f"{id_spec.name}/train" if caps.trains else None, "aux_split": aux.label if aux else None},
+    }
 
 
 class Recorder:

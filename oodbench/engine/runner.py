@@ -20,17 +20,13 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from oodbench.config import RunConfig
-from oodbench.data.source import SourceContext
 from oodbench.engine.batching import inference_batch_size
-from oodbench.engine.cache import ArtifactCache
 from oodbench.engine.context import EngineContext
-from oodbench.engine.device import select_compute
-from oodbench.engine.estimate import Throughput, device_label
-from oodbench.engine.executors import Outcome, get_executor
+from oodbench.engine.execution import Outcome
+from oodbench.engine.executors import get_executor
 from oodbench.engine.plan import Plan, Task
 from oodbench.engine.planner import build_plan
 from oodbench.engine.records import Recorder
-from oodbench.hashing import DigestMemo
 from oodbench.models.checkpoints import build_classifier
 from oodbench.models.distributed import World, join_from_environment
 from oodbench.registry import Registry
@@ -67,22 +63,11 @@ def achieved_rates(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, float]
     return {kind: items / seconds for kind, (items, seconds) in totals.items()}
 
 
-def engine_context(config: RunConfig, say: Callable[[str], None] = print) -> EngineContext:
-    """Device, cache, data access and throughput store of a run with ``config``."""
-    compute = select_compute(config.device, config.precision, config.compile)
-    cache = ArtifactCache(config.cache_dir)
-    sources = SourceContext(config.data_root, config.download, DigestMemo(config.cache_dir / "digests.json"))
-    ctx = EngineContext(compute, cache, sources, Throughput(config.cache_dir / "throughput.json", device_label(compute)),
-                        config.batch_size, say, config=config)
-    cache.note = ctx.note
-    return ctx
-
-
 def plan_run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], None] = print,
              fetch: bool = False) -> tuple[Plan, EngineContext]:
     """The plan of a grid of ``configs`` (one per ID dataset and backbone) without running it
     (``fetch``: download missing data now)."""
-    ctx = engine_context(configs[0], say)
+    ctx = EngineContext.for_run(configs[0], say)
     return build_plan(configs, registry, ctx, fetch), ctx
 
 
@@ -145,6 +130,7 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
     world = join_from_environment()
     if not world.writer:
         return _train_beside(configs, registry, world)
+    store = ResultStore(config.results_dir / "oodbench.sqlite").check()
     plan, ctx = plan_run(configs, registry, say, fetch=True)
     plan.header["world_size"] = world.size
     for label, aux in plan.header["aux"].items():
@@ -153,7 +139,6 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
         say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
     runner = get_executor(executor, address)
     data = _materialise(plan, ctx, registry, runner, None, say)
-    store = ResultStore(config.results_dir / "oodbench.sqlite")
     recorder = Recorder(store, plan, ctx)
     recorder.start(configs)
     status, outcomes = "failed", data

@@ -18,7 +18,7 @@ from oodbench.data.arrays import SplitArrays
 from oodbench.engine.cache import ArtifactCache
 from oodbench.engine.device import Compute
 from oodbench.errors import ConfigError, DataError
-from oodbench.hashing import DigestMemo, code_version, stable_hash
+from oodbench.hashing import DigestMemo, code_closure, stable_hash
 from oodbench.models import distributed, training
 from oodbench.models.classifier import ImageClassifier
 
@@ -108,11 +108,12 @@ def load_file(backbone: BackboneSpec, path: Path, num_classes: int) -> ImageClas
 def trained_key(backbone: BackboneSpec, num_classes: int, train_key: str, recipe: TrainingRecipe, seed: int,
                 compute: Compute) -> str:
     """Cache key of a classifier trained with the CE recipe (whether it may compile is part of it:
-    compiled and eager training differ in the last bits)."""
-    return stable_hash({"backbone": backbone.name, "architecture": code_version(backbone.build(num_classes, backbone.channels).__class__),
-                        "num_classes": num_classes, "train": train_key, "recipe": recipe, "seed": seed,
-                        "precision": compute.precision, "compile": compute.compile, "training": code_version(training),
-                        "initialisation": code_version(build_classifier), "classifier": code_version(ImageClassifier)})
+    compiled and eager training differ in the last bits), with the code of the training and of the
+    backbone's architecture."""
+    architecture = backbone.build(num_classes, backbone.channels).__class__
+    return stable_hash({"backbone": backbone.name, "num_classes": num_classes, "train": train_key, "recipe": recipe, "seed": seed,
+                        "precision": compute.precision, "compile": compute.compile,
+                        "code": code_closure(__name__, backbone.build, architecture)})
 
 
 def train_or_load(backbone: BackboneSpec, id_dataset: str, num_classes: int, train: SplitArrays, recipe: TrainingRecipe,

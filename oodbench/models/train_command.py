@@ -12,12 +12,10 @@ import shutil
 
 from oodbench.config import choose_preset
 from oodbench.data.arrays import materialize
-from oodbench.data.source import ImageFormat, SourceContext
-from oodbench.engine.cache import ArtifactCache
-from oodbench.engine.device import select_compute
+from oodbench.data.source import ImageFormat
+from oodbench.engine.context import EngineContext
 from oodbench.engine.stages.extract import forward_pass
 from oodbench.errors import ConfigError
-from oodbench.hashing import DigestMemo
 from oodbench.metrics import accuracy
 from oodbench.models.checkpoints import STAGE, train_or_load, trained_key
 from oodbench.models.distributed import join_from_environment
@@ -33,9 +31,8 @@ def train_command(registry: Registry, args: argparse.Namespace, paths: dict) -> 
     backbone = registry.backbone(args.backbone or choose_preset(registry, None, True, torch.cuda.is_available()).backbone)
     world = join_from_environment()  # under torchrun: one process per GPU, data-parallel
     device = f"cuda:{torch.cuda.current_device()}" if world.size > 1 and torch.cuda.is_available() else args.device
-    compute = select_compute(device, args.precision, args.compile)
-    cache = ArtifactCache(paths["cache_dir"])
-    context = SourceContext(paths["data_root"], paths["download"], DigestMemo(paths["cache_dir"] / "digests.json"))
+    ctx = EngineContext.create(device, args.precision, args.compile, paths["cache_dir"], paths["data_root"], paths["download"])
+    compute, cache, context = ctx.compute, ctx.cache, ctx.sources
     fmt = ImageFormat(backbone.input_size, backbone.channels)
     train = materialize(spec, "train", fmt, context, cache, args.train_limit)
     recipe = backbone.recipe if args.epochs is None else dataclasses.replace(backbone.recipe, epochs=args.epochs)

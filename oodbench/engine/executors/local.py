@@ -9,7 +9,7 @@ from typing import Callable, Collection
 
 import torch
 
-from oodbench.engine.executors import Outcome
+from oodbench.engine.execution import Outcome
 from oodbench.engine.plan import Plan, Task
 from oodbench.faults import reached
 

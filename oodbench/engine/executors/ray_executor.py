@@ -41,7 +41,7 @@ from typing import Any, Callable, Collection
 import torch
 
 from oodbench import faults
-from oodbench.engine.executors import Outcome
+from oodbench.engine.execution import Outcome
 from oodbench.engine.plan import Plan, Task
 from oodbench.errors import ConfigError
 from oodbench.progress import progress
@@ -86,7 +86,7 @@ _contexts: dict[str, Any] = {}
 
 
 def _worker_context(config, batch_sizes: dict[str, int], threads: int):
-    from oodbench.engine.runner import engine_context
+    from oodbench.engine.context import EngineContext
     from oodbench.hashing import stable_hash
 
     key = stable_hash({"config": repr(config), "batch": batch_sizes})
@@ -94,7 +94,7 @@ def _worker_context(config, batch_sizes: dict[str, int], threads: int):
         # arrays from the object store are read-only; the engine never writes to its inputs
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         torch.set_num_threads(threads)
-        ctx = engine_context(config, say=lambda text: None)
+        ctx = EngineContext.for_run(config, say=lambda text: None)
         ctx.batch_sizes.update(batch_sizes)
         _contexts[key] = ctx
     return _contexts[key]

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import torch
 
+from oodbench.api import BackboneSpec
 from oodbench.attacks import AttackSpec, pgd
 from oodbench.data.batches import pixel_batches
 from oodbench.engine.context import ScoredSplit
@@ -25,7 +26,7 @@ from oodbench.engine.inputs import pixel_score_inputs, sample_order, unpermute
 from oodbench.engine.plan import Resources, Task, array_mb
 from oodbench.engine.stages.fit import decode_state
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import code_version, stable_hash
+from oodbench.hashing import code_closure, stable_hash
 
 KIND = "attack"
 
@@ -65,16 +66,17 @@ def _attack(ctx, entry: MethodEntry, network, split, fitted, tuned, spec: Attack
 
 
 def plan_attack(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, fit: Task | None, spec: AttackSpec,
-                toward_ood: bool, seed: int, backbone: str, model_mb: float, image_values: int, tune: Task | None = None) -> Task:
+                toward_ood: bool, seed: int, backbone: BackboneSpec, model_mb: float, image_values: int,
+                tune: Task | None = None) -> Task:
     """The attacked scores of ``split``: pushed toward OOD (an ID split) or toward ID (an OOD split), with
     the parameters ``tune`` chose when given."""
     keys = (network.key, split.key, *([fit.key] if fit else []), *([tune.key] if tune else []))
     base = None if None in keys else {
         **entry.identity(), "checkpoint": network.key, "fit": fit.key if fit else None, "split": split.key,
         "precision": ctx.compute.precision, "seed": seed, **({"tuned": tune.key} if tune else {})}
-    key = None if base is None else stable_hash({**base, "attack": spec, "toward_ood": toward_ood, "code": code_version(pgd),
-                                                 "stage": code_version(pixel_score_inputs)})
-    rate = ctx.throughput.key("attack", f"{entry.cls.name}/{backbone}")
+    key = None if base is None else stable_hash({**base, "attack": spec, "toward_ood": toward_ood,
+                                                 "stage": code_closure(__name__, backbone.build)})
+    rate = ctx.throughput.key("attack", f"{entry.cls.name}/{backbone.name}")
     items = None if split.count is None else split.count * spec.steps
     inputs = {"network": network.id, "split": split.task, **({"fit": fit.id} if fit else {}), **({"tune": tune.id} if tune else {})}
     pixels_mb = array_mb(split.count, image_values)  # the attacked split's float pixels, on the device
@@ -82,5 +84,5 @@ def plan_attack(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, fit
                 f"{entry.label} under {spec.name} attack on {split.label} (toward {'OOD' if toward_ood else 'ID'})", key,
                 lambda ctx, inputs: _attack(ctx, entry, inputs["network"], inputs["split"], inputs.get("fit"), inputs.get("tune"),
                                             spec, toward_ood, seed, key, rate),
-                inputs=inputs, work=Work(rate, items, ctx.throughput.key("train", backbone)),
+                inputs=inputs, work=Work(rate, items, ctx.throughput.key("train", backbone.name)),
                 resources=Resources(ctx.compute.device.type, model_mb + pixels_mb), group=entry.label)

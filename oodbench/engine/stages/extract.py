@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from oodbench.api import BackboneSpec
 from oodbench.data.arrays import SplitArrays
 from oodbench.data.batches import pixel_batches
 from oodbench.engine.context import Extraction
@@ -20,7 +21,7 @@ from oodbench.engine.device import Compute
 from oodbench.engine.estimate import Work
 from oodbench.engine.plan import Resources, Task, array_mb
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import code_version, stable_hash
+from oodbench.hashing import code_closure, stable_hash
 from oodbench.metrics import accuracy
 from oodbench.models.classifier import ImageClassifier
 from oodbench.progress import progress
@@ -71,13 +72,14 @@ def _extract(ctx, network, split: SplitArrays, key: str, rate: str) -> Extractio
     return ctx.cache.cached(KIND, key, compute, load)
 
 
-def plan_extract(ctx, network_task: Task, network_name: str, split: PlannedSplit, backbone: str, feature_dim: int,
-                 num_classes: int, model_mb: float, group: str | None = None) -> Task:
+def plan_extract(ctx, network_task: Task, network_name: str, split: PlannedSplit, backbone: BackboneSpec, num_classes: int,
+                 model_mb: float, group: str | None = None) -> Task:
     """The extraction of ``split`` by the network of ``network_task`` (planned once, shared)."""
     key = None if network_task.key is None or split.key is None else stable_hash(
-        {"checkpoint": network_task.key, "split": split.key, "precision": ctx.compute.precision, "code": code_version(forward_pass),
-         "classifier": code_version(ImageClassifier)})
-    rate = ctx.throughput.key("forward", backbone)
+        {"checkpoint": network_task.key, "split": split.key, "precision": ctx.compute.precision,
+         "code": code_closure(__name__, backbone.build)})
+    rate = ctx.throughput.key("forward", backbone.name)
+    feature_dim = backbone.feature_dim
     memory = model_mb + array_mb(split.count, feature_dim + num_classes)
     return Task(f"extract:{network_task.id}:{split.ident}", KIND, f"{split.label} through {network_name}", key,
                 lambda ctx, inputs: _extract(ctx, inputs["network"], inputs["split"], key, rate),

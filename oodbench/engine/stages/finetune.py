@@ -13,15 +13,15 @@ import time
 
 import torch
 
+from oodbench.api import BackboneSpec
 from oodbench.engine.context import Network
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.estimate import Work
 from oodbench.engine.inputs import training_context
 from oodbench.engine.plan import TRAINING_COPIES, Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import code_version, stable_hash
+from oodbench.hashing import code_closure, stable_hash
 from oodbench.models import distributed
-from oodbench.models.classifier import ImageClassifier
 
 KIND = "finetune"
 
@@ -50,15 +50,15 @@ def _finetune(ctx, entry: MethodEntry, base: Network, train, aux, seed: int, key
 
 
 def plan_finetune(ctx, entry: MethodEntry, base: Task, network_name: str, train: PlannedSplit, aux: PlannedSplit | None,
-                  seed: int, backbone: str, model_mb: float) -> Task:
+                  seed: int, backbone: BackboneSpec, model_mb: float) -> Task:
     """The task that yields ``entry``'s fine-tuned :class:`Network` for ``seed`` (``model_mb``: MiB of its weights)."""
     parts = [base.key, train.key] + ([aux.key] if aux else [])
     key = None if any(p is None for p in parts) else stable_hash(
         {**entry.identity(), "base": base.key, "train": train.key, "aux": aux.key if aux else None, "seed": seed,
-         "precision": ctx.compute.precision, "classifier": code_version(ImageClassifier)})
+         "precision": ctx.compute.precision, "code": code_closure(__name__, backbone.build)})
     items = None if train.count is None or (aux and aux.count is None) else \
         entry.cls(entry.params).training_images(train.count, aux.count if aux else 0)
-    rate = ctx.throughput.key("train", backbone)
+    rate = ctx.throughput.key("train", backbone.name)
     inputs = {"base": base.id, "train": train.task, **({"aux": aux.task} if aux else {})}
     return Task(f"finetune:{entry.label}:{base.id}", KIND,
                 f"{entry.label} fine-tunes {network_name} on {train.label}" + (f" + {aux.label}" if aux else ""), key,

@@ -12,7 +12,7 @@ from oodbench.data.fingerprint import Fingerprints, fingerprints
 from oodbench.engine.estimate import Work
 from oodbench.engine.plan import Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import code_version, stable_hash
+from oodbench.hashing import code_closure, stable_hash
 
 KIND = "fingerprint"
 
@@ -34,7 +34,7 @@ def _fingerprint(ctx, split: SplitArrays, key: str, rate: str) -> Fingerprints:
 
 def plan_fingerprint(ctx, split: PlannedSplit) -> Task:
     """The fingerprints of ``split`` (planned once per split)."""
-    key = None if split.key is None else stable_hash({"split": split.key, "code": code_version(fingerprints)})
+    key = None if split.key is None else stable_hash({"split": split.key, "stage": code_closure(__name__)})
     rate = ctx.throughput.key("fingerprint", "images")
     return Task(f"fingerprint:{split.ident}", KIND, f"fingerprints of {split.label}", key,
                 lambda ctx, inputs: _fingerprint(ctx, inputs["split"], key, rate),

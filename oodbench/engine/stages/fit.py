@@ -18,10 +18,10 @@ import torch
 from oodbench.engine.context import FittedState
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.estimate import Work
-from oodbench.engine.inputs import fit_inputs
+from oodbench.engine.inputs import fit_inputs, held_out
 from oodbench.engine.plan import Resources, Task, array_mb
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import stable_hash
+from oodbench.hashing import code_closure, stable_hash
 
 KIND = "fit"
 
@@ -60,16 +60,17 @@ def decode_state(blob: bytes, device: torch.device) -> Any:
     return torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
 
 
-def _fit(ctx, entry: MethodEntry, network, train, extraction, tuned, seed: int, key: str, rate: str) -> FittedState:
+def _fit(ctx, entry: MethodEntry, network, train, extraction, tuned, holdout, seed: int, key: str, rate: str) -> FittedState:
     entry = entry.tuned_by(tuned)
 
     def compute(directory) -> dict:
-        inputs = fit_inputs(ctx, entry.label, entry.caps, network, train, extraction, seed, ctx.cache.scratch(KIND, key))
+        rows = held_out(train, holdout)
+        inputs = fit_inputs(ctx, entry.label, entry.caps, network, train, extraction, seed, ctx.cache.scratch(KIND, key), rows)
         torch.manual_seed(seed)
         started = time.perf_counter()
         state = entry.cls(entry.params).fit(inputs)
         seconds = time.perf_counter() - started
-        ctx.throughput.record(rate, len(train), seconds)
+        ctx.throughput.record(rate, len(train) if rows is None else len(rows), seconds)
         (directory / "state.pt").write_bytes(encode_state(state, entry.label))
         if seconds >= 1:  # a training stage worth naming (a GAN, statistics over a large split)
             ctx.say(f"  {entry.label}: fitted on {train.label} in {seconds:.0f} s")
@@ -84,16 +85,19 @@ def _fit(ctx, entry: MethodEntry, network, train, extraction, tuned, seed: int, 
 
 
 def plan_fit(ctx, entry: MethodEntry, network: Task, train: PlannedSplit, extraction: Task | None, seed: int,
-             row_width: int, tune: Task | None = None) -> Task:
+             row_width: int, tune: Task | None = None, holdout: PlannedSplit | None = None) -> Task:
     """The fit of ``entry`` on ``train`` as seen by ``network`` (``row_width``: logits + features per
-    sample), with the parameters ``tune`` chose when it is given."""
-    key = None if None in (network.key, train.key, *([tune.key] if tune else [])) else stable_hash(
+    sample), with the parameters ``tune`` chose when it is given, without the samples of ``holdout``
+    (``--tune``'s validation slice of the same split)."""
+    parts = (network.key, train.key, *([tune.key] if tune else []), *([holdout.key] if holdout else []))
+    key = None if None in parts else stable_hash(
         {**entry.identity(), "checkpoint": network.key, "train": train.key, "precision": ctx.compute.precision, "seed": seed,
-         **({"tuned": tune.key} if tune else {})})
+         **({"tuned": tune.key} if tune else {}), **({"without": holdout.key} if holdout else {}), "stage": code_closure(__name__)})
     rate = ctx.throughput.key("fit", entry.cls.name)
     inputs = {"network": network.id, "train": train.task, **({"extraction": extraction.id} if extraction else {}),
-              **({"tune": tune.id} if tune else {})}
-    return Task(f"fit:{entry.label}:{network.id}", KIND, f"{entry.label} on {train.label}", key,
+              **({"tune": tune.id} if tune else {}), **({"holdout": holdout.task} if holdout else {})}
+    label = f"{entry.label} on {train.label}" + (f" without {holdout.label}[{holdout.count}]" if holdout else "")
+    return Task(f"fit:{entry.label}:{network.id}", KIND, label, key,
                 lambda ctx, inputs: _fit(ctx, entry, inputs["network"], inputs["train"], inputs.get("extraction"),
-                                         inputs.get("tune"), seed, key, rate),
+                                         inputs.get("tune"), inputs.get("holdout"), seed, key, rate),
                 inputs=inputs, work=Work(rate, train.count), resources=Resources(ctx.compute.device.type, array_mb(train.count, row_width)), group=entry.label)

@@ -53,7 +53,7 @@ def plan_split(ctx, spec: DatasetSpec, split: str, fmt: ImageFormat, limit: int 
     try:
         if fetch:
             source.fetch(ctx.sources)
-        key = arrays_key(source.identity(ctx.sources), fmt)
+        key = arrays_key(source, source.identity(ctx.sources), fmt)
     except DataError as error:
         if fetch:
             raise

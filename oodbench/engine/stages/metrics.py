@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from oodbench.engine.plan import Task
-from oodbench.hashing import code_version, stable_hash
+from oodbench.hashing import code_closure, stable_hash
 from oodbench.metrics import METRIC_NAMES, detection_metrics
 
 KIND = "metrics"
@@ -48,7 +48,7 @@ def plan_metrics(network: Task, accuracy: Task, score_id: Task, score_ood: Task,
     """The cell of ``score_ood`` against ``score_id``."""
     parts = (network.key, score_id.key, score_ood.key)
     key = None if None in parts else stable_hash({"network": network.key, "id": score_id.key, "ood": score_ood.key,
-                                                  "code": code_version(metric_cells), "metrics": code_version(detection_metrics)})
+                                                  "stage": code_closure(__name__)})
     inputs = {"network": network.id, "accuracy": accuracy.id, "id": score_id.id, "ood": score_ood.id,
               **({"fit": fit.id} if fit else {})}
     return Task(f"metrics:{score_id.id}|{score_ood.id}", KIND, label, key, lambda ctx, values: _metrics(ctx, values, key, trains),

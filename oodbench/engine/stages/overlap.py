@@ -20,7 +20,7 @@ from oodbench.engine.context import Overlap
 from oodbench.engine.estimate import Work
 from oodbench.engine.plan import Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import code_version, stable_hash
+from oodbench.hashing import code_closure, stable_hash
 
 KIND = "overlap"
 #: matched pairs kept as thumbnails, the closest first
@@ -65,8 +65,8 @@ def _overlap(ctx, first: PlannedSplit, second: PlannedSplit, inputs: dict, key: 
 def plan_overlap(ctx, first: PlannedSplit, second: PlannedSplit, first_fingerprints: Task, second_fingerprints: Task) -> Task:
     """The check of ``first`` against ``second``."""
     key = None if None in (first_fingerprints.key, second_fingerprints.key) else stable_hash(
-        {"first": first_fingerprints.key, "second": second_fingerprints.key, "code": code_version(near_duplicates),
-         "stage": code_version(thumbnail), "source": shared_source(first, second)})
+        {"first": first_fingerprints.key, "second": second_fingerprints.key, "stage": code_closure(__name__),
+         "source": shared_source(first, second)})
     inputs = {"first": first.task, "second": second.task, "first_fingerprints": first_fingerprints.id,
               "second_fingerprints": second_fingerprints.id}
     rate = ctx.throughput.key("overlap", "images")

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from oodbench.api import Reads
+from oodbench.api import BackboneSpec, Reads
 from oodbench.engine.context import ScoredSplit
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.estimate import Work
@@ -21,8 +21,7 @@ from oodbench.engine.inputs import sample_order, score_inputs, unpermute
 from oodbench.engine.plan import Resources, Task, array_mb
 from oodbench.engine.stages.fit import decode_state
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import code_version, stable_hash
-from oodbench.models.classifier import ImageClassifier
+from oodbench.hashing import code_closure, stable_hash
 
 KIND = "score"
 
@@ -52,20 +51,20 @@ def _score(ctx, entry: MethodEntry, network, split, extraction, fitted, tuned, s
 
 
 def plan_score(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, extraction: Task | None, fit: Task | None,
-               seed: int, backbone: str, row_width: int, tune: Task | None = None) -> Task:
+               seed: int, backbone: BackboneSpec, row_width: int, tune: Task | None = None) -> Task:
     """The scores of ``split`` by ``entry`` on ``network`` (after ``fit``, when the method fits;
     ``row_width``: logits + features per sample), with the parameters ``tune`` chose when given."""
     base = fit.key if fit is not None else (None if None in (network.key, *([tune.key] if tune else [])) else stable_hash(
         {**entry.identity(), "checkpoint": network.key, "precision": ctx.compute.precision, "seed": seed,
          **({"tuned": tune.key} if tune else {})}))
     key = None if base is None or split.key is None else stable_hash(
-        {"fit": base, "split": split.key, "classifier": code_version(ImageClassifier)})
+        {"fit": base, "split": split.key, "stage": code_closure(__name__, backbone.build)})
     reads_images = Reads.IMAGES in entry.caps.reads
-    rate = ctx.throughput.key("score", f"{entry.cls.name}/{backbone}")
+    rate = ctx.throughput.key("score", f"{entry.cls.name}/{backbone.name}")
     inputs = {"network": network.id, "split": split.task, **({"extraction": extraction.id} if extraction else {}),
               **({"fit": fit.id} if fit else {}), **({"tune": tune.id} if tune else {})}
     return Task(f"score:{entry.label}:{network.id}:{split.ident}", KIND, f"{entry.label} scores {split.label}", key,
                 lambda ctx, inputs: _score(ctx, entry, inputs["network"], inputs["split"], inputs.get("extraction"),
                                            inputs.get("fit"), inputs.get("tune"), seed, key, rate),
-                inputs=inputs, work=Work(rate, split.count if reads_images else 0, ctx.throughput.key("train", backbone)),
+                inputs=inputs, work=Work(rate, split.count if reads_images else 0, ctx.throughput.key("train", backbone.name)),
                 resources=Resources(ctx.compute.device.type, array_mb(split.count, row_width)), group=entry.label)

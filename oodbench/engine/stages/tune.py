@@ -8,8 +8,9 @@ grid order, as OpenOOD's automatic parameter search does. Neither the ID test sp
 set is ever seen. The output (:class:`Tuned`) is cached; the method's fit and scores take its
 chosen values, and every record of the method stores them with the validation sets.
 
-The ID slice is drawn from the training split that fitted methods also fit on, so a fitted
-method has seen those samples; the OOD side is unseen.
+The ID slice is drawn from the training split that fitted methods fit on, and held out of every
+fit of a tuned method (the search's and the final one): no fitted method has seen those samples
+(KNN would find each one at distance 0), and the records say so. The OOD side is unseen.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import torch
 
 from oodbench.engine.context import Tuned
 from oodbench.engine.entries import MethodEntry
-from oodbench.engine.inputs import fit_inputs, sample_order, score_inputs
+from oodbench.engine.inputs import fit_inputs, held_out, sample_order, score_inputs
 from oodbench.engine.plan import Resources, Task
 from oodbench.engine.stages.fit import decode_state, encode_state
 from oodbench.engine.stages.materialise import PlannedSplit
-from oodbench.hashing import code_version, stable_hash
+from oodbench.hashing import code_closure, stable_hash
 from oodbench.metrics import auroc
 
 KIND = "tune"
@@ -32,8 +33,9 @@ def _validation_auroc(ctx, entry: MethodEntry, inputs: dict, seed: int, key: str
     network, device = inputs["network"], ctx.compute.device
     state = None
     if entry.caps.fits:
-        fitted = entry.cls(entry.params).fit(fit_inputs(ctx, entry.label, entry.caps, network, inputs["fit_split"],
-                                                        inputs.get("fit_extraction"), seed, ctx.cache.scratch(KIND, key)))
+        train = inputs["fit_split"]
+        fitted = entry.cls(entry.params).fit(fit_inputs(ctx, entry.label, entry.caps, network, train, inputs.get("fit_extraction"),
+                                                        seed, ctx.cache.scratch(KIND, key), held_out(train, inputs["id"])))
         state = decode_state(encode_state(fitted, entry.label), device)
     scores = []
     for side in ("id", "ood"):
@@ -73,7 +75,7 @@ def plan_tune(ctx, entry: MethodEntry, network: Task, fit_split: PlannedSplit | 
     key = None if None in parts else stable_hash(
         {**entry.identity(), "grid": entry.grid(), "checkpoint": network.key, "validation": [id_split.key, ood_split.key],
          "fit": fit_split.key if fit_split else None, "extractions": extractions, "precision": ctx.compute.precision,
-         "seed": seed, "code": code_version(_tune)})
+         "seed": seed, "stage": code_closure(__name__)})
     inputs = {"network": network.id, "id": id_split.task, "ood": ood_split.task,
               **({"id_extraction": id_extraction.id} if id_extraction else {}),
               **({"ood_extraction": ood_extraction.id} if ood_extraction else {}),

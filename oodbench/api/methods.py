@@ -1,0 +1,131 @@
+"""The method contract, part two: what a method declares (:class:`Capabilities`) and the
+:class:`Method` base class a plugin subclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+
+from oodbench.api.inputs import EXTRACTED, Classifier, FitInputs, Reads, ScoreInputs, TrainingContext
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a configured method needs from the engine.
+
+    ``fits`` means the method is fitted on the ID **training** split, reading there the same
+    representations it reads at scoring time. ``trains`` means the method fine-tunes the
+    classifier (:meth:`Method.train`); it then reads its representations from the fine-tuned
+    network. ``aux`` means training needs auxiliary outliers. ``attack`` says how adversarial
+    evaluation reaches the method: ``"score"`` (:meth:`Method.attack_score` is its own score,
+    differentiable in the input), ``"surrogate"`` (a declared differentiable stand-in for it), or
+    ``None``: not attacked, and reported so.
+    """
+
+    reads: frozenset[Reads]
+    fits: bool = False
+    trains: bool = False
+    aux: bool = False
+    attack: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reads", frozenset(Reads(r) for r in self.reads))
+        if self.attack not in (None, "score", "surrogate"):
+            raise ValueError(f"attack must be 'score', 'surrogate' or None, not {self.attack!r}")
+
+    @property
+    def extracted(self) -> frozenset[Reads]:
+        """The representations that come from the shared extraction pass."""
+        return self.reads & EXTRACTED
+
+    def describe(self) -> str:
+        order = [r for r in Reads if r in self.reads]
+        parts = ["+".join(r.value for r in order)]
+        if self.trains:
+            parts.append("fine-tunes the classifier" + (" with aux outliers" if self.aux else ""))
+        if self.fits:
+            parts.append("fit on ID train")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Parameters of a method that has none."""
+
+
+class Method:
+    """Base class of every OOD detection method.
+
+    Subclasses set ``name``, ``citation`` and ``summary``, a frozen ``Params`` dataclass with the
+    defaults of the original paper, and implement :meth:`score` (higher = more OOD); fitted
+    methods implement :meth:`fit`, which returns the fitted *state* (tensors, arrays, numbers,
+    strings, lists and dicts of them): the engine caches that state and hands it to a fresh
+    instance as ``self.state`` before every :meth:`score`.
+
+    Settings the method owns: ``dataset_defaults`` (parameter overrides per ID dataset, e.g.
+    MIM's ``k``; a re-encoded copy gets those of the dataset it stands for), ``preset_defaults``
+    (overrides per preset, e.g. fewer fine-tuning epochs in ``quick``), ``default_aux`` (the
+    auxiliary outlier set a training method uses when none is given), ``table_order`` (its row
+    in paper-style tables), and what a named protocol (``--protocol``) changes:
+    ``protocol_defaults`` (parameter overrides per protocol; a key ``"PROTOCOL:DATASET"`` applies
+    only to that ID dataset) and ``fit_split_under`` (the ID split the method fits on under a
+    protocol, when not the training split). The protocol ``clean`` is every method's own paper
+    setting, fitted on the ID training split.
+    """
+
+    name: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    dataset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    preset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    default_aux: ClassVar[str | None] = None
+    reads: ClassVar[frozenset[Reads]] = frozenset()
+    fits: ClassVar[bool] = False
+    trains: ClassVar[bool] = False
+    uses_aux: ClassVar[bool] = False
+    #: :meth:`train` is data-parallel (``oodbench.models.distributed``): under ``torchrun`` every process
+    #: takes part in the fine-tuning; otherwise the first process fine-tunes alone
+    distributed: ClassVar[bool] = False
+    #: how adversarial evaluation reaches the method (see :class:`Capabilities`); None: not attacked
+    attacked_through: ClassVar[str | None] = None
+    protocol_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    fit_split_under: ClassVar[Mapping[str, str]] = {}
+    #: the values ``--tune`` tries per parameter (every combination), chosen on validation data
+    search_space: ClassVar[Mapping[str, Sequence[Any]]] = {}
+    #: rows of paper-style tables sort by this: the MIM paper's order for its baselines (10-100),
+    #: other post-hoc methods after them, training-time methods from 200; unranked methods last
+    table_order: ClassVar[int] = 1000
+
+    def __init__(self, params: Any = None, state: Mapping[str, Any] | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+        self.state = state
+
+    def capabilities(self) -> Capabilities:
+        """What the engine must provide; override when it depends on the parameters."""
+        return Capabilities(reads=self.reads, fits=self.fits, trains=self.trains, aux=self.uses_aux,
+                            attack=self.attacked_through)
+
+    def train(self, context: TrainingContext) -> dict:
+        """Fine-tune ``context.model`` in place (only called when ``trains``); returns a summary."""
+        raise NotImplementedError(f"{type(self).__name__} declares trains=True but does not implement train()")
+
+    def training_images(self, n_id: int, n_aux: int) -> int:
+        """Images :meth:`train` passes forward and backward, for the plan's cost estimate."""
+        return int(getattr(self.params, "epochs", 1)) * n_id
+
+    def fit(self, train: FitInputs) -> dict:
+        """Fit on the ID training split (only called when ``fits``); returns the fitted state."""
+        raise NotImplementedError(f"{type(self).__name__} declares fits=True but does not implement fit()")
+
+    def score(self, data: ScoreInputs) -> Tensor:
+        """Outlier scores of one split, shape ``N``; higher means more likely OOD."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score()")
+
+    def attack_score(self, model: Classifier, pixels: Tensor) -> Tensor:
+        """Outlier scores of a batch of pixels in [0, 1], differentiable in them (adversarial
+        evaluation; only called when the capabilities declare ``attack``). Uses ``self.state``."""
+        raise NotImplementedError(f"{type(self).__name__} declares an attack route but does not implement attack_score()")
