@@ -95,6 +95,9 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
                           "on a held-out slice of ID train against --tune-ood")
     run.add_argument("--tune-ood", default="uniform", metavar="NAME",
                      help="validation OOD set for --tune; never a test OOD set of the run (default: uniform)")
+    run.add_argument("--sealed", action="store_true",
+                     help="run the methods' fit() and score() in sandboxed worker processes that see only their inputs "
+                          "(Linux with Landlock; for evaluating code you did not write)")
     run.add_argument("--attack", dest="attacks", action="append", default=[], metavar="SPEC",
                      help="also evaluate under an L-inf PGD attack: aloe, atom, or pgd:eps=E,steps=S,step=A,target=id|ood|both "
                           "(repeatable)")
@@ -208,7 +211,7 @@ def _api_options(args: argparse.Namespace) -> dict:
         "params": _parse_params(args.param), "variants": variants, "backbone": args.backbone, "checkpoint": args.checkpoint,
         "aux": args.aux, "attacks": args.attacks, "protocol": args.protocol, "tune": args.tune, "tune_ood": args.tune_ood, "epochs": args.epochs, "train": args.train, "batch_size": args.batch_size, "device": args.device,
         "precision": args.precision, "compile": args.compile, "catalogs": args.catalog, "plugins": args.plugins,
-        "results": args.results, "cache_dir": args.cache_dir, "data_root": args.data_root,
+        "results": args.results, "cache_dir": args.cache_dir, "data_root": args.data_root, "sealed": args.sealed,
         **{name: getattr(args, name) for name in ("limit", "train_limit") if hasattr(args, name)},
     }
 

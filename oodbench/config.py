@@ -62,6 +62,8 @@ class RunConfig:
     data_root: Path = field(default_factory=lambda: default_home() / "data")
     download: bool = True
     command: str = ""
+    #: run fit() and score() in sandboxed worker processes (engine/sealed.py): for code you did not write
+    sealed: bool = False
 
 
 def choose_preset(registry, preset: str | None, has_id: bool, has_cuda: bool) -> Any:
@@ -85,7 +87,7 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     """Merge a preset's defaults with the given options (``...`` for limits means "the preset's").
 
     ``environment`` holds the options that do not depend on the preset: ``device``, ``precision``,
-    ``compile``, ``results_dir``, ``cache_dir``, ``data_root``, ``download``, ``command``.
+    ``compile``, ``results_dir``, ``cache_dir``, ``data_root``, ``download``, ``command``, ``sealed``.
     """
     import torch
 

@@ -112,7 +112,7 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
         precision: str = "auto", compile: bool = True, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
         results: str | Path = "results", cache_dir: str | Path | None = None, data_root: str | Path | None = None,
         download: bool = True, executor: str = "local", ray_address: str | None = None, quiet: bool = False,
-        command: str | None = None) -> RunResult:
+        command: str | None = None, sealed: bool = False) -> RunResult:
     """Run detectors and return the records.
 
     ``methods``, ``id``, ``ood`` and ``preset`` as on the command line (``None``: the preset's or
@@ -125,7 +125,8 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
     ``protocol``: whose settings the methods use (``"clean"``, ``"mim-notebook"``). ``tune``: choose
     the hyperparameters of methods that declare a search space on a held-out slice of ID train
     against ``tune_ood``. ``executor``: ``"local"`` (this process) or ``"ray"`` (a local Ray instance, or
-    the cluster at ``ray_address``).
+    the cluster at ``ray_address``). ``sealed``: run the methods' ``fit()`` and ``score()`` in sandboxed
+    worker processes (``oodbench.engine.sealed``).
     """
     from oodbench.engine.runner import run as run_engine
 
@@ -135,7 +136,7 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
                       data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
                       checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, tune=tune, tune_ood=tune_ood,
                       limit=limit, train_limit=train_limit, epochs=epochs, train=train, batch_size=batch_size,
-                      device=device, precision=precision, compile=compile, download=download)
+                      device=device, precision=precision, compile=compile, download=download, sealed=sealed)
     outcome = run_engine(configs, registry, say, executor, ray_address)
     return RunResult(outcome.run_id, outcome.results, configs, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
                      outcome.notes, outcome.rates, outcome.rank)

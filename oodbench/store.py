@@ -51,6 +51,8 @@ RESULT_COLUMNS = {
     "aux_dataset": "TEXT",
     #: the adversarial attack of the cell ('' for clean inputs), e.g. "atom: L-inf PGD eps 8/255, ..."
     "attack": "TEXT NOT NULL DEFAULT ''",
+    #: 1 when the method declares that its scores use their batch (marked in every table and export)
+    "transductive": "INTEGER",
     "seed": "INTEGER NOT NULL",
     "status": "TEXT NOT NULL",
     "error": "TEXT",

@@ -76,7 +76,7 @@ class Classifier(Protocol):
 
 
 class ImageBatches:
-    """Images of one split and the network, for methods that declare :attr:`Reads.IMAGES`.
+    """Images of one batch (or split) and the network, for methods that declare :attr:`Reads.IMAGES`.
 
     Iterating yields batches of pixel tensors in ``[0, 1]``, shape ``B x C x H x W``, on the
     engine's device. ``model`` maps such pixels to its outputs (normalisation is inside it), so an
@@ -117,7 +117,7 @@ class UndeclaredRead(Exception):
 
 
 class _Inputs:
-    """Representations of one split, handed out only as far as the method declared them."""
+    """Representations of one batch (or split), handed out only as far as the method declared them."""
 
     _PUBLIC: ClassVar[frozenset[str]] = frozenset({"logits", "all_logits", "features", "head", "images", "num_classes"})
 
@@ -165,11 +165,12 @@ class _Inputs:
 
 
 class ScoreInputs(_Inputs):
-    """What :meth:`Method.score` sees: one split's declared representations and ``num_classes``.
+    """What :meth:`Method.score` sees: one batch's declared representations and ``num_classes``.
 
-    Nothing else: no labels, no split name, no role, no seed. Samples come in an order drawn by
-    the engine, and every split is scored by a fresh method instance rebuilt from the fitted
-    state, so a method can tell ID from OOD only by its own score.
+    Nothing else: no labels, no split name, no role, no seed. Every batch has the same size and mixes
+    ID and OOD samples in a proportion drawn per batch (``oodbench.engine.mixing``), and is scored by
+    a fresh method instance rebuilt from the fitted state, so a method can tell ID from OOD only by its
+    own score.
     """
 
     def __getattr__(self, name: str) -> Any:

@@ -96,6 +96,9 @@ class Method:
     fit_split_under: ClassVar[Mapping[str, str]] = {}
     #: the values ``--tune`` tries per parameter (every combination), chosen on validation data
     search_space: ClassVar[Mapping[str, Sequence[Any]]] = {}
+    #: scores use the batch they are computed in (batch statistics, test-time adaptation): evaluated on
+    #: mixed batches like every method but not held to batch-independence, and marked in every table
+    transductive: ClassVar[bool] = False
     #: rows of paper-style tables sort by this: the MIM paper's order for its baselines (10-100),
     #: other post-hoc methods after them, training-time methods from 200; unranked methods last
     table_order: ClassVar[int] = 1000
@@ -122,7 +125,9 @@ class Method:
         raise NotImplementedError(f"{type(self).__name__} declares fits=True but does not implement fit()")
 
     def score(self, data: ScoreInputs) -> Tensor:
-        """Outlier scores of one split, shape ``N``; higher means more likely OOD."""
+        """Outlier scores of one batch of samples, shape ``N``; higher means more likely OOD. A batch mixes
+        samples of every split the method is evaluated on, so each score must depend on its own sample
+        only (the engine checks it), unless the method declares ``transductive``."""
         raise NotImplementedError(f"{type(self).__name__} must implement score()")
 
     def attack_score(self, model: Classifier, pixels: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ the same bytes. An artifact that exists but fails to load is recomputed with a o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
@@ -93,6 +94,45 @@ class ArtifactCache:
                     meta.update(compute(directory))
                 self.drop_scratch(stage, key)
         return load(self.open(stage, key))
+
+    def cached_group(self, stage: str, keys: Mapping[str, str],
+                     compute: Callable[[list[str], dict[str, Artifact]], dict[str, Callable[[Path], dict[str, Any]]]],
+                     load: Callable[[str, Artifact], T]) -> dict[str, T]:
+        """The artifacts of ``stage`` under ``keys`` (name -> key), loaded; the missing ones computed together.
+
+        ``compute(missing names, present artifacts by name)`` returns, per missing name, the function that
+        writes its files into a directory and returns its meta data; each artifact is written whole, as
+        with :meth:`cached`. One process computes a group at a time; one that waited loads what the other
+        wrote. Unreadable artifacts count as missing.
+        """
+        present: dict[str, Artifact] = {}
+        unreadable: set[str] = set()
+        for name, key in keys.items():
+            artifact = self.get(stage, key)
+            if artifact is not None:
+                try:
+                    load(name, artifact)
+                    present[name] = artifact
+                except Exception as error:  # recompute, never fail the cells
+                    self.note(f"note: cached {stage} {key[:12]} could not be loaded ({type(error).__name__}: "
+                              f"{str(error)[:160]}); recomputing it")
+                    unreadable.add(name)
+                    self.hits[stage] -= 1
+                    self.misses[stage] += 1
+        if len(present) < len(keys):
+            group = hashlib.sha256(" ".join(sorted(keys.values())).encode()).hexdigest()[:24]
+            with exclusive(self.root / ".locks" / stage / f"group-{group}"):  # one writer per group, across processes
+                for name in [n for n in keys if n not in present and n not in unreadable]:
+                    artifact = self.open(stage, keys[name])  # written by another process while this one waited
+                    if artifact is not None:
+                        present[name] = artifact
+                missing = [name for name in keys if name not in present]
+                if missing:
+                    writers = compute(missing, present)
+                    for name in missing:
+                        with self.put(stage, keys[name]) as (directory, meta):
+                            meta.update(writers[name](directory))
+        return {name: load(name, self.open(stage, key)) for name, key in keys.items()}
 
     def open(self, stage: str, key: str) -> Artifact | None:
         """The artifact, or ``None``, without counting (e.g. right after writing it)."""

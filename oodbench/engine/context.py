@@ -6,11 +6,15 @@ the objects defined here are those outputs (a :class:`Network`, an :class:`Extra
 
 from __future__ import annotations
 
+import copy
+import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import numpy as np
+import torch
 
 from oodbench.api import KnownCheckpoint
 from oodbench.config import RunConfig
@@ -20,6 +24,9 @@ from oodbench.engine.device import Compute, select_compute
 from oodbench.engine.estimate import Throughput, device_label
 from oodbench.hashing import DigestMemo
 from oodbench.models.classifier import ImageClassifier
+
+if TYPE_CHECKING:
+    from oodbench.engine.sealed import SealedWorkers
 
 
 @dataclass
@@ -47,6 +54,10 @@ class EngineContext:
     batch_sizes: dict[str, int] = field(default_factory=dict)
     #: the settings the context was made from (a cluster executor rebuilds it on its workers)
     config: RunConfig | None = None
+    #: drawn per run (per worker process with Ray): the layout of the mixed scoring batches
+    nonce: int = field(default_factory=lambda: secrets.randbits(63))
+    #: the sandboxed workers of ``--sealed`` (None: plugin code runs in this process)
+    sealed: "SealedWorkers | None" = None
 
     @classmethod
     def create(cls, device: str | None, precision: str | None, compile: bool | None, cache_dir: Path, data_root: Path,
@@ -64,9 +75,18 @@ class EngineContext:
 
     @classmethod
     def for_run(cls, config: RunConfig, say: Callable[[str], None] = print) -> "EngineContext":
-        """The context of a run with ``config`` (a cluster executor rebuilds it on its workers from the same)."""
-        return cls.create(config.device, config.precision, config.compile, config.cache_dir, config.data_root, config.download,
-                          config.batch_size, say, config)
+        """The context of a run with ``config`` (a cluster executor rebuilds it on its workers from the same).
+        With ``config.sealed``: refuses to start where no sandbox is available, rather than pretend."""
+        ctx = cls.create(config.device, config.precision, config.compile, config.cache_dir, config.data_root, config.download,
+                         config.batch_size, say, config)
+        if config.sealed:
+            ctx.sealed = sealed_workers(config, ctx.compute)
+        return ctx
+
+    def close(self) -> None:
+        """Stop what the context started (the sandbox of ``--sealed``)."""
+        if self.sealed is not None:
+            self.sealed.close()
 
     def batch_for(self, network: "Network") -> int:
         """The inference batch size of ``network``'s backbone."""
@@ -98,6 +118,78 @@ class Network:
         # frozen weights: an input-gradient step (ODIN, Mahalanobis with eps, an attack) computes
         # no weight gradients and leaves none on a network that other methods share
         self.model.requires_grad_(False)
+        for parameter in self.model.parameters():
+            parameter.grad = None  # a trained network's last gradients are no part of it
+        self._pristine: ImageClassifier | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pristine": None}  # a copy travels without its reference copy
+
+    @contextmanager
+    def handed_to(self, who: str) -> Iterator[ImageClassifier]:
+        """The network for plugin code (``who``, for the message): in eval mode, and verified afterwards
+        against a reference copy made before the first hand-over. Parameters, buffers, the modules
+        themselves, train mode and gradients are compared; a network that changed is replaced by the
+        reference for everything after, and :class:`NetworkChanged` fails the plugin's task."""
+        if self._pristine is None:
+            self._pristine = copy.deepcopy(self.model).eval()
+        self.model.eval()
+        failure = None
+        try:
+            yield self.model
+        except Exception as error:  # a changed network is the first thing to say (it may be why the code failed)
+            failure = error
+        changes = _changes(self.model, self._pristine)
+        if changes:
+            self.model = copy.deepcopy(self._pristine)
+            raise NetworkChanged(f"{who} changed the network it was handed ({changes}): a method must leave the shared "
+                                 "network as it found it (use a copy to train or adapt); it was restored for the methods "
+                                 "after it") from failure
+        if failure is not None:
+            raise failure
+
+
+def sealed_workers(config: RunConfig, compute: Compute) -> "SealedWorkers":
+    """The sandbox of a ``--sealed`` run; a clear error where this machine has none (or not for this device)."""
+    from oodbench.config import default_home
+    from oodbench.engine.sealed import SealedWorkers
+    from oodbench.errors import ConfigError
+    from oodbench.sandbox import unavailable
+
+    why = unavailable()
+    if why is not None:
+        raise ConfigError(why, "run --sealed on a Linux machine with Landlock (kernel 5.13 or newer); without it, run only code you trust")
+    if config.attacks:
+        raise ConfigError("--sealed with --attack: an attack follows the gradient of the method's own code, which then shapes "
+                          "the images its score() sees, a channel from the attack to the scores that no sandbox closes",
+                          "evaluate attacks without --sealed, on code you trust")
+    if compute.device.type != "cpu":
+        raise ConfigError(f"--sealed runs plugin code on the CPU; this run computes on {compute.device}",
+                          "add --device cpu (sandboxed GPU workers are not supported yet)")
+    protected = [config.cache_dir, config.results_dir, config.data_root, default_home(), Path.home(), Path.cwd()]
+    return SealedWorkers(protected, torch.get_num_threads())
+
+
+class NetworkChanged(Exception):
+    """Plugin code modified the shared network (its weights, buffers, modules, mode or gradients)."""
+
+
+def _changes(model: torch.nn.Module, reference: torch.nn.Module) -> str:
+    """What differs between ``model`` and ``reference`` ('' when nothing)."""
+    found = []
+    if any(module.training for module in model.modules()):
+        found.append("left in training mode")
+    if any(p.requires_grad or p.grad is not None for p in model.parameters()):
+        found.append("gradients enabled on its weights")
+    mine, theirs = model.state_dict(keep_vars=True), reference.state_dict(keep_vars=True)
+    if mine.keys() != theirs.keys():
+        found.append("modules replaced")
+    else:
+        changed = [name for name, tensor in mine.items()
+                   if tensor.shape != theirs[name].shape or not torch.equal(tensor.detach(), theirs[name].detach())]
+        if changed:
+            found.append(f"{len(changed)} tensor(s) changed, e.g. {', '.join(changed[:3])}")
+    return "; ".join(found)
 
 
 @dataclass(frozen=True)
@@ -121,12 +213,26 @@ class FittedState:
 @dataclass(frozen=True)
 class ScoredSplit:
     """Outlier scores of one split in its stored order, the seconds they took, and their cache key;
-    for attacked inputs also the forward + backward passes the attack spent."""
+    for attacked inputs also the forward + backward passes the attack spent; what the
+    batch-independence check found when they were computed (None: not checked)."""
 
     scores: np.ndarray
     seconds: float
     key: str
     passes: int = 0
+    check: dict | None = None
+
+
+@dataclass(frozen=True)
+class ScoreRound:
+    """The scores of every split of a scoring round, by split label."""
+
+    splits: Mapping[str, ScoredSplit]
+
+
+def scored(value: ScoredSplit | ScoreRound, label: str) -> ScoredSplit:
+    """The scores of split ``label`` in a task's output: a round's, or a single split's (an attack's)."""
+    return value.splits[label] if isinstance(value, ScoreRound) else value
 
 
 @dataclass(frozen=True)

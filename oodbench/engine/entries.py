@@ -93,6 +93,9 @@ def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) 
         params = resolve_params(cls, id_spec.stands_for, config.preset, {**config.params.get(base, {}), **overrides},
                                 config.protocol)
         caps = cls(params).capabilities()
+        if config.sealed and caps.trains:
+            raise ConfigError(f"--sealed: method {label} fine-tunes the classifier, and train() runs in the engine's process",
+                              "seal post-hoc methods (fit and score), or evaluate training methods without --sealed")
         aux = _aux(config, registry, cls, label) if caps.aux else None
         reduced = reduced_settings(cls, id_spec.stands_for, config.preset, params, config.protocol)
         entries.append(MethodEntry(label, cls, params, caps, aux, reduced, cls.fit_split_under.get(config.protocol, "train")))

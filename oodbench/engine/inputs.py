@@ -1,10 +1,5 @@
-"""What a method is handed: typed inputs built from the engine's objects, as far as it declared them.
-
-:func:`score_inputs` is where "a method never sees labels, the split's name or its role" is made
-true: it copies the declared representations of one split into a :class:`ScoreInputs` in an order
-drawn from the score's content key (so neither the stored order, which is sorted by class in
-ImageFolder archives, nor the position of the ID split among the calls tells anything) and keeps
-no reference to the split. :func:`unpermute` puts the scores back in the stored order.
+"""What a method is handed to fit and to train: typed inputs built from the engine's objects, as far as
+it declared them. (What it scores comes in mixed batches: :mod:`oodbench.engine.scoring`.)
 """
 
 from __future__ import annotations
@@ -15,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oodbench.api import Capabilities, FitInputs, ImageBatches, Reads, ScoreInputs, TrainingContext
+from oodbench.api import Capabilities, FitInputs, ImageBatches, Reads, TrainingContext
 from oodbench.data.arrays import SplitArrays
 from oodbench.data.batches import pixel_batches, to_pixels
 from oodbench.engine.context import Extraction, Network
@@ -23,21 +18,10 @@ from oodbench.models.training import optimizer_step
 from oodbench.progress import progress
 
 
-def sample_order(key: str, count: int) -> np.ndarray:
-    """The order a split's samples are shown in: a permutation seeded by the score's content key."""
-    return np.random.default_rng(int(key[:15], 16)).permutation(count)
-
-
-def unpermute(scores: np.ndarray, order: np.ndarray) -> np.ndarray:
-    restored = np.empty_like(scores)
-    restored[order] = scores
-    return restored
-
-
 def _values(ctx, caps: Capabilities, network: Network, images: np.ndarray, extraction: Extraction | None,
-            order: np.ndarray | None) -> dict[Reads, Any]:
+            rows: np.ndarray | None) -> dict[Reads, Any]:
     device = ctx.compute.device
-    pick = (lambda a: np.array(a)) if order is None else (lambda a: np.asarray(a)[order])
+    pick = (lambda a: np.array(a)) if rows is None else (lambda a: np.asarray(a)[rows])
     values: dict[Reads, Any] = {}
     if Reads.LOGITS in caps.reads or Reads.ALL_LOGITS in caps.reads:
         logits = torch.from_numpy(pick(extraction.logits)).to(device)
@@ -50,42 +34,11 @@ def _values(ctx, caps: Capabilities, network: Network, images: np.ndarray, extra
     if Reads.HEAD in caps.reads:
         values[Reads.HEAD] = network.model.head()
     if Reads.IMAGES in caps.reads:
-        shown = images if order is None else images[order]
+        shown = images if rows is None else images[rows]
         batch, channels_last = ctx.batch_for(network), ctx.compute.channels_last
         values[Reads.IMAGES] = ImageBatches(network.model, lambda: pixel_batches(shown, batch, device, channels_last),
                                             len(shown), ctx.compute.autocast, ctx.forwarded)
     return values
-
-
-def score_inputs(ctx, method: str, caps: Capabilities, network: Network, split: SplitArrays,
-                 extraction: Extraction | None, order: np.ndarray) -> ScoreInputs:
-    """One split's declared representations, in ``order``, and nothing else."""
-    values = _values(ctx, caps, network, split.images, extraction, order)
-    return ScoreInputs(method, caps.reads, values, network.model.num_classes)
-
-
-@torch.no_grad()
-def pixel_score_inputs(ctx, method: str, caps: Capabilities, network: Network, pixels: torch.Tensor) -> ScoreInputs:
-    """The declared representations of float pixels on the device (attacked images), as for a split."""
-    model, batch = network.model, ctx.batch_for(network)
-    values: dict[Reads, Any] = {}
-    if caps.extracted:
-        outputs, features = [], []
-        for chunk in pixels.split(batch):
-            with ctx.compute.autocast():
-                logits, feats = model.forward_with_features(chunk)
-            outputs.append(logits.float())
-            features.append(feats.float())
-            ctx.forwarded(len(chunk))
-        computed = {Reads.ALL_LOGITS: torch.cat(outputs), Reads.FEATURES: torch.cat(features)}
-        computed[Reads.LOGITS] = computed[Reads.ALL_LOGITS][:, : model.num_classes]
-        values.update({read: value for read, value in computed.items() if read in caps.reads})
-    if Reads.HEAD in caps.reads:
-        values[Reads.HEAD] = model.head()
-    if Reads.IMAGES in caps.reads:
-        values[Reads.IMAGES] = ImageBatches(model, lambda: iter(pixels.split(batch)), len(pixels), ctx.compute.autocast,
-                                            ctx.forwarded)
-    return ScoreInputs(method, caps.reads, values, model.num_classes)
 
 
 def held_out(train: SplitArrays, holdout: SplitArrays | None) -> np.ndarray | None:
@@ -94,6 +47,24 @@ def held_out(train: SplitArrays, holdout: SplitArrays | None) -> np.ndarray | No
     if holdout is None or (holdout.dataset, holdout.split) != (train.dataset, train.split):
         return None
     return train.rows_outside(holdout)
+
+
+def fit_arrays(caps: Capabilities, network: Network, train: SplitArrays, extraction: Extraction | None,
+               rows: np.ndarray | None) -> dict[str, np.ndarray]:
+    """What a sealed worker needs to build :func:`fit_inputs` (the declared representations of ``train``,
+    only ``rows`` of it when given, and its labels) as host arrays."""
+    pick = (lambda a: np.asarray(a)) if rows is None else (lambda a: np.asarray(a)[rows])
+    arrays = {"labels": pick(train.labels).astype(np.int64)}
+    if Reads.LOGITS in caps.reads or Reads.ALL_LOGITS in caps.reads:
+        arrays["logits"] = pick(extraction.logits)
+    if Reads.FEATURES in caps.reads:
+        arrays["features"] = pick(extraction.features)
+    if Reads.HEAD in caps.reads:
+        head = network.model.head()
+        arrays.update(head_weight=head.weight.cpu().numpy(), head_bias=head.bias.cpu().numpy())
+    if Reads.IMAGES in caps.reads:
+        arrays["images"] = pick(train.images)
+    return arrays
 
 
 def fit_inputs(ctx, method: str, caps: Capabilities, network: Network, train: SplitArrays, extraction: Extraction | None,

@@ -5,7 +5,7 @@ perceptual hashes) and ``overlap`` (near-duplicates between two splits: data hyg
 download or train the classifier), ``finetune`` (a training-time method's network), ``extract``
 (logits and features of a split, shared by all methods), ``tune`` (a method's hyperparameters
 chosen on validation data, ``--tune``), ``fit`` (a method's state from the ID
-training split), ``score`` (one split's outlier scores), ``attack`` (one split's scores under an
+training split), ``score`` (a method's scores of every split it is evaluated on, in mixed batches), ``attack`` (one split's scores under an
 adversarial attack), ``metrics`` (one result cell). The kind is also the artifact cache's stage name, so whether a task is cached is one lookup of its key.
 
 :class:`Plan` holds the tasks in an order in which every input comes before its users, and the
@@ -70,10 +70,17 @@ class Task:
     announce: Callable[[Any, dict[str, Any], Any], None] | None = None
     #: every process of a data-parallel group runs it (a training's collective steps need them all)
     collective: bool = False
+    #: the keys of the artifacts it writes by name, when not one under ``key`` (a scoring round: one per split)
+    artifacts: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"task {self.id}: unknown kind {self.kind!r}")
+
+    def cached_in(self, cache) -> bool:
+        """Whether every artifact the task writes is in ``cache``."""
+        keys = self.artifacts.values() if self.artifacts is not None else (self.key,)
+        return self.key is not None and all(cache.exists(self.kind, key) for key in keys)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,8 @@ class Cell:
     static: dict[str, Any]
     #: the overlap (data hygiene) tasks whose findings concern the cell
     checks: tuple[str, ...] = ()
+    #: the labels of the ID and the OOD split whose scores the metrics task compares
+    splits: tuple[str, str] = ("", "")
 
 
 @dataclass

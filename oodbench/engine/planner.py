@@ -161,23 +161,19 @@ class _Planner:
             tune = add(self.tuning(entry, network, name, fit_on, fit_extraction, group, seed, validation))
         if caps.fits:
             fit = add(plan_fit(self.ctx, entry, network, fit_on, fit_extraction, seed, self.row_width, tune, holdout))
-        scores = {}
-        for split in [id_test, *oods]:
-            extraction = self.extract(network, name, split, group) if caps.extracted else None
-            scores[split.label] = plan_score(self.ctx, entry, network, split, extraction, fit, seed, self.backbone,
-                                             self.row_width, tune)
-        for task in sorted(scores.values(), key=lambda t: t.key or t.id):
-            add(task)
-        chain = tuple(t.id for t in [network if caps.trains else None, tune, fit, *scores.values()] if t is not None)
+        extractions = {split.label: self.extract(network, name, split, group) for split in [id_test, *oods]} if caps.extracted else {}
+        scores = add(plan_score(self.ctx, entry, network, [(id_test, "id"), *((split, "ood") for split in oods)], extractions,
+                                fit, seed, self.backbone, self.row_width, tune))
+        chain = tuple(t.id for t in [network if caps.trains else None, tune, fit, scores] if t is not None)
         for split in oods:
-            metrics = add(plan_metrics(network, accuracy, scores[id_test.label], scores[split.label], fit, caps.trains,
+            metrics = add(plan_metrics(network, accuracy, (scores, id_test.label), (scores, split.label), fit, caps.trains,
                                        entry.label, f"{entry.label} on {split.spec.name} (seed {seed})"))
             self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id,
                                         self.static(entry, seed, id_test, split, aux, fit_on, holdout),
-                                        self.checks(entry, id_test, split)))
+                                        self.checks(entry, id_test, split), (id_test.label, split.label)))
         for spec in map(parse_attack, self.config.attacks):
-            self.attacked(entry, seed, spec, network, accuracy, fit, scores, id_test, oods, base, base_accuracy, aux, tune,
-                          fit_on, holdout)
+            self.attacked(entry, seed, spec, network, accuracy, fit, scores, extractions, id_test, oods, base, base_accuracy,
+                          aux, tune, fit_on, holdout)
 
     def validation(self) -> list[PlannedSplit]:
         """``--tune``'s validation data: a slice of the ID training split (:data:`TUNE_IMAGES` of it,
@@ -195,16 +191,19 @@ class _Planner:
         return plan_tune(self.ctx, entry, network, fit_on, fit_extraction, *zip(validation, extracted, strict=True), seed)
 
     def attacked(self, entry: MethodEntry, seed: int, spec: AttackSpec, network: Task, accuracy: Task, fit: Task | None,
-                 clean: dict[str, Task], id_test: PlannedSplit, oods: list[PlannedSplit], base: Task, base_accuracy: Task,
-                 aux: PlannedSplit | None, tune: Task | None, fit_on: PlannedSplit | None, holdout: PlannedSplit | None) -> None:
+                 clean: Task, extractions: dict[str, Task], id_test: PlannedSplit, oods: list[PlannedSplit], base: Task,
+                 base_accuracy: Task, aux: PlannedSplit | None, tune: Task | None, fit_on: PlannedSplit | None,
+                 holdout: PlannedSplit | None) -> None:
         """The cells of ``entry`` under ``spec``: attacked ID and / or OOD scores, or 'not attacked' cells."""
         add = lambda task: self.plan.tasks[self.plan.add(task)]  # noqa: E731
+        round_splits = [(id_test, "id"), *((split, "ood") for split in oods)]
 
-        def scores(split: PlannedSplit, toward_ood: bool) -> Task:
+        def scores(split: PlannedSplit, toward_ood: bool) -> tuple[Task, str]:
             if not spec.attacks("id" if toward_ood else "ood"):
-                return clean[split.label]
-            return add(plan_attack(self.ctx, entry, network, split, fit, spec, toward_ood, seed, self.backbone,
-                                   self.model_mb, self.fmt.size * self.fmt.size * self.fmt.channels, tune))
+                return clean, split.label
+            others = [(other, role) for other, role in round_splits if other.label != split.label]
+            return add(plan_attack(self.ctx, entry, network, split, others, extractions, fit, spec, toward_ood, seed,
+                                   self.backbone, self.model_mb, self.fmt.size * self.fmt.size * self.fmt.channels, tune)), split.label
 
         id_scores = scores(id_test, True) if entry.caps.attack else None
         for split in oods:
@@ -216,16 +215,16 @@ class _Planner:
             ood_scores = scores(split, False)
             metrics = add(plan_metrics(network, accuracy, id_scores, ood_scores, fit, entry.caps.trains, entry.label,
                                        f"{entry.label} on {split.spec.name} under {spec.name} (seed {seed})"))
-            chain = tuple(t.id for t in (tune, fit, id_scores, ood_scores) if t is not None)
+            chain = tuple(dict.fromkeys(t.id for t in (tune, fit, id_scores[0], ood_scores[0]) if t is not None))
             self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id, static,
-                                        self.checks(entry, id_test, split)))
+                                        self.checks(entry, id_test, split), (id_test.label, split.label)))
 
     def static(self, entry: MethodEntry, seed: int, id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None,
                fit_on: PlannedSplit | None, holdout: PlannedSplit | None) -> dict:
         fit_split = None if fit_on is None else fit_on.label + (
             f" without the {holdout.count}-image validation slice of --tune" if holdout is not None else "")
         return static_columns(entry, seed, self.backbone.name, self.id_spec, self.grouping, id_test, ood, aux, fit_split,
-                              self.config.protocol, self.ctx.compute.precision)
+                              self.config.protocol, self.ctx.compute.precision, self.config.sealed)
 
     def build(self) -> dict:
         """Plan this part's tasks and cells; returns its description."""
@@ -265,5 +264,5 @@ def build_plan(configs: Sequence[RunConfig], registry: Registry, ctx, fetch: boo
         "grid": grid,
     }
     plan = shared.plan
-    plan.cached = {t.id for t in plan.tasks.values() if t.key is not None and ctx.cache.exists(t.kind, t.key)}
+    plan.cached = {t.id for t in plan.tasks.values() if t.cached_in(ctx.cache)}
     return plan

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from oodbench.api import DatasetSpec
 from oodbench.config import RunConfig
-from oodbench.engine.context import Overlap, Tuned
+from oodbench.engine.context import Overlap, Tuned, scored
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.execution import Outcome
 from oodbench.engine.plan import Cell, Plan, Task
@@ -26,10 +26,10 @@ from oodbench.store import ResultStore
 
 def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: DatasetSpec, grouping: DatasetSpec,
                    id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None, fit_split: str | None, protocol: str,
-                   precision: str) -> dict:
+                   precision: str, sealed: bool) -> dict:
     """The columns of a result row known before anything runs (``grouping``: the ID spec whose near/far
-    lists apply; ``fit_split``: what the method was fitted on); the rest come from the cell's metrics
-    task, or its failure."""
+    lists apply; ``fit_split``: what the method was fitted on; ``sealed``: whether its plugin code ran in
+    sandboxed workers); the rest come from the cell's metrics task, or its failure."""
     caps = entry.caps
     return {
         "method": entry.label, "params": dataclasses.asdict(entry.params), "params_hash": entry.params_hash,
@@ -37,9 +37,11 @@ def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: Datase
         "id_dataset": id_spec.name, "id_stands_for": id_spec.stands_for,
         "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for, "ood_group": grouping.ood_group(ood.spec),
         "table_order": entry.cls.table_order, "reduced": entry.reduced, "aux_dataset": entry.aux, "seed": seed, "attack": "",
+        "transductive": entry.cls.transductive,
         "protocol": {"name": protocol, "fit_split": fit_split,
                      "reads": caps.describe(), "id_split": id_test.label, "precision": precision,
-                     "trained_on": f"{id_spec.name}/train" if caps.trains else None, "aux_split": aux.label if aux else None},
+                     "trained_on": f"{id_spec.name}/train" if caps.trains else None, "aux_split": aux.label if aux else None,
+                     "sealed": sealed},
     }
 
 
@@ -105,9 +107,12 @@ class Recorder:
                     "checkpoint_origin": network.origin if network else None,
                     "id_accuracy": accuracy.accuracy if accuracy else None}
         inputs = self.plan.tasks[cell.metrics].inputs
-        scored_id, scored_ood = self._value(inputs["id"]), self._value(inputs["ood"])
+        scored_id, scored_ood = scored(self._value(inputs["id"]), cell.splits[0]), scored(self._value(inputs["ood"]), cell.splits[1])
         peaks = [self.outcomes[t].peak_memory_mb for t in cell.chain if t in self.outcomes and self.outcomes[t].peak_memory_mb]
-        return {**row, **outcome.value, "peak_memory_mb": max(peaks, default=None),
+        checks = {"id": scored_id.check, "ood": scored_ood.check}
+        protocol = {**row["protocol"], "scoring": {"batch_independence": checks if any(checks.values()) else None,
+                                                   "transductive": row["transductive"]}}
+        return {**row, **outcome.value, "peak_memory_mb": max(peaks, default=None), "protocol": protocol,
                 "id_scores_path": self.store.save_scores(scored_id.key, scored_id.scores),
                 "ood_scores_path": self.store.save_scores(scored_ood.key, scored_ood.scores)}
 

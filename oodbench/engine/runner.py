@@ -137,6 +137,9 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
         say(f"aux: {label} trains with {aux}" + ("" if config.aux else " (the method's default; --aux NAME to change)"))
     for label, reduced in plan.header["reduced"].items():
         say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
+    if ctx.sealed is not None:
+        plan.header["sealed"] = ctx.sealed.start()
+        say(f"sealed: fit() and score() run in sandboxed workers ({plan.header['sealed']})")
     runner = get_executor(executor, address)
     data = _materialise(plan, ctx, registry, runner, None, say)
     recorder = Recorder(store, plan, ctx)
@@ -150,6 +153,7 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
         raise
     finally:
         wall = time.time() - started
+        ctx.close()
         recorder.finish(status, wall)
     return RunOutcome(recorder.run_id, store.results(recorder.run_id), ctx.forwarded.images, wall, ctx.cache.summary(), ctx.notes,
                       achieved_rates(plan, outcomes))

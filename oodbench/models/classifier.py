@@ -75,6 +75,6 @@ class ImageClassifier(nn.Module):
         return self(pixels)[:, : self.num_classes]
 
     def head(self) -> Head:
-        """The ID classifier: the rows of the final layer that belong to the ID classes."""
+        """The ID classifier: a float32 copy of the rows of the final layer that belong to the ID classes."""
         k = self.num_classes
-        return Head(weight=self.net.fc.weight[:k].detach().float(), bias=self.net.fc.bias[:k].detach().float())
+        return Head(weight=self.net.fc.weight[:k].detach().float().clone(), bias=self.net.fc.bias[:k].detach().float().clone())

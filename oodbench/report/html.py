@@ -23,18 +23,15 @@ from oodbench.report.leaderboard import leaderboard
 from oodbench.report.published import published_vs_reproduced
 from oodbench.report.tables import (
     BAL_METRICS,
+    RowMarks,
     bal_layout,
     cell_status,
     clean_and_attacked,
     hygiene_footnote,
     hygiene_notes,
     latest_cells,
-    mark_reduced,
     mim_layout,
     ood_groups,
-    reduced_footnote,
-    reduced_label,
-    reduced_notes,
     robustness_layout,
 )
 from oodbench.store import ResultStore
@@ -85,8 +82,8 @@ class Section:
     attacks: list[str] = field(default_factory=list)
     #: whether the ID set groups its OOD sets as near- and far-OOD (the tables then have group averages)
     grouped: bool = False
-    #: method -> the settings its preset reduced (rows marked in every table and export)
-    reduced: dict = field(default_factory=dict)
+    #: the marks of method rows (reduced settings, transductive) in every table and export
+    marks: RowMarks = field(default_factory=RowMarks)
     #: (method, OOD set) -> what the data-hygiene checks found that concerns the cell (cells marked)
     hygiene: dict = field(default_factory=dict)
 
@@ -146,21 +143,22 @@ def _section(results: pd.DataFrame, id_dataset: str, backbone: str, out: Path, r
                f"{'mean over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'seed ' + str(seeds[0])}")
     section = Section(id_dataset, backbone, slug, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
                       leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells),
-                      grouped=any(name for name, _ in ood_groups(cells)), reduced=reduced_notes(cells),
+                      grouped=any(name for name, _ in ood_groups(cells)), marks=RowMarks.of(cells),
                       hygiene=hygiene_notes(cells))
-    footnote = "".join(f". {note}" for note in (reduced_footnote(section.reduced), hygiene_footnote(section.hygiene)) if note)
-    shown = [(reduced_label(method, section.reduced), ood) for method, ood in section.hygiene]  # as exports label rows
+    notes = [*section.marks.footnotes(), *([hygiene_footnote(section.hygiene)] if section.hygiene else [])]
+    footnote = "".join(f". {note}" for note in notes)
+    shown = [(section.marks.label(method), ood) for method, ood in section.hygiene]  # as exports label rows
     flagged = {"mim": set(shown), "bal": {((ood, method), column) for method, ood in shown for column in bal.columns}}
     if not attacked.empty:
         section.robust = robustness_layout(pd.concat([cells, attacked]))
         section.attacks = list(dict.fromkeys(attacked["attack"]))
         _write(out / f"robustness_{slug}.md",
-               to_markdown(mark_reduced(section.robust, section.reduced), f"Robustness (ATOM Table 2 layout), {caption}{footnote}"))
+               to_markdown(section.marks.apply(section.robust), f"Robustness (ATOM Table 2 layout), {caption}{footnote}"))
         section.exports["robustness (md)"] = f"robustness_{slug}.md"
     for name, table, title in (("mim", mim, "AUROC / AUPR-OUT (MIM-paper layout)"), ("bal", bal, "BAL-paper layout")):
         for suffix, render in (("tex", to_latex), ("md", to_markdown)):
             file = f"{name}_{slug}.{suffix}"
-            _write(out / file, render(mark_reduced(table, section.reduced), f"{title}, {caption}{footnote}", flagged=flagged[name]))
+            _write(out / file, render(section.marks.apply(table), f"{title}, {caption}{footnote}", flagged=flagged[name]))
             section.exports[f"{name} ({suffix})"] = file
     ok = cells[cells["status"] == "ok"]
     if not ok.empty:

@@ -5,6 +5,9 @@ over seeds and their number ``n``, and a 95% percentile bootstrap interval over 
 (each seed's samples resampled, the per-seed replicates averaged). The best method is marked, and
 so is every method whose paired bootstrap difference to the best includes 0: scored on the same
 samples, it is not significantly worse (such ties are common between close detectors).
+
+Transductive methods (their scores use the batch they are computed in) are listed apart, after the
+ranked ones, without a rank: their numbers answer another question than per-sample scores do.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ def _replicates(results: pd.DataFrame, method: str, load: ScoreLoader, replicate
 
 def leaderboard(results: pd.DataFrame, load: ScoreLoader, replicates: int = stats.DEFAULT_REPLICATES,
                 level: float = 0.95) -> pd.DataFrame:
-    """Rows ranked by mean AUROC; columns mean, std, n, ci_low, ci_high, best, tied.
+    """Rows ranked by mean AUROC, then the transductive methods unranked; columns rank (None for those),
+    mean, std, n, ci_low, ci_high, best, tied, transductive.
 
     Only methods with a valid cell for every (OOD set, seed) of the selection take part; ``results``
     must hold one ID set's rows with per-sample score paths.
@@ -45,15 +49,18 @@ def leaderboard(results: pd.DataFrame, load: ScoreLoader, replicates: int = stat
     ok = ok[ok["method"].isin(complete)]
     per_seed = ok.groupby(["method", "seed"])["auroc"].mean().groupby("method")
     table = pd.DataFrame({"mean": per_seed.mean(), "std": per_seed.std(ddof=1), "n": per_seed.size()})
-    table = table.sort_values("mean", ascending=False)
+    apart = set(ok.loc[ok["transductive"].fillna(0).astype(bool), "method"]) if "transductive" in ok else set()
+    table["transductive"] = [m in apart for m in table.index]
+    table = table.sort_values(["transductive", "mean"], ascending=[True, False])
     draws = {m: _replicates(ok, m, load, replicates) for m in table.index}
     tail = (1 - level) / 2 * 100
     table["ci_low"] = [np.percentile(draws[m], tail) for m in table.index]
     table["ci_high"] = [np.percentile(draws[m], 100 - tail) for m in table.index]
-    best = table.index[0] if len(table) else None
+    ranked = [m for m in table.index if m not in apart]
+    best = ranked[0] if ranked else None
     table["best"] = table.index == best
     table["tied"] = [
-        m != best and stats.percentile_interval(draws[best] - draws[m], level).contains(0.0) for m in table.index
+        m in ranked and m != best and stats.percentile_interval(draws[best] - draws[m], level).contains(0.0) for m in table.index
     ]
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    table.insert(0, "rank", [ranked.index(m) + 1 if m in ranked else None for m in table.index])
     return table

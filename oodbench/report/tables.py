@@ -12,6 +12,8 @@ then the average over all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
@@ -44,28 +46,47 @@ def ood_groups(results: pd.DataFrame) -> list[tuple[str, list[str]]]:
 
 
 REDUCED_MARK = "\u2020"
+TRANSDUCTIVE_MARK = "\u00a7"
 
 
-def reduced_notes(results: pd.DataFrame) -> dict[str, str]:
-    """method -> the settings its preset reduced against the paper's, for the methods that ran reduced."""
-    if "reduced" not in results:
-        return {}
-    return {m: r for m, r in zip(results["method"], results["reduced"].fillna(""), strict=True) if r}
+@dataclass(frozen=True)
+class RowMarks:
+    """What marks a method's row in every table and export: ``\u2020`` it ran with settings its preset
+    reduced against the paper's; ``\u00a7`` it is transductive (its scores use the batch they are
+    computed in, so they are not comparable to per-sample scores)."""
 
+    #: method -> the settings its preset reduced, e.g. "epochs 2 (paper 10)"
+    reduced: dict[str, str] = field(default_factory=dict)
+    transductive: tuple[str, ...] = ()
 
-def reduced_label(method: str, notes: dict[str, str]) -> str:
-    """``method``, with the reduced-settings mark when it ran reduced."""
-    return f"{method} {REDUCED_MARK}" if method in notes else method
+    @classmethod
+    def of(cls, results: pd.DataFrame) -> "RowMarks":
+        reduced = {} if "reduced" not in results else {
+            m: r for m, r in zip(results["method"], results["reduced"].fillna(""), strict=True) if r}
+        transductive = () if "transductive" not in results else tuple(dict.fromkeys(
+            results.loc[results["transductive"].fillna(0).astype(bool), "method"]))
+        return cls(reduced, transductive)
 
+    def marks(self, method: str) -> str:
+        return (REDUCED_MARK if method in self.reduced else "") + (TRANSDUCTIVE_MARK if method in self.transductive else "")
 
-def mark_reduced(table: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
-    """``table`` with the rows of reduced methods labelled ``name \u2020`` (for text and exports)."""
-    return table.rename(index=lambda m: reduced_label(m, notes), level="method")
+    def label(self, method: str) -> str:
+        """``method``, with its marks."""
+        marks = self.marks(method)
+        return f"{method} {marks}" if marks else method
 
+    def apply(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``table`` with its method rows labelled (for text and exports)."""
+        return table.rename(index=self.label, level="method")
 
-def reduced_footnote(notes: dict[str, str]) -> str:
-    """The footnote that goes with :func:`mark_reduced` ('' when nothing ran reduced)."""
-    return "" if not notes else f"{REDUCED_MARK} reduced settings: " + "; ".join(f"{m}: {r}" for m, r in notes.items())
+    def footnotes(self) -> list[str]:
+        notes = []
+        if self.reduced:
+            notes.append(f"{REDUCED_MARK} reduced settings: " + "; ".join(f"{m}: {r}" for m, r in self.reduced.items()))
+        if self.transductive:
+            notes.append(f"{TRANSDUCTIVE_MARK} transductive (scores use their batch, not comparable to per-sample ones): "
+                         + ", ".join(self.transductive))
+        return notes
 
 
 HYGIENE_MARK = "\u2021"
@@ -160,19 +181,19 @@ def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
         for _, label in MIM_METRICS:
             if text.loc[method, (ood, label)]:
                 text.loc[method, (ood, label)] += HYGIENE_MARK
-    notes = reduced_notes(results)
-    text = mark_reduced(text, notes)
+    marks = RowMarks.of(results)
+    text = marks.apply(text)
     seeds = results["seed"].nunique()
     ids = ", ".join(_ordered(results["id_dataset"]))
     caption = (
         f"ID {ids}, backbone {', '.join(_ordered(results['backbone']))}; AUROC and AUPR-OUT (OOD positive), "
         f"{'mean over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}"
     )
-    footnotes = [note for note in (reduced_footnote(notes), hygiene_footnote(flagged)) if note]
+    footnotes = [*marks.footnotes(), *([hygiene_footnote(flagged)] if flagged else [])]
     out = "\n".join([caption, text.to_string(), *footnotes])
     if not attacked.empty:
         robust = robustness_layout(pd.concat([results, attacked])).map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "not attacked")
-        robust = mark_reduced(robust, notes)
+        robust = marks.apply(robust)
         attacks = "; ".join(_ordered(attacked["attack"]))
         out += (f"\n\nunder attack ({attacks}); FPR@95TPR with ID positive and AUROC, mean over OOD sets\n"
                 + robust.to_string())

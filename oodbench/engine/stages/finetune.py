@@ -14,6 +14,7 @@ import time
 import torch
 
 from oodbench.api import BackboneSpec
+from oodbench.engine.calls import plugin_call
 from oodbench.engine.context import Network
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.estimate import Work
@@ -33,7 +34,7 @@ def _finetune(ctx, entry: MethodEntry, base: Network, train, aux, seed: int, key
         context = training_context(ctx, model, train, aux, seed, ctx.cache.scratch(KIND, key), f"{entry.label} (seed {seed})")
         torch.manual_seed(seed)
         started = time.perf_counter()
-        info = entry.cls(entry.params).train(context) or {}
+        info = plugin_call(ctx.compute.device, entry.cls(entry.params).train, context) or {}
         seconds = time.perf_counter() - started
         ctx.throughput.record(rate, entry.cls(entry.params).training_images(len(train), len(aux) if aux else 0), seconds)
         torch.save(model.state_dict(), directory / "model.pt")

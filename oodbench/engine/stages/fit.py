@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from oodbench.engine.calls import plugin_call
 from oodbench.engine.context import FittedState
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.estimate import Work
-from oodbench.engine.inputs import fit_inputs, held_out
+from oodbench.engine.inputs import fit_arrays, fit_inputs, held_out
 from oodbench.engine.plan import Resources, Task, array_mb
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import code_closure, stable_hash
@@ -60,15 +62,29 @@ def decode_state(blob: bytes, device: torch.device) -> Any:
     return torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
 
 
+def fit_method(ctx, entry: MethodEntry, network, train, extraction, rows: np.ndarray | None, seed: int, scratch: Path) -> Any:
+    """``entry``'s fitted state on the declared representations of ``train`` (only ``rows`` of it, when
+    given): computed on the plugin thread of this process, or under ``--sealed`` in a fresh sandboxed
+    worker (which gets the inputs and a scratch directory of its own, and returns the state as bytes)."""
+    if ctx.sealed is None:
+        inputs = fit_inputs(ctx, entry.label, entry.caps, network, train, extraction, seed, scratch, rows)
+        torch.manual_seed(seed)
+        with network.handed_to(f"method {entry.label}"):
+            return plugin_call(ctx.compute.device, entry.cls(entry.params).fit, inputs)
+    from oodbench.engine.scoring import sealed_job
+
+    with ctx.sealed.worker(*sealed_job(ctx, entry, network, None, "fit")) as worker:
+        blob = worker.call({"seed": seed}, fit_arrays(entry.caps, network, train, extraction, rows))["state"]
+    return decode_state(blob.tobytes(), torch.device("cpu"))
+
+
 def _fit(ctx, entry: MethodEntry, network, train, extraction, tuned, holdout, seed: int, key: str, rate: str) -> FittedState:
     entry = entry.tuned_by(tuned)
 
     def compute(directory) -> dict:
         rows = held_out(train, holdout)
-        inputs = fit_inputs(ctx, entry.label, entry.caps, network, train, extraction, seed, ctx.cache.scratch(KIND, key), rows)
-        torch.manual_seed(seed)
         started = time.perf_counter()
-        state = entry.cls(entry.params).fit(inputs)
+        state = fit_method(ctx, entry, network, train, extraction, rows, seed, ctx.cache.scratch(KIND, key))
         seconds = time.perf_counter() - started
         ctx.throughput.record(rate, len(train) if rows is None else len(rows), seconds)
         (directory / "state.pt").write_bytes(encode_state(state, entry.label))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from oodbench.engine.context import scored
 from oodbench.engine.plan import Task
 from oodbench.hashing import code_closure, stable_hash
 from oodbench.metrics import METRIC_NAMES, detection_metrics
@@ -26,9 +27,10 @@ def metric_cells(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict:
     return {**cells, "status": "ok", "error": None, **detection_metrics(id_scores, ood_scores).as_dict()}
 
 
-def _metrics(ctx, inputs: dict, key: str, trains: bool) -> dict:
+def _metrics(ctx, inputs: dict, key: str, trains: bool, id_label: str, ood_label: str) -> dict:
     def compute(directory) -> dict:
-        network, scored_id, scored_ood, fitted = inputs["network"], inputs["id"], inputs["ood"], inputs.get("fit")
+        network, fitted = inputs["network"], inputs.get("fit")
+        scored_id, scored_ood = scored(inputs["id"], id_label), scored(inputs["ood"], ood_label)
         return {
             **metric_cells(scored_id.scores, scored_ood.scores),
             "checkpoint": network.key, "checkpoint_origin": network.origin,
@@ -43,13 +45,21 @@ def _metrics(ctx, inputs: dict, key: str, trains: bool) -> dict:
     return ctx.cache.cached(KIND, key, compute, lambda artifact: dict(artifact.meta))
 
 
-def plan_metrics(network: Task, accuracy: Task, score_id: Task, score_ood: Task, fit: Task | None, trains: bool,
-                 group: str, label: str) -> Task:
-    """The cell of ``score_ood`` against ``score_id``."""
-    parts = (network.key, score_id.key, score_ood.key)
-    key = None if None in parts else stable_hash({"network": network.key, "id": score_id.key, "ood": score_ood.key,
-                                                  "stage": code_closure(__name__)})
-    inputs = {"network": network.id, "accuracy": accuracy.id, "id": score_id.id, "ood": score_ood.id,
+def plan_metrics(network: Task, accuracy: Task, score_id: tuple[Task, str], score_ood: tuple[Task, str], fit: Task | None,
+                 trains: bool, group: str, label: str) -> Task:
+    """The cell of the OOD scores ``score_ood`` against the ID scores ``score_id``: each the task that
+    scored them (a round, or an attack) and the split's label."""
+    (id_task, id_label), (ood_task, ood_label) = score_id, score_ood
+    id_key, ood_key = score_key(id_task, id_label), score_key(ood_task, ood_label)
+    key = None if None in (network.key, id_key, ood_key) else stable_hash(
+        {"network": network.key, "id": id_key, "ood": ood_key, "stage": code_closure(__name__)})
+    inputs = {"network": network.id, "accuracy": accuracy.id, "id": id_task.id, "ood": ood_task.id,
               **({"fit": fit.id} if fit else {})}
-    return Task(f"metrics:{score_id.id}|{score_ood.id}", KIND, label, key, lambda ctx, values: _metrics(ctx, values, key, trains),
-                inputs=inputs, group=group)
+    return Task(f"metrics:{id_task.id}:{id_label}|{ood_task.id}:{ood_label}", KIND, label, key,
+                lambda ctx, values: _metrics(ctx, values, key, trains, id_label, ood_label), inputs=inputs, group=group)
+
+
+def score_key(task: Task, label: str) -> str | None:
+    """The cache key of split ``label``'s scores from ``task``: a round's artifact of that split, else the
+    task's own key (an attack's)."""
+    return task.key if task.artifacts is None else task.artifacts.get(label)

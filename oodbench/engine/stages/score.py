@@ -1,70 +1,97 @@
-"""``score``: one split's outlier scores from a fresh method instance.
+"""``score``: a method's outlier scores of the ID test split and every OOD set of the run, in one round.
 
-Every split is scored by a new instance of the method, rebuilt from the fitted state, through
-:func:`oodbench.engine.inputs.score_inputs` (declared representations only, in a drawn order),
-so no method can count its calls or see labels, names or roles. Scores are cached under the
-fit's key (or the method's identity and network, for methods without a fit) and the split's key.
+One task per method entry and network. Its splits are scored together in mixed, fixed-size batches
+(:mod:`oodbench.engine.mixing` through :func:`oodbench.engine.scoring.score_parts`), so no call sees
+a whole split, its size, or a batch of one role, and a score that depends on its batch is caught.
+Scores are cached per split, under the fit's key (or the method's identity and network, for methods
+without a fit) and the split's key: a split scored before (in another run, beside other OOD sets)
+is loaded, not scored again, and completes the batches of the missing ones, so adding an OOD set
+scores only that set. A transductive method's scores depend on their batches' companions: its
+per-split keys hash the whole round, and its layout is drawn from the round's content.
 """
 
 from __future__ import annotations
 
-import time
+from typing import Sequence
 
 import numpy as np
-import torch
 
 from oodbench.api import BackboneSpec, Reads
-from oodbench.engine.context import ScoredSplit
+from oodbench.engine.context import ScoredSplit, ScoreRound
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.estimate import Work
-from oodbench.engine.inputs import sample_order, score_inputs, unpermute
+from oodbench.engine.mixing import SCORE_BATCH, Part
 from oodbench.engine.plan import Resources, Task, array_mb
-from oodbench.engine.stages.fit import decode_state
+from oodbench.engine.scoring import score_parts, split_rows
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import code_closure, stable_hash
 
 KIND = "score"
 
 
-def _score(ctx, entry: MethodEntry, network, split, extraction, fitted, tuned, seed: int, key: str, rate: str) -> ScoredSplit:
+def _score(ctx, entry: MethodEntry, network, splits: dict, extractions: dict, roles: dict[str, str], fitted, tuned,
+           keys: dict[str, str], round_key: str, rate: str) -> ScoreRound:
     entry = entry.tuned_by(tuned)
 
-    def compute(directory) -> dict:
-        state = decode_state(fitted.blob, ctx.compute.device) if fitted is not None else None
-        order = sample_order(key, len(split))
-        data = score_inputs(ctx, entry.label, entry.caps, network, split, extraction, order)
-        torch.manual_seed(seed)
-        started = time.perf_counter()
-        values = entry.cls(entry.params, state=state).score(data)
-        seconds = time.perf_counter() - started
-        values = np.asarray(values.detach().float().cpu().numpy()).reshape(-1)
-        if values.shape[0] != len(split):
-            raise RuntimeError(f"score() returned {values.shape[0]} scores for {len(split)} samples")
-        ctx.throughput.record(rate, len(split), seconds)
-        np.save(directory / "scores.npy", unpermute(values, order).astype(np.float32))
-        return {"method": entry.label, "split": split.label, "seconds": seconds}
+    def compute(missing: list[str], present: dict) -> dict:
+        parts = [Part(label, len(split), roles[label], label in missing,
+                      present[label].array("scores") if label in present else None) for label, split in splits.items()]
+        sources = [split_rows(split, extractions.get(label)) for label, split in splits.items()]
+        scored = score_parts(ctx, entry, network, fitted.blob if fitted is not None else None, parts, sources, round_key,
+                             not entry.cls.transductive,
+                             f"score {entry.label}")
+        ctx.throughput.record(rate, scored.rows, scored.seconds)
+        rows = sum(len(splits[label]) for label in missing)
 
-    def load(artifact) -> ScoredSplit:
-        return ScoredSplit(artifact.array("scores"), artifact.meta["seconds"], key)
+        def writer(label: str):
+            def write(directory) -> dict:
+                np.save(directory / "scores.npy", scored.values[label])
+                return {"method": entry.label, "split": label, "seconds": scored.seconds * len(splits[label]) / rows,
+                        "check": scored.check.as_dict() if scored.check is not None else None,
+                        "transductive": entry.cls.transductive}
+            return write
 
-    return ctx.cache.cached(KIND, key, compute, load)
+        return {label: writer(label) for label in missing}
+
+    def load(label: str, artifact) -> ScoredSplit:
+        return ScoredSplit(artifact.array("scores"), artifact.meta["seconds"], keys[label], check=artifact.meta.get("check"))
+
+    return ScoreRound(ctx.cache.cached_group(KIND, keys, compute, load))
 
 
-def plan_score(ctx, entry: MethodEntry, network: Task, split: PlannedSplit, extraction: Task | None, fit: Task | None,
-               seed: int, backbone: BackboneSpec, row_width: int, tune: Task | None = None) -> Task:
-    """The scores of ``split`` by ``entry`` on ``network`` (after ``fit``, when the method fits;
-    ``row_width``: logits + features per sample), with the parameters ``tune`` chose when given."""
+def plan_score(ctx, entry: MethodEntry, network: Task, splits: Sequence[tuple[PlannedSplit, str]], extractions: dict,
+               fit: Task | None, seed: int, backbone: BackboneSpec, row_width: int, tune: Task | None = None) -> Task:
+    """The scores of ``splits`` (each with its role, ``id`` or ``ood``) by ``entry`` on ``network`` (after
+    ``fit``, when the method fits; ``extractions``: each split's extraction task, when the method reads
+    extracted representations; ``row_width``: logits + features per sample), with the parameters
+    ``tune`` chose when given."""
     base = fit.key if fit is not None else (None if None in (network.key, *([tune.key] if tune else [])) else stable_hash(
         {**entry.identity(), "checkpoint": network.key, "precision": ctx.compute.precision, "seed": seed,
          **({"tuned": tune.key} if tune else {})}))
-    key = None if base is None or split.key is None else stable_hash(
-        {"fit": base, "split": split.key, "stage": code_closure(__name__, backbone.build)})
+    split_keys = [split.key for split, _ in splits]
+    together = {"round": sorted(split_keys), "batch": SCORE_BATCH} if entry.cls.transductive else {}
+    keys = {} if base is None or None in split_keys else {
+        split.label: stable_hash({"fit": base, "split": split.key, "stage": code_closure(__name__, backbone.build), **together})
+        for split, _ in splits}
+    round_key = stable_hash(sorted(keys.values())) if keys else None
+    roles = {split.label: role for split, role in splits}
+    rows = None if None in (split.count for split, _ in splits) else sum(split.count for split, _ in splits)
+    inputs = {"network": network.id, **({"fit": fit.id} if fit else {}), **({"tune": tune.id} if tune else {})}
+    for i, (split, _) in enumerate(splits):
+        inputs[f"split{i}"] = split.task
+        if extractions.get(split.label) is not None:
+            inputs[f"extraction{i}"] = extractions[split.label].id
+    labels = [split.label for split, _ in splits]
+
+    def run(ctx, values):
+        named = {label: values[f"split{i}"] for i, label in enumerate(labels)}
+        extracted = {label: values.get(f"extraction{i}") for i, label in enumerate(labels)}
+        return _score(ctx, entry, values["network"], named, extracted, roles, values.get("fit"), values.get("tune"), keys,
+                      round_key, rate)
+
     reads_images = Reads.IMAGES in entry.caps.reads
     rate = ctx.throughput.key("score", f"{entry.cls.name}/{backbone.name}")
-    inputs = {"network": network.id, "split": split.task, **({"extraction": extraction.id} if extraction else {}),
-              **({"fit": fit.id} if fit else {}), **({"tune": tune.id} if tune else {})}
-    return Task(f"score:{entry.label}:{network.id}:{split.ident}", KIND, f"{entry.label} scores {split.label}", key,
-                lambda ctx, inputs: _score(ctx, entry, inputs["network"], inputs["split"], inputs.get("extraction"),
-                                           inputs.get("fit"), inputs.get("tune"), seed, key, rate),
-                inputs=inputs, work=Work(rate, split.count if reads_images else 0, ctx.throughput.key("train", backbone.name)),
-                resources=Resources(ctx.compute.device.type, array_mb(split.count, row_width)), group=entry.label)
+    return Task(f"score:{entry.label}:{network.id}", KIND, f"{entry.label} scores {', '.join(labels)}", round_key, run,
+                inputs=inputs, work=Work(rate, rows if reads_images else 0, ctx.throughput.key("train", backbone.name)),
+                resources=Resources(ctx.compute.device.type, array_mb(rows, row_width)), group=entry.label,
+                artifacts=keys or None)

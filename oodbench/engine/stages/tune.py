@@ -2,8 +2,8 @@
 
 The method declares a small grid (``Method.search_space``). Every combination is fitted (when the
 method fits) on the split its protocol fits on, then scores a held-out slice of the ID training
-split and a validation OOD set (``--tune-ood``, never a test OOD set of the run) through the same
-inputs as a run's scores; the combination with the best AUROC wins, ties going to the first in
+split and a validation OOD set (``--tune-ood``, never a test OOD set of the run) in mixed batches,
+as a run's scores are; the combination with the best AUROC wins, ties going to the first in
 grid order, as OpenOOD's automatic parameter search does. Neither the ID test split nor a test OOD
 set is ever seen. The output (:class:`Tuned`) is cached; the method's fit and scores take its
 chosen values, and every record of the method stores them with the validation sets.
@@ -15,13 +15,13 @@ fit of a tuned method (the search's and the final one): no fitted method has see
 
 from __future__ import annotations
 
-import torch
-
 from oodbench.engine.context import Tuned
 from oodbench.engine.entries import MethodEntry
-from oodbench.engine.inputs import fit_inputs, held_out, sample_order, score_inputs
+from oodbench.engine.inputs import held_out
+from oodbench.engine.mixing import Part
 from oodbench.engine.plan import Resources, Task
-from oodbench.engine.stages.fit import decode_state, encode_state
+from oodbench.engine.scoring import score_parts, split_rows
+from oodbench.engine.stages.fit import encode_state, fit_method
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import code_closure, stable_hash
 from oodbench.metrics import auroc
@@ -30,21 +30,17 @@ KIND = "tune"
 
 
 def _validation_auroc(ctx, entry: MethodEntry, inputs: dict, seed: int, key: str) -> float:
-    network, device = inputs["network"], ctx.compute.device
+    network = inputs["network"]
     state = None
     if entry.caps.fits:
         train = inputs["fit_split"]
-        fitted = entry.cls(entry.params).fit(fit_inputs(ctx, entry.label, entry.caps, network, train, inputs.get("fit_extraction"),
-                                                        seed, ctx.cache.scratch(KIND, key), held_out(train, inputs["id"])))
-        state = decode_state(encode_state(fitted, entry.label), device)
-    scores = []
-    for side in ("id", "ood"):
-        split = inputs[side]
-        data = score_inputs(ctx, entry.label, entry.caps, network, split, inputs.get(f"{side}_extraction"),
-                            sample_order(key, len(split)))
-        torch.manual_seed(seed)
-        scores.append(entry.cls(entry.params, state=state).score(data).detach().float().cpu().numpy().reshape(-1))
-    return auroc(scores[1], scores[0])
+        state = encode_state(fit_method(ctx, entry, network, train, inputs.get("fit_extraction"), held_out(train, inputs["id"]),
+                                        seed, ctx.cache.scratch(KIND, key)), entry.label)
+    parts = [Part(side, len(inputs[side]), side, True) for side in ("id", "ood")]
+    sources = [split_rows(inputs[side], inputs.get(f"{side}_extraction")) for side in ("id", "ood")]
+    combination = stable_hash([key, entry.params])
+    scored = score_parts(ctx, entry, network, state, parts, sources, combination, False, f"tune {entry.label}")
+    return auroc(scored.values["ood"], scored.values["id"])
 
 
 def _tune(ctx, entry: MethodEntry, inputs: dict, seed: int, key: str, validation: dict) -> Tuned:

@@ -1,0 +1,248 @@
+"""``--sealed``: a method's ``fit()`` and ``score()`` run in sandboxed worker processes.
+
+For evaluating code you did not write (a submitted method). The engine starts one *zygote* per
+process that runs plugin code: a fresh interpreter (``python -I``, no inherited file descriptors, a
+minimal environment) that imports the trusted code (torch, numpy, pytorch-ood, oodbench's contract),
+enters new user, network, IPC and PID namespaces where the kernel permits, and restricts itself
+with Landlock (:mod:`oodbench.sandbox`) to *reading* Python's code directories, oodbench's package
+directories and the plugin files, and writing one scratch directory. It never runs plugin code
+itself: for every fit and every batch group of a scoring round (the round's batches, then the
+check's) it forks a fresh *worker* that restricts itself further (its own Landlock domain and
+scratch directory, its own IPC namespace, no capabilities), imports the method's module, and
+exchanges frames with the engine through the zygote: it receives only the declared inputs and
+returns only a fitted state or scores. When the group ends the worker and every process it left
+behind are killed and its scratch directory is deleted.
+
+So a worker cannot read the artifact cache, the results store, the data roots, the home directory
+or anything but code; cannot write anywhere but its scratch directory; cannot reach the network
+or another worker (or its memory, files, sockets, signals); and holds nothing of the engine in its
+memory: no caller frames, no module state from other workers. What crosses back is parsed, never
+unpickled: a JSON header and ``.npy`` arrays (``allow_pickle=False``), or a fitted state loaded with
+``torch.load(weights_only=True)``.
+
+The sandboxed side (zygote and workers) is :mod:`oodbench.engine.zygote`. Workers compute on the CPU.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import importlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from oodbench.engine.zygote import SealedError, read_frame, write_frame
+
+#: modules the zygote imports before it restricts itself (trusted code its workers share)
+PRELOAD = ("numpy", "torch", "torch.nn.functional", "pytorch_ood", "pytorch_ood.detector", "pytorch_ood.loss", "scipy",
+           "sklearn", "oodbench.api", "oodbench.engine.device", "oodbench.engine.scoring", "oodbench.engine.stages.fit",
+           "oodbench.models.classifier", "oodbench.sandbox")
+#: functions the zygote calls before it restricts itself, for what they cache: scikit-learn's thread-pool
+#: controller lists the process's libraries from ``/proc/self/maps``, which a worker may not read
+WARM_UP = ("sklearn.utils.parallel._get_threadpool_controller",)
+
+
+def pack(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.ascontiguousarray(array) for name, array in arrays.items()})
+    return buffer.getvalue()
+
+
+def unpack(payload: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` payload, never unpickling anything."""
+    if not payload:
+        return {}
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def as_array(blob: bytes) -> np.ndarray:
+    """Bytes as a uint8 array, to travel in an ``.npz`` payload."""
+    return np.frombuffer(blob, dtype=np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodRef:
+    """How a worker finds a method class: its module by name, or by file (a ``--plugins`` file)."""
+
+    module: str
+    qualname: str
+    file: str | None
+
+    @classmethod
+    def of(cls, method: type) -> "MethodRef":
+        from oodbench.hashing import PLUGIN_PREFIX
+
+        from_file = method.__module__.startswith(PLUGIN_PREFIX)  # loaded from a --plugins directory, not importable by name
+        return cls(method.__module__, method.__qualname__, str(Path(sys.modules[method.__module__].__file__).resolve()) if from_file else None)
+
+
+def read_grants(plugin_files: Sequence[Path]) -> list[str]:
+    """What a worker may read: Python's own code (the standard library, site-packages), oodbench's
+    package directories, the plugin files, the shared libraries of the system, the random devices, and
+    the files that say how many CPUs there are."""
+    import oodbench
+
+    places = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.base_exec_prefix)}
+    places |= {Path(p) for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)}
+    places |= {Path(p) for p in oodbench.__path__}
+    for name in ("methods", "datasets", "backbones", "presets", "references"):
+        spec = importlib.util.find_spec(f"oodbench.{name}")
+        places |= {Path(p) for p in (spec.submodule_search_locations or [])} if spec is not None else set()
+    places |= {Path(p) for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/etc/ld.so.cache",
+                                 "/dev/urandom", "/dev/random",
+                                 # how many CPUs there are (joblib, OpenMP): the machine's, not the run's
+                                 "/sys/fs/cgroup", "/sys/devices/system/cpu", "/proc/cpuinfo", "/proc/meminfo")}
+    places |= set(plugin_files)
+    return sorted(str(p.resolve()) for p in places if p.exists())
+
+
+def check_grants(grants: Sequence[str], protected: Sequence[Path]) -> None:
+    """Refuse to run when a directory a worker may read holds something it must not."""
+    from oodbench.errors import ConfigError
+
+    for grant in map(Path, grants):
+        for place in protected:
+            place = place.resolve()
+            if place == grant or grant in place.parents:
+                raise ConfigError(f"--sealed: workers must read {grant} (code), which holds {place}",
+                                  f"move {place} out of {grant}, or install Python and oodbench elsewhere")
+
+
+class Zygote:
+    """The sandboxed process that forks a fresh worker per job (see the module documentation)."""
+
+    def __init__(self, protected: Sequence[Path], plugin_files: Sequence[Path], threads: int) -> None:
+        import oodbench
+
+        self.grants = read_grants(plugin_files)
+        check_grants(self.grants, protected)
+        self.scratch = Path(tempfile.mkdtemp(prefix="oodbench-sealed-"))
+        source = str(Path(oodbench.__file__).resolve().parents[1])
+        bootstrap = (f"import sys; sys.path.insert(0, {source!r}); import oodbench; oodbench.__path__[:] = {list(oodbench.__path__)!r}; "
+                     "from oodbench.engine.zygote import serve; serve()")
+        environment = {name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+                       if name in os.environ}
+        self.process = subprocess.Popen([sys.executable, "-I", "-c", bootstrap], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        close_fds=True, env={**environment, "HOME": str(self.scratch)}, cwd=self.scratch)
+        write_frame(self.process.stdin, {"read": self.grants, "scratch": str(self.scratch), "threads": threads,
+                                          "preload": list(PRELOAD), "warm_up": list(WARM_UP), "uid": os.getuid(), "gid": os.getgid()})
+        header, _ = self._receive()
+        if not header.get("ok"):
+            self.close()
+            from oodbench.errors import ConfigError
+
+            raise ConfigError(f"--sealed: the sandbox could not start: {header.get('error', 'no answer')}\n{header.get('traceback', '')}",
+                              "run without --sealed only for code you trust")
+        self.protection = header["protection"]
+
+    def _receive(self) -> tuple[dict, bytes]:
+        try:
+            return read_frame(self.process.stdout)
+        except (EOFError, json.JSONDecodeError) as error:
+            raise SealedError(f"the sandbox stopped answering ({error})") from None
+
+    def worker(self, job: Mapping[str, Any], payload: bytes = b"") -> "Worker":
+        write_frame(self.process.stdin, {**job, "op": "job"}, payload)
+        return Worker(self)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                write_frame(self.process.stdin, {"op": "quit"})
+                self.process.stdin.close()
+                self.process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class SealedWorkers:
+    """The zygote of a run, started when the first worker is asked for, closed with the run."""
+
+    def __init__(self, protected: Sequence[Path], threads: int) -> None:
+        self.protected, self.threads = list(protected), threads
+        self.zygote: Zygote | None = None
+
+    def start(self) -> str:
+        """Start the zygote now (a run does, so that a sandbox that cannot start stops it before any work);
+        what it protects with."""
+        if self.zygote is None:
+            from oodbench.hashing import PLUGIN_PREFIX
+
+            plugins = [Path(m.__file__) for name, m in list(sys.modules.items()) if name.startswith(PLUGIN_PREFIX)]
+            self.zygote = Zygote(self.protected, plugins, self.threads)
+            atexit.register(self.close)
+        return self.zygote.protection
+
+    def worker(self, job: Mapping[str, Any], payload: bytes = b"") -> "Worker":
+        self.start()
+        return self.zygote.worker(job, payload)
+
+    def close(self) -> None:
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
+
+
+class Worker:
+    """One job's worker: ``call`` sends a frame to it and returns its answer; ``close`` ends it."""
+
+    def __init__(self, zygote: Zygote) -> None:
+        self.zygote = zygote
+        self.open = True
+
+    def call(self, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        write_frame(self.zygote.process.stdin, {**header, "op": "call"}, pack(arrays))
+        answer, payload = self.zygote._receive()
+        if answer.get("ok") is not True:
+            text = str(answer.get("error", "the worker broke the protocol"))[:2000]
+            raise SealedError(text + (f"\n{str(answer.get('traceback', ''))[-3000:]}" if answer.get("traceback") else ""))
+        return unpack(payload)
+
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            write_frame(self.zygote.process.stdin, {"op": "end"})
+            self.zygote._receive()
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def method_job(entry, network, state_blob: bytes | None, device_precision: str, inference_batch: int) -> tuple[dict, bytes]:
+    """The job header and payload that set a worker up for ``entry``: the method, its parameters, its
+    fitted state and, when it reads images, the network."""
+    import torch
+
+    from oodbench.api import Reads
+
+    header = {"method": dataclasses.asdict(MethodRef.of(entry.cls)), "params": dataclasses.asdict(entry.params),
+              "reads": sorted(r.value for r in entry.caps.reads), "num_classes": network.model.num_classes,
+              "precision": device_precision, "batch": inference_batch, "network": None}
+    arrays: dict[str, np.ndarray] = {}
+    if state_blob is not None:
+        arrays["state"] = as_array(state_blob)
+    if Reads.IMAGES in entry.caps.reads:
+        model = network.model
+        header["network"] = {"build": [model.net.__class__.__module__, model.net.__class__.__qualname__],
+                             "outputs": model.num_outputs}
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        arrays["network"] = as_array(buffer.getvalue())
+    return header, pack(arrays)
+
+
