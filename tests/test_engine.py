@@ -39,8 +39,8 @@ def test_score_cannot_reach_labels_the_split_or_undeclared_inputs(tiny_catalog, 
     assert rows["cheat"]["status"] == "failed" and message in rows["cheat"]["error"] and rows["msp"]["status"] == "ok"
 
 
-def test_every_split_is_scored_by_a_fresh_instance(tiny_catalog, tmp_path, capsys):
-    """A plugin that counts its calls on the instance sees 1 every time: it cannot tell splits apart."""
+def test_every_batch_is_scored_by_a_fresh_instance(tiny_catalog, tmp_path, capsys):
+    """A plugin that counts its calls on the instance sees 1 every time: it cannot tell batches apart."""
     plugins = tmp_path / "plugins"
     write_plugin(plugins, "counter", "self.calls = getattr(self, 'calls', 0) + 1\n"
                                      "return data.logits.new_full((len(data.logits),), float(self.calls))")
