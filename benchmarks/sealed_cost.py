@@ -1,16 +1,19 @@
 """What ``--sealed`` costs: the wall time of a run of the post-hoc methods sealed and not, alternated.
 
-Each run starts from the same cache with the network, the decoded splits and their extractions in
-it and no fit, score or metrics (those are what sealing changes): the default run fits and scores in
-this process, the sealed one in sandboxed workers (``oodbench/engine/sealed.py``). The runs
-alternate (default, sealed, default, sealed, ...) so that a machine that slows down or warms up
-affects both alike; the script prints every wall time, the ratio of each pair, and whether the
-two agree on every AUROC.
+With ``--fresh post-hoc`` (default) each run starts from the same cache with the decoded splits and
+their extractions in it and no fit, score or metrics (those are what sealing changes): the default
+run fits and scores in this process, the sealed one in sandboxed workers
+(``oodbench/engine/sealed.py``), and the sandbox's start (a fresh interpreter importing torch and
+pytorch-ood, seconds) has little else to overlap with. With ``--fresh all`` each run starts from an
+empty cache (the network is the ``--checkpoint`` file): decoding, data hygiene and extraction come
+first, as in a first run, and the sandbox starts while they run. The runs alternate (default,
+sealed, default, sealed, ...) so that a machine that slows down or warms up affects both alike; the
+script prints every wall time, the ratio of each pair, and whether the two agree on every AUROC.
 
 Usage (the quick setting on the offline catalog; ``--checkpoint`` a trained WRN-16-2, e.g. the
 quick preset's from ``oodbench train``, or omit it to train one first):
 
-    python benchmarks/sealed_cost.py --catalog ../shared/data/catalog.toml --checkpoint FILE [--pairs 1]
+    python benchmarks/sealed_cost.py --catalog ../shared/data/catalog.toml --checkpoint FILE [--pairs 1] [--fresh all]
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import oodbench
 
 METHODS = ("msp", "odin", "mahalanobis", "energy", "entropy", "maxlogit", "klmatching", "dice", "rmd", "vim", "knn")
 OOD = ("tin-crop-32", "tin-resize-32", "dtd10-32", "mnist-test")
-#: the stages sealing changes: emptied before every timed run
-FRESH = ("fit", "score", "metrics")
+#: the stages sealing changes: emptied before every timed run of ``--fresh post-hoc``
+POST_HOC = ("fit", "score", "metrics")
 
 
-def timed(cache: Path, sealed: bool, options: dict) -> tuple[float, dict]:
-    for stage in FRESH:
+def timed(cache: Path, sealed: bool, options: dict, everything: bool = False) -> tuple[float, dict]:
+    if everything:
+        shutil.rmtree(cache, ignore_errors=True)
+    for stage in POST_HOC:
         shutil.rmtree(cache / stage, ignore_errors=True)
     started = time.perf_counter()
     result = oodbench.run(cache_dir=cache, sealed=sealed, quiet=True, **options)
@@ -49,23 +54,27 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="a trained wrn-16-2 for cifar10-jpeg (default: train one with the quick preset)")
     parser.add_argument("--pairs", type=int, default=1, help="(default, sealed) pairs to run")
     parser.add_argument("--cache-dir", type=Path, help="a cache to warm and reuse (default: a temporary one)")
+    parser.add_argument("--fresh", choices=("post-hoc", "all"), default="post-hoc",
+                        help="what each timed run computes: the fits and scores (default), or everything from an empty cache")
     args = parser.parse_args()
     cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="oodbench-sealed-cost-"))
     results = Path(tempfile.mkdtemp(prefix="oodbench-sealed-results-"))
     options = dict(methods=list(METHODS), id="cifar10-jpeg", ood=list(OOD), preset="quick", catalogs=[args.catalog],
                    checkpoint=args.checkpoint, results=results, device="cpu")
-    print("warming the cache (network, decoded splits, extractions)")
-    timed(cache, False, options)
+    everything = args.fresh == "all"
+    if not everything:
+        print("warming the cache (decoded splits, extractions)")
+        timed(cache, False, options)
     times = {False: [], True: []}
     aurocs = {}
     for pair in range(args.pairs):
         for sealed in (False, True):
-            seconds, aurocs[sealed] = timed(cache, sealed, options)
+            seconds, aurocs[sealed] = timed(cache, sealed, options, everything)
             times[sealed].append(seconds)
             print(f"pair {pair + 1}: {'sealed ' if sealed else 'default'} {seconds:6.1f} s")
         print(f"pair {pair + 1}: sealed / default = {times[True][-1] / times[False][-1]:.2f}")
     moved = max(abs(aurocs[True][cell] - aurocs[False][cell]) for cell in aurocs[False])
-    print(f"{len(METHODS)} post-hoc methods x {len(OOD)} OOD sets; sealed / default wall time: "
+    print(f"{len(METHODS)} post-hoc methods x {len(OOD)} OOD sets, fresh: {args.fresh}; sealed / default wall time: "
           f"{sum(times[True]) / sum(times[False]):.2f} over {args.pairs} pair(s); largest AUROC difference {moved:.2g}")
 
 

@@ -222,6 +222,7 @@ def test_sealed_workers_see_only_their_inputs(tiny_catalog, tmp_path, capsys):
     run_tiny(tiny_catalog, tmp_path / "results", *common, "--sealed", "--methods", "peeker,remember,reader,msp,knn")
     out = capsys.readouterr().out
     assert re.search(r"sealed: fit\(\) and score\(\) run in sandboxed workers \(Landlock ABI \d+", out)
+    assert re.search(r"score: 0 cached, \d+ computed", out)  # msp's scores of the first run were computed unsealed
     rows = _rows(tmp_path / "results")
     for cheat in ("peeker", "remember", "reader"):
         assert not _separates(rows[cheat]), rows[cheat]

@@ -75,13 +75,16 @@ class EngineContext:
 
     @classmethod
     def for_run(cls, config: RunConfig, say: Callable[[str], None] = print) -> "EngineContext":
-        """The context of a run with ``config`` (a cluster executor rebuilds it on its workers from the same).
-        With ``config.sealed``: refuses to start where no sandbox is available, rather than pretend."""
-        ctx = cls.create(config.device, config.precision, config.compile, config.cache_dir, config.data_root, config.download,
-                         config.batch_size, say, config)
-        if config.sealed:
-            ctx.sealed = sealed_workers(config, ctx.compute)
-        return ctx
+        """The context of a run with ``config`` (a cluster executor rebuilds it on its workers from the same);
+        under ``--sealed`` its sandbox is attached by :func:`oodbench.engine.sealed.attach`."""
+        return cls.create(config.device, config.precision, config.compile, config.cache_dir, config.data_root, config.download,
+                          config.batch_size, say, config)
+
+    @property
+    def isolated(self) -> bool:
+        """Whether plugin code runs sealed: part of the key of every stage that runs it (a fit or scores
+        computed in this process are never taken for sealed ones)."""
+        return self.config is not None and self.config.sealed
 
     def close(self) -> None:
         """Stop what the context started (the sandbox of ``--sealed``)."""
@@ -147,27 +150,6 @@ class Network:
                                  "after it") from failure
         if failure is not None:
             raise failure
-
-
-def sealed_workers(config: RunConfig, compute: Compute) -> "SealedWorkers":
-    """The sandbox of a ``--sealed`` run; a clear error where this machine has none (or not for this device)."""
-    from oodbench.config import default_home
-    from oodbench.engine.sealed import SealedWorkers
-    from oodbench.errors import ConfigError
-    from oodbench.sandbox import unavailable
-
-    why = unavailable()
-    if why is not None:
-        raise ConfigError(why, "run --sealed on a Linux machine with Landlock (kernel 5.13 or newer); without it, run only code you trust")
-    if config.attacks:
-        raise ConfigError("--sealed with --attack: an attack follows the gradient of the method's own code, which then shapes "
-                          "the images its score() sees, a channel from the attack to the scores that no sandbox closes",
-                          "evaluate attacks without --sealed, on code you trust")
-    if compute.device.type != "cpu":
-        raise ConfigError(f"--sealed runs plugin code on the CPU; this run computes on {compute.device}",
-                          "add --device cpu (sandboxed GPU workers are not supported yet)")
-    protected = [config.cache_dir, config.results_dir, config.data_root, default_home(), Path.home(), Path.cwd()]
-    return SealedWorkers(protected, torch.get_num_threads())
 
 
 class NetworkChanged(Exception):

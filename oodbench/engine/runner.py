@@ -27,6 +27,7 @@ from oodbench.engine.executors import get_executor
 from oodbench.engine.plan import Plan, Task
 from oodbench.engine.planner import build_plan
 from oodbench.engine.records import Recorder
+from oodbench.engine.sealed import attach as attach_sandbox
 from oodbench.models.checkpoints import build_classifier
 from oodbench.models.distributed import World, join_from_environment
 from oodbench.registry import Registry
@@ -131,17 +132,25 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
     if not world.writer:
         return _train_beside(configs, registry, world)
     store = ResultStore(config.results_dir / "oodbench.sqlite").check()
-    plan, ctx = plan_run(configs, registry, say, fetch=True)
-    plan.header["world_size"] = world.size
-    for label, aux in plan.header["aux"].items():
-        say(f"aux: {label} trains with {aux}" + ("" if config.aux else " (the method's default; --aux NAME to change)"))
-    for label, reduced in plan.header["reduced"].items():
-        say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
-    if ctx.sealed is not None:
-        plan.header["sealed"] = ctx.sealed.start()
-        say(f"sealed: fit() and score() run in sandboxed workers ({plan.header['sealed']})")
-    runner = get_executor(executor, address)
-    data = _materialise(plan, ctx, registry, runner, None, say)
+    ctx = EngineContext.for_run(config, say)
+    try:
+        if config.sealed:
+            attach_sandbox(ctx)
+            ctx.sealed.start()  # the sandbox sets itself up (seconds) while the engine plans and loads the data
+        plan = build_plan(configs, registry, ctx, fetch=True)
+        plan.header["world_size"] = world.size
+        for label, aux in plan.header["aux"].items():
+            say(f"aux: {label} trains with {aux}" + ("" if config.aux else " (the method's default; --aux NAME to change)"))
+        for label, reduced in plan.header["reduced"].items():
+            say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
+        runner = get_executor(executor, address)
+        data = _materialise(plan, ctx, registry, runner, None, say)
+        if ctx.sealed is not None:
+            plan.header["sealed"] = ctx.sealed.protection()
+            say(f"sealed: fit() and score() run in sandboxed workers ({plan.header['sealed']})")
+    except BaseException:  # a plan or data error, a sandbox that cannot start: nothing recorded, nothing left running
+        ctx.close()
+        raise
     recorder = Recorder(store, plan, ctx)
     recorder.start(configs)
     status, outcomes = "failed", data

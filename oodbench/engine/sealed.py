@@ -32,6 +32,7 @@ import importlib.util
 import io
 import json
 import os
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,7 @@ import numpy as np
 
 from oodbench.engine.zygote import SealedError, read_frame, write_frame
 
-#: modules the zygote imports before it restricts itself (trusted code its workers share)
+#: modules the zygote imports before it restricts itself (trusted code its workers share; the built-in methods too)
 PRELOAD = ("numpy", "torch", "torch.nn.functional", "pytorch_ood", "pytorch_ood.detector", "pytorch_ood.loss", "scipy",
            "sklearn", "oodbench.api", "oodbench.engine.device", "oodbench.engine.scoring", "oodbench.engine.stages.fit",
            "oodbench.models.classifier", "oodbench.sandbox")
@@ -135,16 +136,26 @@ class Zygote:
                        if name in os.environ}
         self.process = subprocess.Popen([sys.executable, "-I", "-c", bootstrap], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         close_fds=True, env={**environment, "HOME": str(self.scratch)}, cwd=self.scratch)
-        write_frame(self.process.stdin, {"read": self.grants, "scratch": str(self.scratch), "threads": threads,
-                                          "preload": list(PRELOAD), "warm_up": list(WARM_UP), "uid": os.getuid(), "gid": os.getgid()})
-        header, _ = self._receive()
-        if not header.get("ok"):
-            self.close()
-            from oodbench.errors import ConfigError
+        import oodbench.methods
 
-            raise ConfigError(f"--sealed: the sandbox could not start: {header.get('error', 'no answer')}\n{header.get('traceback', '')}",
-                              "run without --sealed only for code you trust")
-        self.protection = header["protection"]
+        builtins = [f"oodbench.methods.{module.name}" for module in pkgutil.iter_modules(oodbench.methods.__path__)]
+        write_frame(self.process.stdin, {"read": self.grants, "scratch": str(self.scratch), "threads": threads,
+                                          "preload": [*PRELOAD, *builtins], "warm_up": list(WARM_UP), "uid": os.getuid(),
+                                          "gid": os.getgid()})
+        self._protection: str | None = None
+
+    def ready(self) -> str:
+        """Wait until the zygote has set itself up (it starts while the engine plans); what it protects with."""
+        if self._protection is None:
+            header, _ = self._receive()
+            if not header.get("ok"):
+                self.close()
+                from oodbench.errors import ConfigError
+
+                raise ConfigError(f"--sealed: the sandbox could not start: {header.get('error', 'no answer')}\n"
+                                  f"{header.get('traceback', '')}", "run without --sealed only for code you trust")
+            self._protection = str(header["protection"])
+        return self._protection
 
     def _receive(self) -> tuple[dict, bytes]:
         try:
@@ -153,6 +164,7 @@ class Zygote:
             raise SealedError(f"the sandbox stopped answering ({error})") from None
 
     def worker(self, job: Mapping[str, Any], payload: bytes = b"") -> "Worker":
+        self.ready()
         write_frame(self.process.stdin, {**job, "op": "job"}, payload)
         return Worker(self)
 
@@ -174,16 +186,19 @@ class SealedWorkers:
         self.protected, self.threads = list(protected), threads
         self.zygote: Zygote | None = None
 
-    def start(self) -> str:
-        """Start the zygote now (a run does, so that a sandbox that cannot start stops it before any work);
-        what it protects with."""
+    def start(self) -> None:
+        """Start the zygote, which sets itself up while the engine goes on (a run starts it before it plans)."""
         if self.zygote is None:
             from oodbench.hashing import PLUGIN_PREFIX
 
             plugins = [Path(m.__file__) for name, m in list(sys.modules.items()) if name.startswith(PLUGIN_PREFIX)]
             self.zygote = Zygote(self.protected, plugins, self.threads)
             atexit.register(self.close)
-        return self.zygote.protection
+
+    def protection(self) -> str:
+        """What the sandbox protects with, once it is set up (an error when it cannot be)."""
+        self.start()
+        return self.zygote.ready()
 
     def worker(self, job: Mapping[str, Any], payload: bytes = b"") -> "Worker":
         self.start()
@@ -246,3 +261,25 @@ def method_job(entry, network, state_blob: bytes | None, device_precision: str, 
     return header, pack(arrays)
 
 
+def attach(ctx) -> None:
+    """Give the engine context ``ctx`` of a ``--sealed`` run its sandbox (started on first use); a clear
+    error where this machine has none, or for what it cannot seal (attacks, a GPU), rather than pretend."""
+    import torch
+
+    from oodbench.config import default_home
+    from oodbench.errors import ConfigError
+    from oodbench.sandbox import unavailable
+
+    config, compute = ctx.config, ctx.compute
+    why = unavailable()
+    if why is not None:
+        raise ConfigError(why, "run --sealed on a Linux machine with Landlock (kernel 5.13 or newer); without it, run only code you trust")
+    if config.attacks:
+        raise ConfigError("--sealed with --attack: an attack follows the gradient of the method's own code, which then shapes "
+                          "the images its score() sees, a channel from the attack to the scores that no sandbox closes",
+                          "evaluate attacks without --sealed, on code you trust")
+    if compute.device.type != "cpu":
+        raise ConfigError(f"--sealed runs plugin code on the CPU; this run computes on {compute.device}",
+                          "add --device cpu (sandboxed GPU workers are not supported yet)")
+    protected = [config.cache_dir, config.results_dir, config.data_root, default_home(), Path.home(), Path.cwd()]
+    ctx.sealed = SealedWorkers(protected, torch.get_num_threads())

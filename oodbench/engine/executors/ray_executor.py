@@ -95,6 +95,10 @@ def _worker_context(config, batch_sizes: dict[str, int], threads: int):
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         torch.set_num_threads(threads)
         ctx = EngineContext.for_run(config, say=lambda text: None)
+        if config.sealed:
+            from oodbench.engine.sealed import attach
+
+            attach(ctx)
         ctx.batch_sizes.update(batch_sizes)
         _contexts[key] = ctx
     return _contexts[key]

@@ -108,7 +108,8 @@ def plan_fit(ctx, entry: MethodEntry, network: Task, train: PlannedSplit, extrac
     parts = (network.key, train.key, *([tune.key] if tune else []), *([holdout.key] if holdout else []))
     key = None if None in parts else stable_hash(
         {**entry.identity(), "checkpoint": network.key, "train": train.key, "precision": ctx.compute.precision, "seed": seed,
-         **({"tuned": tune.key} if tune else {}), **({"without": holdout.key} if holdout else {}), "stage": code_closure(__name__)})
+         **({"tuned": tune.key} if tune else {}), **({"without": holdout.key} if holdout else {}), "stage": code_closure(__name__),
+         **({"sealed": True} if ctx.isolated else {})})
     rate = ctx.throughput.key("fit", entry.cls.name)
     inputs = {"network": network.id, "train": train.task, **({"extraction": extraction.id} if extraction else {}),
               **({"tune": tune.id} if tune else {}), **({"holdout": holdout.task} if holdout else {})}

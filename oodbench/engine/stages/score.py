@@ -67,7 +67,7 @@ def plan_score(ctx, entry: MethodEntry, network: Task, splits: Sequence[tuple[Pl
     ``tune`` chose when given."""
     base = fit.key if fit is not None else (None if None in (network.key, *([tune.key] if tune else [])) else stable_hash(
         {**entry.identity(), "checkpoint": network.key, "precision": ctx.compute.precision, "seed": seed,
-         **({"tuned": tune.key} if tune else {})}))
+         **({"tuned": tune.key} if tune else {}), **({"sealed": True} if ctx.isolated else {})}))
     split_keys = [split.key for split, _ in splits]
     together = {"round": sorted(split_keys), "batch": SCORE_BATCH} if entry.cls.transductive else {}
     keys = {} if base is None or None in split_keys else {

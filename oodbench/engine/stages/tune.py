@@ -71,7 +71,8 @@ def plan_tune(ctx, entry: MethodEntry, network: Task, fit_split: PlannedSplit | 
     key = None if None in parts else stable_hash(
         {**entry.identity(), "grid": entry.grid(), "checkpoint": network.key, "validation": [id_split.key, ood_split.key],
          "fit": fit_split.key if fit_split else None, "extractions": extractions, "precision": ctx.compute.precision,
-         "seed": seed, "stage": code_closure(__name__)})
+         "seed": seed, "stage": code_closure(__name__),
+         **({"sealed": True} if ctx.isolated else {})})
     inputs = {"network": network.id, "id": id_split.task, "ood": ood_split.task,
               **({"id_extraction": id_extraction.id} if id_extraction else {}),
               **({"ood_extraction": ood_extraction.id} if ood_extraction else {}),
