@@ -76,6 +76,8 @@ class Registry:
         self.presets: dict[str, Preset] = {}
         self.origins: dict[tuple[str, str], str] = {}
         self.problems: list[PluginProblem] = []
+        #: ``--sealed``: the sandbox that read the plugin files' declarations (the run's, too)
+        self.sandbox: Any = None
 
     # -- adding ---------------------------------------------------------------------------
 
@@ -148,17 +150,13 @@ class Registry:
                 elif not self.add(value, origin):
                     self.problems.append(PluginProblem(origin, f"{value!r} is not a method class or a dataset, backbone or preset spec"))
 
-    def load_directory(self, directory: str | os.PathLike) -> None:
-        """Load every ``*.py`` file of ``directory`` as a plugin module."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            self.problems.append(PluginProblem(str(directory), "plugin directory not found"))
-            return
-        for path in sorted(directory.glob("*.py")):
-            if path.name.startswith("_"):
+    def load_directory(self, directory: str | os.PathLike, sandbox: Any = None) -> None:
+        """Load every ``*.py`` file of ``directory`` as a plugin module; with ``sandbox`` (``--sealed``), learn
+        what each declares from a sandboxed worker instead (:meth:`declare_file`)."""
+        for path, module_name in plugin_modules(directory, self.problems):
+            if sandbox is not None:
+                self.declare_file(path, module_name, sandbox)
                 continue
-            digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
-            module_name = f"oodbench_plugin_{path.stem}_{digest}"
             try:
                 spec = importlib.util.spec_from_file_location(module_name, path)
                 module = importlib.util.module_from_spec(spec)
@@ -169,6 +167,30 @@ class Registry:
                 self.problems.append(PluginProblem(str(path), _short_error(error)))
                 continue
             self.add_module(module, str(path))
+
+    def declare_file(self, path: Path, module_name: str, sandbox: Any) -> None:
+        """Register the methods the plugin file ``path`` declares to a sealed worker, as stand-ins
+        (:mod:`oodbench.engine.declarations`): its code runs in the sandbox only. Its module here is an
+        empty one that names the file (for the cache keys, which hash its code)."""
+        from oodbench.engine.declarations import stand_in
+        from oodbench.engine.zygote import SealedError
+
+        try:
+            declared = sandbox.ask({"kind": "describe", "module": module_name, "file": str(path.resolve())})
+            classes = [stand_in(method, module_name, str(path.resolve()), sandbox) for method in declared["methods"]]
+        except (SealedError, ValueError, TypeError, KeyError) as error:
+            self.problems.append(PluginProblem(str(path), f"--sealed: {str(error).splitlines()[0]}"))
+            return
+        for other in declared["others"]:
+            self.problems.append(PluginProblem(str(path), f"--sealed: {other} not loaded: a sealed run runs a plugin file's code only "
+                                                          "in the sandbox, which loads no data and builds no network; install it as "
+                                                          "a package (entry point) or declare data in a catalog"))
+        module = ModuleType(module_name)
+        module.__file__ = str(path)
+        sys.modules[module_name] = module
+        for cls in classes:
+            setattr(module, cls.__qualname__.partition(".")[0], cls)
+            self.add(cls, str(path))
 
     def load_catalog(self, path: str | os.PathLike) -> None:
         for spec in load_catalog(path):
@@ -201,14 +223,38 @@ class Registry:
         return self._lookup("presets", name)
 
 
-def build_registry(plugin_dirs: Iterable[str | os.PathLike] = (), catalogs: Iterable[str | os.PathLike] = ()) -> Registry:
-    """The registry of this invocation: built-ins, entry points, plugin dirs, then catalogs."""
+def plugin_modules(directory: str | os.PathLike, problems: list[PluginProblem]) -> list[tuple[Path, str]]:
+    """The plugin files of ``directory`` (``*.py`` not starting with ``_``) with their module names (a
+    missing directory is a problem)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        problems.append(PluginProblem(str(directory), "plugin directory not found"))
+        return []
+    return [(path, f"oodbench_plugin_{path.stem}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]}")
+            for path in sorted(directory.glob("*.py")) if not path.name.startswith("_")]
+
+
+def build_registry(plugin_dirs: Iterable[str | os.PathLike] = (), catalogs: Iterable[str | os.PathLike] = (),
+                   sealed: bool = False) -> Registry:
+    """The registry of this invocation: built-ins, entry points, plugin dirs, then catalogs. With ``sealed``
+    the plugin dirs' files are not imported here: a sandbox reads what they declare, and stays as the
+    registry's :attr:`~Registry.sandbox` for the run (built-ins and installed packages are trusted code)."""
     registry = Registry()
     registry.load_builtins()
     registry.load_entry_points()
     env_dirs = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p.strip()]
-    for directory in [*env_dirs, *plugin_dirs]:
-        registry.load_directory(directory)
+    directories = [*env_dirs, *plugin_dirs]
+    if sealed and directories:
+        import torch
+
+        from oodbench.config import default_home
+        from oodbench.engine.sealed import SealedWorkers
+
+        files = [path for directory in directories for path, _ in plugin_modules(directory, [])]
+        registry.sandbox = SealedWorkers(torch.get_num_threads(), files)
+        registry.sandbox.protect([default_home(), Path.home(), Path.cwd()])
+    for directory in directories:
+        registry.load_directory(directory, registry.sandbox)
     unique = {Path(c).resolve(): c for c in [*catalog_paths_from_env(), *catalogs]}
     for catalog in unique.values():
         registry.load_catalog(catalog)

@@ -75,10 +75,10 @@ class RunResult:
         return "\n\n".join(format_terminal(records) for _, records in groups)
 
 
-def _registry(catalogs: Sequence[str | Path], plugins: Sequence[str | Path]):
+def _registry(catalogs: Sequence[str | Path], plugins: Sequence[str | Path], sealed: bool = False):
     from oodbench.registry import build_registry
 
-    registry = build_registry(plugins, catalogs)
+    registry = build_registry(plugins, catalogs, sealed)
     for problem in registry.problems:
         print(f"warning: plugin not loaded: {problem}", file=sys.stderr)
     return registry
@@ -131,7 +131,7 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
     from oodbench.engine.runner import run as run_engine
 
     say = _say(quiet)
-    registry = _registry(catalogs, plugins)
+    registry = _registry(catalogs, plugins, sealed)
     configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
                       data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
                       checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, tune=tune, tune_ood=tune_ood,
@@ -155,7 +155,7 @@ def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Seque
     from oodbench.engine.runner import plan_run
 
     say = _say(quiet)
-    registry = _registry(catalogs, plugins)
+    registry = _registry(catalogs, plugins, bool(overrides.get("sealed")))
     options = {"limit": DEFAULT, "train_limit": DEFAULT, **overrides}
     configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
                       data_root=data_root, command=command, **options)

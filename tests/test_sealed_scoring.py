@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from helpers import run_tiny, store_rows, write_plugin
 
+import oodbench.engine.stages.metrics as metrics_stage
+from oodbench.api import Reads
+from oodbench.metrics import detection_metrics
 from oodbench.sandbox import unavailable
 
 
@@ -191,6 +194,26 @@ class Reader(Method):
 '''
 
 
+REWRITER = '''
+import torch
+import oodbench.engine.stages.metrics as metrics_stage
+from oodbench.api import Reads
+from oodbench.api import Method, Reads
+from oodbench.metrics import DetectionMetrics
+
+# module-level code: in the engine's process it would grade every method perfect
+metrics_stage.detection_metrics = lambda id_scores, ood_scores: DetectionMetrics(1.0, 1.0, 1.0, 0.0, 0.0, 0.0)
+
+
+class Rewriter(Method):
+    name = "rewriter"
+    reads = frozenset({Reads.LOGITS})
+
+    def score(self, data):
+        return torch.zeros(len(data.logits))
+'''
+
+
 def _cheats(tmp_path, cache) -> str:
     plugins = tmp_path / "cheats"
     plugins.mkdir()
@@ -219,16 +242,85 @@ def test_sealed_workers_see_only_their_inputs(tiny_catalog, tmp_path, capsys):
     common = ("--ood", "tiny-ood", "--cache-dir", str(cache), "--plugins", _cheats(tmp_path, cache))
     assert run_tiny(tiny_catalog, tmp_path / "first", *common, "--methods", "msp") == 0
     capsys.readouterr()
-    run_tiny(tiny_catalog, tmp_path / "results", *common, "--sealed", "--methods", "peeker,remember,reader,msp,knn")
+    (Path(common[-1]) / "rewriter.py").write_text(REWRITER)  # never imported by this process: its runs are sealed
+    run_tiny(tiny_catalog, tmp_path / "results", *common, "--sealed", "--methods", "peeker,remember,reader,rewriter,msp,knn")
     out = capsys.readouterr().out
     assert re.search(r"sealed: fit\(\) and score\(\) run in sandboxed workers \(Landlock ABI \d+", out)
     assert re.search(r"score: 0 cached, \d+ computed", out)  # msp's scores of the first run were computed unsealed
     rows = _rows(tmp_path / "results")
-    for cheat in ("peeker", "remember", "reader"):
+    for cheat in ("peeker", "remember", "reader", "rewriter"):
         assert not _separates(rows[cheat]), rows[cheat]
+    assert metrics_stage.detection_metrics is detection_metrics  # the rewriter's module code ran in the sandbox only
     assert rows["msp"]["status"] == rows["knn"]["status"] == "ok" and json.loads(rows["knn"]["protocol"])["sealed"]
     alone = _rows(tmp_path / "first")["msp"]
     assert rows["msp"]["auroc"] == alone["auroc"]
+
+
+DECLARED = '''
+import dataclasses
+import os
+from typing import Literal, Optional
+
+import torch
+from oodbench.api import Capabilities, DatasetSpec, Method, Reads
+
+os.environ["OODBENCH_DECLARED_RAN"] = "here"  # module-level code: it must run in the sandbox only
+
+
+class Declared(Method):
+    """Reads features only for a large k."""
+
+    name = "declared"
+    citation = "a test plugin"
+    reads = frozenset({Reads.LOGITS})
+    fits = True
+    search_space = {"k": (1, 5)}
+    dataset_defaults = {"tiny": {"scales": (3.0,)}}
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        k: int = 5
+        mode: Literal["mean", "max"] = "mean"
+        scales: tuple[float, ...] = (1.0, 2.0)
+        temperature: Optional[float] = None
+
+    def capabilities(self):
+        reads = {Reads.LOGITS, Reads.FEATURES} if self.params.k > 5 else {Reads.LOGITS}
+        return Capabilities(reads=frozenset(reads), fits=True)
+
+
+NOT_HERE = DatasetSpec("not-here", "ood", {"test": None})
+'''
+
+
+@pytest.mark.skipif(unavailable() is not None, reason=f"no sandbox: {unavailable()}")
+def test_a_sealed_run_learns_what_a_plugin_declares_without_importing_it(tmp_path):
+    """The registry of a sealed run imports plugin files only in the sandbox and plans with stand-ins."""
+    import dataclasses
+    import os
+    import typing
+
+    from oodbench.params import field_types, resolve_params
+    from oodbench.registry import build_registry
+
+    (tmp_path / "declared.py").write_text(DECLARED)
+    registry = build_registry([tmp_path], sealed=True)
+    try:
+        cls = registry.method("declared")
+        assert "OODBENCH_DECLARED_RAN" not in os.environ
+        assert cls.__doc__ == "Reads features only for a large k." and cls.fits and cls.search_space == {"k": (1, 5)}
+        assert field_types(cls.Params) == {"k": int, "mode": typing.Literal["mean", "max"], "scales": tuple[float, ...],
+                                           "temperature": typing.Optional[float]}
+        assert dataclasses.asdict(resolve_params(cls, "tiny", "smoke")) == {"k": 5, "mode": "mean", "scales": (3.0,),
+                                                                            "temperature": None}
+        params = resolve_params(cls, "other", "smoke", {"k": "7", "mode": "max", "temperature": "0.5"})
+        assert cls(cls.Params()).capabilities().reads == {Reads.LOGITS}
+        assert cls(params).capabilities().reads == {Reads.LOGITS, Reads.FEATURES}  # asked of the sandbox
+        with pytest.raises(RuntimeError, match="runs only in a sealed worker"):
+            cls(params).score(None)
+        assert any("DatasetSpec 'not-here' not loaded" in str(p) for p in registry.problems)
+    finally:
+        registry.sandbox.close()
 
 
 @pytest.mark.skipif(unavailable() is not None, reason=f"no sandbox: {unavailable()}")
@@ -247,7 +339,7 @@ def test_a_sealed_worker_reads_code_and_nothing_else(tmp_path):
     namespace: dict = {}
     exec(compile(probe.read_text(), str(probe), "exec"), namespace)
     assert namespace["attempts"]() == [1.0, 1.0, 1.0, 1.0]  # all of it works here
-    zygote = Zygote([secret.parent], [probe], 1)
+    zygote = Zygote([probe], 1)
     try:
         job = {"kind": "score", "method": {"module": "oodbench_plugin_probe", "qualname": "Probe", "file": str(probe)},
                "params": {}, "reads": ["logits"], "num_classes": 2, "precision": "fp32", "batch": 4, "network": None}

@@ -135,7 +135,7 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
     ctx = EngineContext.for_run(config, say)
     try:
         if config.sealed:
-            attach_sandbox(ctx)
+            attach_sandbox(ctx, registry.sandbox)
             ctx.sealed.start()  # the sandbox sets itself up (seconds) while the engine plans and loads the data
         plan = build_plan(configs, registry, ctx, fetch=True)
         plan.header["world_size"] = world.size

@@ -20,6 +20,9 @@ memory: no caller frames, no module state from other workers. What crosses back 
 unpickled: a JSON header and ``.npy`` arrays (``allow_pickle=False``), or a fitted state loaded with
 ``torch.load(weights_only=True)``.
 
+The plugin files themselves are imported only by workers: the registry of a sealed run learns what
+they declare from one (:mod:`oodbench.engine.declarations`), and its sandbox is the run's.
+
 The sandboxed side (zygote and workers) is :mod:`oodbench.engine.zygote`. Workers compute on the CPU.
 """
 
@@ -47,7 +50,7 @@ from oodbench.engine.zygote import SealedError, read_frame, write_frame
 #: modules the zygote imports before it restricts itself (trusted code its workers share; the built-in methods too)
 PRELOAD = ("numpy", "torch", "torch.nn.functional", "pytorch_ood", "pytorch_ood.detector", "pytorch_ood.loss", "scipy",
            "sklearn", "oodbench.api", "oodbench.engine.device", "oodbench.engine.scoring", "oodbench.engine.stages.fit",
-           "oodbench.models.classifier", "oodbench.sandbox")
+           "oodbench.models.classifier", "oodbench.sandbox", "oodbench.engine.declarations")
 #: functions the zygote calls before it restricts itself, for what they cache: scikit-learn's thread-pool
 #: controller lists the process's libraries from ``/proc/self/maps``, which a worker may not read
 WARM_UP = ("sklearn.utils.parallel._get_threadpool_controller",)
@@ -84,8 +87,11 @@ class MethodRef:
     def of(cls, method: type) -> "MethodRef":
         from oodbench.hashing import PLUGIN_PREFIX
 
-        from_file = method.__module__.startswith(PLUGIN_PREFIX)  # loaded from a --plugins directory, not importable by name
-        return cls(method.__module__, method.__qualname__, str(Path(sys.modules[method.__module__].__file__).resolve()) if from_file else None)
+        if not method.__module__.startswith(PLUGIN_PREFIX):
+            return cls(method.__module__, method.__qualname__, None)
+        # loaded from a --plugins directory, not importable by name (a sealed run's stand-in names its file)
+        file = getattr(method, "plugin_file", "") or sys.modules[method.__module__].__file__
+        return cls(method.__module__, method.__qualname__, str(Path(file).resolve()))
 
 
 def read_grants(plugin_files: Sequence[Path]) -> list[str]:
@@ -123,11 +129,10 @@ def check_grants(grants: Sequence[str], protected: Sequence[Path]) -> None:
 class Zygote:
     """The sandboxed process that forks a fresh worker per job (see the module documentation)."""
 
-    def __init__(self, protected: Sequence[Path], plugin_files: Sequence[Path], threads: int) -> None:
+    def __init__(self, plugin_files: Sequence[Path], threads: int) -> None:
         import oodbench
 
         self.grants = read_grants(plugin_files)
-        check_grants(self.grants, protected)
         self.scratch = Path(tempfile.mkdtemp(prefix="oodbench-sealed-"))
         source = str(Path(oodbench.__file__).resolve().parents[1])
         bootstrap = (f"import sys; sys.path.insert(0, {source!r}); import oodbench; oodbench.__path__[:] = {list(oodbench.__path__)!r}; "
@@ -180,19 +185,28 @@ class Zygote:
 
 
 class SealedWorkers:
-    """The zygote of a run, started when the first worker is asked for, closed with the run."""
+    """The sandbox of a process that runs plugin code sealed: its zygote, started when first needed (or
+    by :meth:`start`), closed with the run and started again if asked for after that. It travels to
+    another process (a Ray worker) as its settings, unstarted."""
 
-    def __init__(self, protected: Sequence[Path], threads: int) -> None:
-        self.protected, self.threads = list(protected), threads
+    def __init__(self, threads: int, plugin_files: Sequence[Path]) -> None:
+        from oodbench.errors import ConfigError
+        from oodbench.sandbox import unavailable
+
+        why = unavailable()
+        if why is not None:
+            raise ConfigError(why, "run --sealed on a Linux machine with Landlock (kernel 5.13 or newer); without it, run only code you trust")
+        self.threads, self.plugin_files = threads, [Path(p) for p in plugin_files]
         self.zygote: Zygote | None = None
+
+    def protect(self, places: Sequence[Path]) -> None:
+        """Refuse (a :class:`~oodbench.errors.ConfigError`) when a worker could read one of ``places``."""
+        check_grants(read_grants(self.plugin_files), places)
 
     def start(self) -> None:
         """Start the zygote, which sets itself up while the engine goes on (a run starts it before it plans)."""
         if self.zygote is None:
-            from oodbench.hashing import PLUGIN_PREFIX
-
-            plugins = [Path(m.__file__) for name, m in list(sys.modules.items()) if name.startswith(PLUGIN_PREFIX)]
-            self.zygote = Zygote(self.protected, plugins, self.threads)
+            self.zygote = Zygote(self.plugin_files, self.threads)
             atexit.register(self.close)
 
     def protection(self) -> str:
@@ -204,10 +218,25 @@ class SealedWorkers:
         self.start()
         return self.zygote.worker(job, payload)
 
+    def ask(self, job: Mapping[str, Any]) -> Any:
+        """The answer of a fresh worker to a question about a plugin (:data:`oodbench.engine.zygote.QUESTIONS`), as JSON data."""
+        with self.worker(job) as worker:
+            return json.loads(worker.call({}, {})["json"].tobytes())
+
     def close(self) -> None:
         if self.zygote is not None:
             self.zygote.close()
             self.zygote = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "zygote": None}
+
+
+def plugin_files() -> list[Path]:
+    """The files of the plugins loaded from ``--plugins`` directories in this process (sealed or not)."""
+    from oodbench.hashing import PLUGIN_PREFIX
+
+    return [Path(m.__file__) for name, m in list(sys.modules.items()) if name.startswith(PLUGIN_PREFIX)]
 
 
 class Worker:
@@ -261,19 +290,16 @@ def method_job(entry, network, state_blob: bytes | None, device_precision: str, 
     return header, pack(arrays)
 
 
-def attach(ctx) -> None:
-    """Give the engine context ``ctx`` of a ``--sealed`` run its sandbox (started on first use); a clear
-    error where this machine has none, or for what it cannot seal (attacks, a GPU), rather than pretend."""
+def attach(ctx, sandbox: SealedWorkers | None = None) -> None:
+    """Give the engine context ``ctx`` of a ``--sealed`` run its sandbox (``sandbox``, the one that read the
+    run's plugin files, or a new one; started on first use); a clear error where this machine has none, or
+    for what it cannot seal (attacks, a GPU), rather than pretend."""
     import torch
 
     from oodbench.config import default_home
     from oodbench.errors import ConfigError
-    from oodbench.sandbox import unavailable
 
     config, compute = ctx.config, ctx.compute
-    why = unavailable()
-    if why is not None:
-        raise ConfigError(why, "run --sealed on a Linux machine with Landlock (kernel 5.13 or newer); without it, run only code you trust")
     if config.attacks:
         raise ConfigError("--sealed with --attack: an attack follows the gradient of the method's own code, which then shapes "
                           "the images its score() sees, a channel from the attack to the scores that no sandbox closes",
@@ -281,5 +307,5 @@ def attach(ctx) -> None:
     if compute.device.type != "cpu":
         raise ConfigError(f"--sealed runs plugin code on the CPU; this run computes on {compute.device}",
                           "add --device cpu (sandboxed GPU workers are not supported yet)")
-    protected = [config.cache_dir, config.results_dir, config.data_root, default_home(), Path.home(), Path.cwd()]
-    ctx.sealed = SealedWorkers(protected, torch.get_num_threads())
+    ctx.sealed = sandbox or SealedWorkers(torch.get_num_threads(), plugin_files())
+    ctx.sealed.protect([config.cache_dir, config.results_dir, config.data_root, default_home(), Path.home(), Path.cwd()])

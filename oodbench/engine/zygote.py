@@ -186,7 +186,7 @@ def _import(method: dict):
     else:
         module = importlib.import_module(method["module"])
     target = module
-    for part in method["qualname"].split("."):
+    for part in filter(None, method["qualname"].split(".")):
         target = getattr(target, part)
     return target
 
@@ -198,22 +198,9 @@ def _params(cls, values: dict):
 
 
 def _work(job: dict, payload: bytes, channel: BinaryIO, scratch: Path) -> None:
-    """A worker: set up the method, then answer each call (a fit, or a batch to score)."""
-    import torch
-
-    from oodbench.engine.device import select_compute
-
+    """A worker: set up for the job, then answer each call (a fit, a batch to score, or a question)."""
     try:
-        cls = _import(job["method"])
-        params = _params(cls, job["params"])
-        arrays = _unpack(payload)
-        from oodbench.engine.stages.fit import decode_state
-
-        state = decode_state(arrays["state"].tobytes(), torch.device("cpu")) if "state" in arrays else None
-        compute = select_compute("cpu", job["precision"], False)
-        model = None
-        if job["network"] is not None:
-            model = torch.load(io.BytesIO(arrays["network"].tobytes()), map_location="cpu", weights_only=False).eval()
+        answer = _question(job) if job["kind"] in QUESTIONS else _method_worker(job, payload, scratch)
     except Exception as error:
         _answer_error(channel, error)
         return
@@ -223,14 +210,49 @@ def _work(job: dict, payload: bytes, channel: BinaryIO, scratch: Path) -> None:
         except (EOFError, OSError):
             return
         try:
-            values = _unpack(body)
-            if job["kind"] == "fit":
-                result = {"state": _array(_fit(cls, params, job, values, header, model, compute, scratch))}
-            else:
-                result = {"scores": _score(cls, params, state, job, values, header, model, compute)}
-            write_frame(channel, {"ok": True}, _pack(result))
+            write_frame(channel, {"ok": True}, _pack(answer(header, _unpack(body))))
         except Exception as error:
             _answer_error(channel, error)
+
+
+#: jobs that ask about a plugin instead of running a method: what a file declares (importing it runs
+#: its module-level code, here and not in the engine), and a method's capabilities for some parameters
+QUESTIONS = ("describe", "capabilities")
+
+
+def _question(job: dict):
+    from oodbench.engine.declarations import capabilities_of, declaration
+
+    if job["kind"] == "describe":
+        found = declaration(_import({"module": job["module"], "file": job["file"], "qualname": ""}))
+    else:
+        cls = _import(job["method"])
+        found = capabilities_of(cls(_params(cls, job["params"])))
+    text = json.dumps(found).encode()
+    return lambda header, values: {"json": _array(text)}
+
+
+def _method_worker(job: dict, payload: bytes, scratch: Path):
+    import torch
+
+    from oodbench.engine.device import select_compute
+    from oodbench.engine.stages.fit import decode_state
+
+    cls = _import(job["method"])
+    params = _params(cls, job["params"])
+    arrays = _unpack(payload)
+    state = decode_state(arrays["state"].tobytes(), torch.device("cpu")) if "state" in arrays else None
+    compute = select_compute("cpu", job["precision"], False)
+    model = None
+    if job["network"] is not None:
+        model = torch.load(io.BytesIO(arrays["network"].tobytes()), map_location="cpu", weights_only=False).eval()
+
+    def answer(header: dict, values: dict) -> dict:
+        if job["kind"] == "fit":
+            return {"state": _array(_fit(cls, params, job, values, header, model, compute, scratch))}
+        return {"scores": _score(cls, params, state, job, values, header, model, compute)}
+
+    return answer
 
 
 def _answer_error(channel: BinaryIO, error: Exception) -> None:

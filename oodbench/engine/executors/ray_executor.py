@@ -85,7 +85,7 @@ class RemoteOutcome(Outcome):
 _contexts: dict[str, Any] = {}
 
 
-def _worker_context(config, batch_sizes: dict[str, int], threads: int):
+def _worker_context(config, batch_sizes: dict[str, int], threads: int, sandbox: Any = None):
     from oodbench.engine.context import EngineContext
     from oodbench.hashing import stable_hash
 
@@ -98,17 +98,18 @@ def _worker_context(config, batch_sizes: dict[str, int], threads: int):
         if config.sealed:
             from oodbench.engine.sealed import attach
 
-            attach(ctx)
+            attach(ctx, sandbox)  # the driver's settings (its plugin files), started here
         ctx.batch_sizes.update(batch_sizes)
         _contexts[key] = ctx
     return _contexts[key]
 
 
-def _execute(run: Callable, kind: str, config, batch_sizes: dict[str, int], threads: int, **inputs: Any) -> tuple[Any, dict]:
+def _execute(run: Callable, kind: str, config, batch_sizes: dict[str, int], threads: int, sandbox: Any,
+             **inputs: Any) -> tuple[Any, dict]:
     """Body of every Ray task: run one task of the plan in this worker; returns its output and a report."""
     from oodbench.engine.executors.local import peak_memory_mb
 
-    ctx = _worker_context(config, batch_sizes, threads)
+    ctx = _worker_context(config, batch_sizes, threads, sandbox)
     images, notes = ctx.forwarded.images, len(ctx.notes)
     hits, misses = Counter(ctx.cache.hits), Counter(ctx.cache.misses)
     faults.reached(kind)
@@ -179,7 +180,7 @@ class RayExecutor:
                         yield task
                         continue
                     value, report = remote.options(**self.options(task, cluster_memory)).remote(
-                        task.run, task.kind, ctx.config, dict(ctx.batch_sizes), threads,
+                        task.run, task.kind, ctx.config, dict(ctx.batch_sizes), threads, ctx.sealed,
                         **{name: refs[i] for name, i in task.inputs.items()})
                     running[report] = (task, value)
                 if not running:
