@@ -76,7 +76,7 @@ class Registry:
         self.presets: dict[str, Preset] = {}
         self.origins: dict[tuple[str, str], str] = {}
         self.problems: list[PluginProblem] = []
-        #: ``--sealed``: the sandbox that read the plugin files' declarations (the run's, too)
+        #: ``--sealed``: the run's sandbox, started with the registry; it reads the plugin files' declarations
         self.sandbox: Any = None
 
     # -- adding ---------------------------------------------------------------------------
@@ -240,11 +240,9 @@ def build_registry(plugin_dirs: Iterable[str | os.PathLike] = (), catalogs: Iter
     the plugin dirs' files are not imported here: a sandbox reads what they declare, and stays as the
     registry's :attr:`~Registry.sandbox` for the run (built-ins and installed packages are trusted code)."""
     registry = Registry()
-    registry.load_builtins()
-    registry.load_entry_points()
     env_dirs = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p.strip()]
     directories = [*env_dirs, *plugin_dirs]
-    if sealed and directories:
+    if sealed:
         import torch
 
         from oodbench.config import default_home
@@ -253,6 +251,9 @@ def build_registry(plugin_dirs: Iterable[str | os.PathLike] = (), catalogs: Iter
         files = [path for directory in directories for path, _ in plugin_modules(directory, [])]
         registry.sandbox = SealedWorkers(torch.get_num_threads(), files)
         registry.sandbox.protect([default_home(), Path.home(), Path.cwd()])
+        registry.sandbox.start()  # it sets itself up (seconds) while this process loads the plugins and plans
+    registry.load_builtins()
+    registry.load_entry_points()
     for directory in directories:
         registry.load_directory(directory, registry.sandbox)
     unique = {Path(c).resolve(): c for c in [*catalog_paths_from_env(), *catalogs]}

@@ -112,13 +112,15 @@ def serve() -> None:
         try:
             header, payload = read_frame(stdin)
         except EOFError:
-            return
+            header, payload = {"op": "quit"}, b""
         if header.get("op") == "quit":
+            _reap(block=True)
             return
         if header.get("op") != "job":
             write_frame(stdout, {"ok": False, "error": f"expected a job, got {header.get('op')!r}"})
             continue
         jobs += 1
+        _reap(block=False)
         _serve_job(header, payload, stdin, stdout, devnull, Path(config["scratch"]) / f"job{jobs}",
                    [Path(p) for p in config["read"]], "pid" in spaces, bool(spaces))
 
@@ -167,14 +169,20 @@ def _serve_job(job: dict, payload: bytes, stdin: BinaryIO, stdout: BinaryIO, dev
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        while True:
-            try:
-                if os.waitpid(-1, 0)[0] <= 0:
-                    break
-            except ChildProcessError:
-                break
+        # a killed process runs no more code: the engine goes on while the kernel tears it down, and the
+        # zygote reaps it later (before the next worker, and at the end)
         shutil.rmtree(scratch, ignore_errors=True)
         write_frame(stdout, {"ok": True, "op": "ended"})
+
+
+def _reap(block: bool) -> None:
+    """Collect the ended workers (and what they left behind); with ``block``, wait for all of them."""
+    while True:
+        try:
+            if os.waitpid(-1, 0 if block else os.WNOHANG)[0] <= 0:
+                return
+        except ChildProcessError:
+            return
 
 
 def _import(method: dict):
