@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from oodbench.api import DatasetSpec
 from oodbench.config import RunConfig
@@ -48,12 +48,13 @@ def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: Datase
 class Recorder:
     """Writes the rows of one run as its cells complete."""
 
-    def __init__(self, store: ResultStore, plan: Plan, ctx) -> None:
+    def __init__(self, store: ResultStore, plan: Plan, ctx, done: Mapping[str, Outcome] | None = None) -> None:
+        """``done``: the outcomes of tasks run before the recorder (the decoded splits), for the provenance."""
         self.store, self.plan, self.ctx = store, plan, ctx
         self.cells: dict[str, list[Cell]] = {}
         for cell in plan.cells:
             self.cells.setdefault(cell.metrics, []).append(cell)
-        self.outcomes: dict[str, Outcome] = {}
+        self.outcomes: dict[str, Outcome] = dict(done or {})
         self.reported: set[str] = set()
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 

@@ -151,7 +151,7 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
     except BaseException:  # a plan or data error, a sandbox that cannot start: nothing recorded, nothing left running
         ctx.close()
         raise
-    recorder = Recorder(store, plan, ctx)
+    recorder = Recorder(store, plan, ctx, done=data)
     recorder.start(configs)
     status, outcomes = "failed", data
     try:
