@@ -108,11 +108,10 @@ BENCHMARKS = (
 
 def how_to_get(archive: str) -> str:
     """Where a missing file of an OpenOOD archive comes from."""
-    return (f"download OpenOOD v1.5's data: in a clone of https://github.com/Jingkang50/OpenOOD run python "
-            "scripts/download/download.py --contents datasets --datasets ood_v1.5 --save_dir DIR --dataset_mode benchmark "
-            f"(or fetch the archives 'benchmark_imglist' and '{archive}' from "
-            f"https://drive.google.com/uc?id={DRIVE_IDS['benchmark_imglist']} and https://drive.google.com/uc?id={DRIVE_IDS[archive]} "
-            "and unpack them into DIR)")
+    return (f"unpack OpenOOD's archives '{archive}' (https://drive.google.com/uc?id={DRIVE_IDS[archive]}) and "
+            f"'benchmark_imglist' (https://drive.google.com/uc?id={DRIVE_IDS['benchmark_imglist']}) into DIR, or download all "
+            "of OpenOOD v1.5 with python scripts/download/download.py --contents datasets --datasets ood_v1.5 --save_dir DIR "
+            "--dataset_mode benchmark in a clone of https://github.com/Jingkang50/OpenOOD")
 
 
 def _ood_spec(benchmark: Benchmark, ood: OODSet, label: str) -> DatasetSpec:

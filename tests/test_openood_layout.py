@@ -103,7 +103,7 @@ def test_missing_files_name_the_file_and_how_to_get_it(tmp_path):
     with pytest.raises(DataError, match=r"images_classic/tin/test_tin_5.JPEG \(named by benchmark_imglist/cifar10/test_tin.txt\)") as error:
         source.identity(_ctx(root))
     assert "scripts/download/download.py --contents datasets --datasets ood_v1.5" in error.value.fix
-    assert "drive.google.com/uc?id=1PZ-ixyx52U989IKsMA2OT-24fToTrelC" in error.value.fix  # the 'tin' archive
+    assert "'tin' (https://drive.google.com/uc?id=1PZ-ixyx52U989IKsMA2OT-24fToTrelC)" in error.value.fix
     with pytest.raises(DataError, match="image list benchmark_imglist/cifar100/test_tin.txt not found"):
         build_registry().dataset("openood-cifar100-tin").splits["test"].identity(_ctx(root))
 
@@ -140,3 +140,14 @@ def test_a_run_on_the_openood_layout_reports_near_and_far(tmp_path, capsys):
         provenance = json.loads(connection.execute("SELECT provenance FROM runs").fetchone()[0])
     assert provenance["datasets"]["openood-cifar10-tin/test"]["notes"] == [
         "benchmark_imglist/cifar10/test_tin.txt lists 12 images; the release lists 7793"]
+
+
+def test_the_plan_names_every_missing_file_and_how_to_get_it(tmp_path, capsys):
+    assert main(["plan", "--preset", "smoke", "--id", "openood-cifar10", "--data-root", str(tmp_path), "--methods", "msp"]) == 0
+    out = capsys.readouterr().out
+    missing = out[out.index("missing data"):]
+    for list_name in ("train_cifar10", "test_cifar10", "test_cifar100", "test_tin", "test_mnist", "test_svhn", "test_texture",
+                      "test_places365"):
+        assert f"image list benchmark_imglist/cifar10/{list_name}.txt not found" in missing
+    for archive in ("cifar10", "cifar100", "tin", "mnist", "svhn", "texture", "places365"):
+        assert f"fix: unpack OpenOOD's archives '{archive}' (https://drive.google.com/uc?id=" in missing

@@ -66,6 +66,8 @@ class Task:
     work: Work | None = None
     group: str | None = None
     needs: str | None = None
+    #: how to supply what ``needs`` names (a download, a command), for the plan's list of missing data
+    fix: str | None = None
     #: called with (ctx, inputs, output) after the task ran, to tell the user what it produced
     announce: Callable[[Any, dict[str, Any], Any], None] | None = None
     #: every process of a data-parallel group runs it (a training's collective steps need them all)

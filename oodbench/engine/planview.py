@@ -108,7 +108,20 @@ class PlanView:
         estimate = f"estimated time of the rest on this device: {_clock(seconds) if pending else 'none, everything is cached'}"
         if unknown:
             estimate += f" + {unknown} task(s) without a measurement here yet (shown '?')"
-        return "\n".join(lines + [summary, estimate, *self._parallel()])
+        return "\n".join(lines + [summary, estimate, *self._parallel(), *self._missing()])
+
+    def _missing(self) -> list[str]:
+        """The data the plan waits for: each split that is not there, what is missing, and how to get it."""
+        waiting = [task for task in self.plan.tasks.values() if task.key is None and task.needs and not task.inputs]
+        if not waiting:
+            return []
+        lines = ["", "missing data (nothing was downloaded; a run downloads what has a download):"]
+        fixes = list(dict.fromkeys(task.fix for task in waiting if task.fix))
+        for fix in [*fixes, None]:
+            named = [task for task in waiting if task.fix == fix]
+            lines += [f"  {task.label}: {task.needs}" for task in named]
+            lines += [f"    fix: {fix}"] if fix and named else []
+        return lines
 
     def _parallel(self) -> list[str]:
         """For a Ray cluster: how many tasks can run at once and what that makes of the wall time."""

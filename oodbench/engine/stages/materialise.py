@@ -49,7 +49,7 @@ def plan_split(ctx, spec: DatasetSpec, split: str, fmt: ImageFormat, limit: int 
     leaves the key unknown and the task names what it needs.
     """
     source = split_source(spec, split)
-    key, needs = None, None
+    key, needs, fix = None, None, None
     try:
         if fetch:
             source.fetch(ctx.sources)
@@ -58,7 +58,7 @@ def plan_split(ctx, spec: DatasetSpec, split: str, fmt: ImageFormat, limit: int 
         if fetch:
             raise
         url = getattr(source, "url", None)
-        needs = f"download {url}" if url else error.message
+        needs, fix = (f"download {url}" if url else error.message), error.fix
     total = _expected_count(ctx, source, key)
     count = None if total is None else (total if limit is None else min(limit, total))
     rate = ctx.throughput.key("decode", type(source).__name__)
@@ -73,5 +73,6 @@ def plan_split(ctx, spec: DatasetSpec, split: str, fmt: ImageFormat, limit: int 
         id=f"materialise:{ident}",
         kind=STAGE, label=f"{spec.name}/{split} ({fmt.describe()}" + (f", {count} images)" if count else ")"),
         key=key, run=run, resources=Resources("cpu", (total or 0) * size / 2**20), work=Work(rate, total), needs=needs,
+        fix=fix,
     )
     return task, PlannedSplit(task.id, spec, split, None if key is None else split_key(key, limit), count, ident)
