@@ -44,10 +44,20 @@ def stable_hash(value: Any, length: int = 24) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def array_hash(*arrays: np.ndarray, length: int = 24) -> str:
-    """A hex digest of the bytes, shapes and dtypes of numpy arrays."""
+def array_hash(*arrays: np.ndarray | Path, length: int = 24) -> str:
+    """A hex digest of the bytes, shapes and dtypes of numpy arrays; an ``.npy`` file's path stands for
+    its array (read in blocks, never whole in memory, with the digest of the array itself)."""
     digest = hashlib.sha256()
     for array in arrays:
+        if isinstance(array, Path):
+            with open(array, "rb") as file:
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(np.lib.format.read_magic(file),
+                                                                                 np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(file)
+                digest.update(f"{dtype.str}{shape}".encode())
+                for block in iter(lambda: file.read(1 << 24), b""):
+                    digest.update(block)
+            continue
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(memoryview(array).cast("B"))

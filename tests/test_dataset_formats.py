@@ -8,11 +8,12 @@ import fakes
 import numpy as np
 import pytest
 
+from oodbench.api import DatasetSpec
 from oodbench.data.arrays import materialize
 from oodbench.data.source import ImageFormat, SourceContext
 from oodbench.engine.cache import ArtifactCache
 from oodbench.errors import DataError
-from oodbench.hashing import DigestMemo
+from oodbench.hashing import DigestMemo, array_hash
 from oodbench.registry import build_registry
 
 RGB32 = ImageFormat(32, 3)
@@ -115,3 +116,63 @@ def test_materialised_arrays_are_cached_by_content(registry, tmp_path):
     fakes.svhn(tmp_path / "svhn", n=12, seed=1)
     changed = materialize(registry.dataset("svhn"), "test", RGB32, context, cache)
     assert len(changed) == 12 and changed.content_hash != first.content_hash
+
+
+def test_images_are_decoded_in_parallel_chunks_straight_to_disk_in_their_order(tmp_path, monkeypatch):
+    """The first chunk here, the others on several threads, a corrupt file named: the arrays equal
+    converting one image at a time."""
+    import threading
+
+    from PIL import Image
+
+    from oodbench.data import arrays
+    from oodbench.data.imglist import ImageListSource
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(50):
+        size = (int(rng.integers(20, 70)), int(rng.integers(20, 70)))
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        lines.append(f"{i}.png {i % 10}")
+    (tmp_path / "list.txt").write_text("\n".join(lines))
+    source = ImageListSource("list.txt", ".", "make them")
+    context = SourceContext(tmp_path, False, DigestMemo(tmp_path / "d.json"))
+    threads: set[str] = set()
+    image_set = source.read(context, RGB32)
+    expected = np.stack([arrays.convert(image_set.load(i), RGB32) for i in range(50)])
+    original = arrays.convert
+
+    def watched(item, fmt):
+        threads.add(threading.current_thread().name)
+        return original(item, fmt)
+
+    monkeypatch.setattr(arrays, "CHUNK", 7)
+    monkeypatch.setattr(arrays, "decode_threads", lambda: 3)
+    monkeypatch.setattr(arrays, "PARALLEL_ABOVE_S", 0.0)
+    monkeypatch.setattr(arrays, "convert", watched)
+    spec = DatasetSpec(name="listed", role="ood", splits={"test": source})
+    found = materialize(spec, "test", RGB32, context, ArtifactCache(tmp_path / "cache"))
+    assert isinstance(found.images, np.memmap) and np.array_equal(np.asarray(found.images), expected)
+    assert found.content_hash == array_hash(expected, image_set.labels)  # the file's digest is the array's
+    assert len(threads) > 2 and {name.partition("_")[0] for name in threads} == {"MainThread", "decode"}
+    (tmp_path / "31.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"cannot decode image .*31.png"):
+        materialize(spec, "test", RGB32, context, ArtifactCache(tmp_path / "cache2"))
+
+
+def test_fast_images_stay_on_one_thread(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from oodbench.data import arrays
+    from oodbench.data.imglist import ImageListSource
+
+    for i in range(20):
+        Image.new("RGB", (32, 32), (i, 0, 0)).save(tmp_path / f"{i}.png")
+    (tmp_path / "list.txt").write_text("".join(f"{i}.png -1\n" for i in range(20)))
+    monkeypatch.setattr(arrays, "CHUNK", 4)
+    monkeypatch.setattr(arrays, "PARALLEL_ABOVE_S", 10.0)
+    monkeypatch.setattr(arrays, "ThreadPoolExecutor", None)  # a pool would fail
+    spec = DatasetSpec(name="listed", role="ood", splits={"test": ImageListSource("list.txt", ".", "make them")})
+    found = materialize(spec, "test", RGB32, SourceContext(tmp_path, False, DigestMemo(tmp_path / "d.json")),
+                        ArtifactCache(tmp_path / "cache"))
+    assert found.images[:, 0, 0, 0].tolist() == list(range(20))

@@ -59,7 +59,8 @@ def no_labels(count: int) -> np.ndarray:
 class ImageSet:
     """The raw images of one split: either a decoded uint8 array or a per-item loader.
 
-    ``load(i)`` returns a PIL image or an ``H x W [x C]`` uint8 array; ``names[i]`` says where item
+    ``load(i)`` returns a PIL image or an ``H x W [x C]`` uint8 array; materialisation calls it from
+    several threads at once (:func:`oodbench.data.arrays.decode_threads`). ``names[i]`` says where item
     ``i`` lives (a file, an archive member), for error messages.
     """
 
