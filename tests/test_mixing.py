@@ -60,6 +60,24 @@ def test_a_score_that_uses_its_batch_fails_the_check_unless_declared_transductiv
     assert check is None and set(scores) == {"id", "near", "far"}
 
 
+def test_a_constant_offset_does_not_widen_the_tolerance():
+    """A batch term hidden under a large constant: float32 keeps it (steps of 64 at 1e9) and a floor
+    relative to the largest |score| would have let it pass."""
+    parts = _parts()
+    rows = Rows(parts)
+    role = np.where(np.isin(np.arange(len(rows)), rows.of(0)), 0.0, 1.0)
+
+    def hidden(index, batch):
+        return (1e9 + 500.0 * role[batch].mean() + role[batch]).astype(np.float32)
+
+    with pytest.raises(BatchDependent):
+        score_round(lambda group: nullcontext(hidden), parts, 128, np.random.default_rng(6), check=True)
+    offset = np.random.default_rng(7).normal(size=len(rows)) + 1e9
+    _, check = score_round(lambda group: nullcontext(lambda index, batch: offset[batch].astype(np.float32)), parts, 128,
+                           np.random.default_rng(8), check=True)
+    assert check.passed  # a per-sample score stays per-sample, offset or not
+
+
 def test_a_per_sample_score_passes_the_check():
     parts = _parts()
     values = np.random.default_rng(4).normal(size=2100)

@@ -134,10 +134,12 @@ def layout(rows: Rows, size: int, rng: np.random.Generator, only: np.ndarray | N
 
 def tolerance(scores: np.ndarray) -> float:
     """How far a per-sample score may move between batch compositions: :data:`RELATIVE_TOLERANCE` of
-    the spread (standard deviation) of the round's finite scores, and at least float32 rounding."""
+    the spread (standard deviation) of the round's finite scores, and at least float32 rounding of
+    their range around the median (not of their magnitude: a constant added to every score would
+    otherwise widen the tolerance enough to hide a batch term under it)."""
     finite = scores[np.isfinite(scores)]
     spread = float(finite.std()) if finite.size else 0.0
-    scale = float(np.abs(finite).max()) if finite.size else 0.0
+    scale = float(np.abs(finite - np.median(finite)).max()) if finite.size else 0.0
     return RELATIVE_TOLERANCE * spread + 1e-6 * scale
 
 
