@@ -249,7 +249,7 @@ def build_registry(plugin_dirs: Iterable[str | os.PathLike] = (), catalogs: Iter
         from oodbench.engine.sealed import SealedWorkers
 
         files = [path for directory in directories for path, _ in plugin_modules(directory, [])]
-        registry.sandbox = SealedWorkers(torch.get_num_threads(), files)
+        registry.sandbox = SealedWorkers(files, torch.get_num_threads())
         registry.sandbox.protect([default_home(), Path.home(), Path.cwd()])
         registry.sandbox.start()  # it sets itself up (seconds) while this process loads the plugins and plans
     registry.load_builtins()

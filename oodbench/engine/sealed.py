@@ -189,14 +189,14 @@ class SealedWorkers:
     by :meth:`start`), closed with the run and started again if asked for after that. It travels to
     another process (a Ray worker) as its settings, unstarted."""
 
-    def __init__(self, threads: int, plugin_files: Sequence[Path]) -> None:
+    def __init__(self, plugin_files: Sequence[Path], threads: int) -> None:
         from oodbench.errors import ConfigError
         from oodbench.sandbox import unavailable
 
         why = unavailable()
         if why is not None:
             raise ConfigError(why, "run --sealed on a Linux machine with Landlock (kernel 5.13 or newer); without it, run only code you trust")
-        self.threads, self.plugin_files = threads, [Path(p) for p in plugin_files]
+        self.plugin_files, self.threads = [Path(p) for p in plugin_files], threads
         self.zygote: Zygote | None = None
 
     def protect(self, places: Sequence[Path]) -> None:
@@ -307,5 +307,5 @@ def attach(ctx, sandbox: SealedWorkers | None = None) -> None:
     if compute.device.type != "cpu":
         raise ConfigError(f"--sealed runs plugin code on the CPU; this run computes on {compute.device}",
                           "add --device cpu (sandboxed GPU workers are not supported yet)")
-    ctx.sealed = sandbox or SealedWorkers(torch.get_num_threads(), plugin_files())
+    ctx.sealed = sandbox or SealedWorkers(plugin_files(), torch.get_num_threads())
     ctx.sealed.protect([config.cache_dir, config.results_dir, config.data_root, default_home(), Path.home(), Path.cwd()])
