@@ -151,3 +151,38 @@ def test_the_plan_names_every_missing_file_and_how_to_get_it(tmp_path, capsys):
         assert f"image list benchmark_imglist/cifar10/{list_name}.txt not found" in missing
     for archive in ("cifar10", "cifar100", "tin", "mnist", "svhn", "texture", "places365"):
         assert f"fix: unpack OpenOOD's archives '{archive}' (https://drive.google.com/uc?id=" in missing
+
+
+def test_a_catalog_registers_an_image_list(tmp_path):
+    from oodbench.data.catalog import load_catalog
+    from oodbench.errors import ConfigError
+
+    make_openood_cifar10(tmp_path / "openood")
+    listed = tmp_path / "openood/benchmark_imglist/cifar10/test_cifar10.txt"
+    digest = DigestMemo(tmp_path / "d.json").digest(listed)
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(f"""
+[datasets.mine]
+role = "id"
+num_classes = 10
+[datasets.mine.splits.test]
+list = "openood/benchmark_imglist/cifar10/test_cifar10.txt"
+images = "openood/images_classic"
+sha256 = "{digest}"
+[datasets.mine-tin]
+role = "ood"
+[datasets.mine-tin.splits.test]
+list = "openood/benchmark_imglist/cifar10/test_tin.txt"
+images = "openood/images_classic"
+""")
+    specs = {spec.name: spec for spec in load_catalog(catalog)}
+    ctx = SourceContext(tmp_path / "elsewhere", False, DigestMemo(tmp_path / "d.json"))  # paths do not follow the data root
+    test = specs["mine"].splits["test"].read(ctx, ImageFormat(32, 3))
+    assert len(test) == 80 and test.labels.tolist()[:9] == [0] * 8 + [1]
+    assert set(specs["mine-tin"].splits["test"].read(ctx, ImageFormat(32, 3)).labels.tolist()) == {-1}
+    listed.write_text(listed.read_text() + "cifar10/test/0_test_0.png 0\n")
+    with pytest.raises(DataError, match="a different version of the list"):
+        specs["mine"].splits["test"].identity(ctx)
+    catalog.write_text(catalog.read_text().replace('images = "openood/images_classic"\nsha256', 'sha256', 1))
+    with pytest.raises(ConfigError, match="an image list needs 'list' and 'images'"):
+        load_catalog(catalog)

@@ -12,8 +12,11 @@ far_ood = ["mnist", "dtd"]       # optional, id only: the same for far-OOD
 description = "..."
 [datasets.NAME.splits.SPLIT]
 path = "archive.zip"             # zip or folder, ImageFolder layout; relative to the catalog file
-sha256 = "..."                   # zip only; verified before first use
+sha256 = "..."                   # zip, npz or list; verified before first use
 count = 10000                    # expected number of images
+# or, instead of path, an image list (OpenOOD's format, oodbench.data.imglist):
+list = "benchmark_imglist/cifar10/test_tin.txt"   # "<image path> <label>" per line
+images = "images_classic"        # the folder the list's paths are relative to
 ```
 
 Any other key is an error naming the file, the entry and the closest valid key.
@@ -28,6 +31,7 @@ import tomllib
 from pathlib import Path
 
 from oodbench.api import DatasetSpec
+from oodbench.data.imglist import ImageListSource
 from oodbench.data.source import (
     ImageFolderSource,
     NpzSource,
@@ -40,7 +44,7 @@ CATALOG_ENV = "OODBENCH_CATALOG"
 DATASET_KEYS = frozenset(
     {"role", "num_classes", "classes", "source", "same_as", "description", "default_ood", "near_ood", "far_ood", "splits"}
 )
-SPLIT_KEYS = frozenset({"path", "sha256", "count"})
+SPLIT_KEYS = frozenset({"path", "list", "images", "sha256", "count"})
 
 
 def _check_keys(path: Path, where: str, entry: dict, allowed: frozenset[str]) -> None:
@@ -61,10 +65,17 @@ def catalog_paths_from_env() -> list[Path]:
 def _split_source(path: Path, name: str, split: str, entry: dict, labelled: bool, classes) -> Source:
     _check_keys(path, f"[datasets.{name}.splits.{split}]", entry, SPLIT_KEYS)
     where = f"{path} [datasets.{name}.splits.{split}]"
+    count = entry.get("count")
+    if "list" in entry or "images" in entry:
+        if "path" in entry or not ("list" in entry and "images" in entry):
+            raise ConfigError(f"{where}: an image list needs 'list' and 'images' (and no 'path')",
+                              "give the list file and the folder its paths are relative to, both relative to the catalog file")
+        return ImageListSource(str((path.parent / entry["list"]).resolve()), str((path.parent / entry["images"]).resolve()),
+                               f"put the files where {where} says, or correct its 'list' and 'images'", count, labelled,
+                               entry.get("sha256"))
     if "path" not in entry:
         raise ConfigError(f"{where} has no 'path'", "give the archive or folder, relative to the catalog file")
     target = (path.parent / entry["path"]).resolve()
-    count = entry.get("count")
     if str(target).endswith(".zip"):
         return ZipImageFolderSource(target, entry.get("sha256"), count, labelled, classes, declared_in=str(path))
     if str(target).endswith(".npz"):

@@ -44,15 +44,16 @@ def parse_image_list(path: Path) -> tuple[list[str], np.ndarray]:
 class ImageListSource(Source):
     """One split given by a list file over an image folder, both relative to the data root.
 
-    ``how_to_get`` says where the files come from when they are missing (the release, its download
-    command); ``count`` is the release's number of images (for plan estimates; a list of another
+    Both paths are relative to the data root (or absolute: a catalog's). ``how_to_get`` says where the
+    files come from when they are missing (the release, its download command); ``sha256``, when given,
+    is the list file's; ``count`` is the release's number of images (for plan estimates; a list of another
     length, such as a small copy in the release's format, is read as it is and noted with the results).
     """
 
     def __init__(self, list_file: str, image_dir: str, how_to_get: str, count: int | None = None,
-                 labelled: bool = True) -> None:
+                 labelled: bool = True, sha256: str | None = None) -> None:
         self.list_file, self.image_dir, self.how_to_get = list_file, image_dir, how_to_get
-        self.count, self.labelled = count, labelled
+        self.count, self.labelled, self.sha256 = count, labelled, sha256.lower() if sha256 else None
 
     def _paths(self, ctx: SourceContext) -> tuple[Path, Path]:
         root = Path(ctx.data_root)
@@ -77,8 +78,11 @@ class ImageListSource(Source):
                 sizes.append((name, (image_dir / name).stat().st_size))
             except OSError:
                 raise self._missing(f"{image_dir.name}/{name} (named by {self.list_file})", ctx) from None
-        return {"kind": "image-list", "list": ctx.digests.digest(self._paths(ctx)[0]), "images": stable_hash(sizes, 32),
-                "labelled": self.labelled}
+        digest = ctx.digests.digest(self._paths(ctx)[0])
+        if self.sha256 is not None and digest != self.sha256:
+            raise DataError(f"sha256 of {self._paths(ctx)[0]} is {digest}, expected {self.sha256}: a different version of the list",
+                            "restore the list file, or correct its sha256 if the file is the one you meant")
+        return {"kind": "image-list", "list": digest, "images": stable_hash(sizes, 32), "labelled": self.labelled}
 
     def read(self, ctx: SourceContext, fmt: ImageFormat) -> ImageSet:
         image_dir, names, labels = self._listed(ctx)
