@@ -127,11 +127,12 @@ def _specs(benchmark: Benchmark) -> list[DatasetSpec]:
     far = [f"{prefix}-{ood.name.replace('_', '-')}" for ood in benchmark.far]
     lists = {split: ImageListSource(f"benchmark_imglist/{benchmark.name}/{split}_{benchmark.name}.txt", benchmark.image_dir,
                                     how_to_get(benchmark.archive)) for split in ("train", "val", "test")}
+    validation = f"{prefix}-val-{benchmark.validation.name.replace('_', '-')}"
     specs = [DatasetSpec(name=prefix, role="id", splits=lists, num_classes=benchmark.num_classes, citation=CITATION,
                          description=benchmark.description, default_ood=(*near, *far), near_ood=tuple(near), far_ood=tuple(far),
-                         source=benchmark.source, same_as=benchmark.same_as)]
+                         source=benchmark.source, same_as=benchmark.same_as, validation_ood=validation)]
     specs += [_ood_spec(benchmark, ood, label) for ood, label in zip((*benchmark.near, *benchmark.far), (*near, *far), strict=True)]
-    specs.append(_ood_spec(benchmark, benchmark.validation, f"{prefix}-val-{benchmark.validation.name.replace('_', '-')}"))
+    specs.append(_ood_spec(benchmark, benchmark.validation, validation))
     return specs
 
 

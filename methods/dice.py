@@ -8,7 +8,8 @@ DICE paper's setting on CIFAR (its sparsity parameter 90%).
 Under ``--protocol mim-notebook``: fitted on the ID test split with ``p = 0.0065``. The notebooks
 asked pytorch-ood 0.1.6 for ``DICE(p=0.65)``, which computed ``np.percentile(contrib, 0.65)``: the
 0.65th *percentile*, so only 0.65% of the contributions were dropped, not 65%.
-Fitted state: the sparsified weight matrix; the bias comes from the head at scoring time.
+Under ``--protocol openood-v1.5``: the same p (OpenOOD's ``p: 90``, in percent), and no search
+(OpenOOD's sweep has that one value). Fitted state: the sparsified weight matrix; the bias comes from the head at scoring time.
 """
 
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class DICE(Method):
     fit_split_under = {"mim-notebook": "test"}
     #: the sparsity levels the DICE paper's ablation covers
     search_space = {"p": (0.1, 0.3, 0.5, 0.7, 0.9)}
+    search_space_under = {"openood-v1.5": {}}
 
     def _detector(self, head: Head) -> DICEDetector:
         return DICEDetector(encoder=None, w=head.weight, b=head.bias, p=self.params.p)

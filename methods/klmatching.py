@@ -3,7 +3,14 @@
 For each class ``k`` a template posterior ``d_k`` is the mean softmax of the ID **training**
 samples the network predicts as ``k``; the outlier score is ``min_k KL(softmax(f(x)) || d_k)``.
 Fitted and scored by :class:`pytorch_ood.detector.KLMatching` on the shared logits; the fitted
-state is the templates.
+state is the templates. The divergence is computed in float64: it is the difference of two terms
+near ``log K``, so float32 rounding inside a matrix product (which depends on the batch's shape)
+would move scores of a confident network by more than their spread, and fail the
+batch-independence check.
+
+Under ``--protocol openood-v1.5``: templates from the ID *validation* split, as OpenOOD's KLM
+fits them (a class no validation sample is predicted as has no template here; OpenOOD gives it a
+one-hot template).
 
 Under ``--protocol mim-notebook``, as pytorch-ood 0.1.6 did in the MIM notebooks: templates
 fitted on the ID test split and grouped by the *true* labels, and the score is the divergence to
@@ -44,7 +51,7 @@ class KLMatching(Method):
     reads = frozenset({Reads.LOGITS})
     fits = True
     protocol_defaults = {"mim-notebook": {"templates": "labels", "match": "predicted"}}
-    fit_split_under = {"mim-notebook": "test"}
+    fit_split_under = {"mim-notebook": "test", "openood-v1.5": "val"}
 
     def fit(self, train: FitInputs) -> dict:
         if self.params.templates == "predicted":
@@ -57,11 +64,11 @@ class KLMatching(Method):
         if self.params.match == "nearest":
             detector = KLMatchingDetector(model=None)
             for k, template in self.state["templates"].items():
-                detector.dists[k] = Parameter(template, requires_grad=False)
-            return detector.predict_logits(data.logits)
+                detector.dists[k] = Parameter(template.double(), requires_grad=False)
+            return detector.predict_logits(data.logits.double()).float()
         classes = sorted(self.state["templates"], key=int)
         templates = torch.stack([self.state["templates"][k] for k in classes]).to(data.logits.device)
         probabilities = data.logits.float().softmax(dim=1)
         predicted = torch.as_tensor([int(k) for k in classes], device=templates.device)
         column = (probabilities.argmax(dim=1)[:, None] == predicted[None]).float().argmax(dim=1)
-        return kl_to_templates(probabilities, templates).gather(1, column[:, None]).squeeze(1)
+        return kl_to_templates(probabilities.double(), templates.double()).gather(1, column[:, None]).squeeze(1).float()

@@ -3,7 +3,8 @@
 Penultimate features are normalised to unit length, ``z = h / ||h||_2``; the outlier score is the
 Euclidean distance from ``z`` to its ``k``-th nearest neighbour among the normalised features of
 the ID **training** split (the paper's Algorithm 1 with alpha = 100%,
-:class:`pytorch_ood.detector.KNN`). ``k`` follows the paper: 50 on CIFAR-10, 200 on CIFAR-100.
+:class:`pytorch_ood.detector.KNN`). ``k`` follows the paper: 50 on CIFAR-10, 200 on CIFAR-100; under ``--protocol openood-v1.5``
+OpenOOD's K = 50 on every benchmark, and its sweep {50, 100, 200, 500, 1000} for ``--tune``.
 The paper's stronger numbers with contrastive (SupCon) training come from a different backbone,
 not from the detector: oodbench scores the run's classifier like every other method.
 """
@@ -30,6 +31,7 @@ class KNN(Method):
     summary = "distance to the k-th nearest normalised ID training feature"
     Params = KnnParams
     dataset_defaults = {"cifar100": {"k": 200}}
+    protocol_defaults = {"openood-v1.5": {"k": 50}}
     #: OpenOOD's sweep of k
     search_space = {"k": (50, 100, 200, 500, 1000)}
     reads = frozenset({Reads.FEATURES})

@@ -12,6 +12,8 @@ that reduces the distance, then the distance of the perturbed input
 layers, fitted on OOD test samples, is deliberately not implemented: nothing is fitted on OOD
 test data. Adversarial evaluation attacks the distance itself (re-expressed in torch).
 
+Under ``--protocol openood-v1.5``: OpenOOD's MDS, without preprocessing and without a search.
+
 Under ``--protocol mim-notebook``: fitted on the ID test split, with ``eps = 0.002`` stepped in
 normalised input units as pytorch-ood 0.1.6 did (:mod:`oodbench.notebook`).
 """
@@ -48,6 +50,7 @@ class Mahalanobis(Method):
     fit_split_under = {"mim-notebook": "test"}
     #: the paper's grid of input-preprocessing steps
     search_space = {"eps": (0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01)}
+    search_space_under = {"openood-v1.5": {}}
 
     def capabilities(self) -> Capabilities:
         reads = {Reads.FEATURES} | ({Reads.IMAGES} if self.params.eps > 0 else set())

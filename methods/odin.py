@@ -18,6 +18,10 @@ gradient of ``nll_loss`` applied to the tempered *logits* (pytorch-ood 0.1.6's d
 so the step raises the top logit rather than its softmax probability), as the MIM notebooks ran
 it (:mod:`oodbench.notebook`).
 
+Under ``--protocol openood-v1.5``: the same defaults (OpenOOD's ``noise: 0.0014`` is divided by
+the normalisation std, so it is this step in pixel units), and ``--tune`` searches OpenOOD's sweep,
+T in {1, 10, 100, 1000} x eps in {0.0014, 0.0028}.
+
 Adversarial evaluation attacks a surrogate: the tempered MSP without the preprocessing step (its
 ``sign()`` has no useful gradient); the attacked images are then scored by ODIN itself.
 """
@@ -58,6 +62,8 @@ class ODIN(Method):
     protocol_defaults = {"mim-notebook": {"eps": 0.002, "eps_units": "normalised", "loss": "logit"}}
     #: a coarser version of the paper's grid (eps: 21 values in [0, 0.004]; T from 1 to 1000)
     search_space = {"eps": (0.0, 0.0005, 0.001, 0.0014, 0.002, 0.003, 0.004), "temperature": (1.0, 10.0, 100.0, 1000.0)}
+    #: OpenOOD v1.5's sweep (configs/postprocessors/odin.yml), temperature varying slowest as there
+    search_space_under = {"openood-v1.5": {"temperature": (1.0, 10.0, 100.0, 1000.0), "eps": (0.0014, 0.0028)}}
     reads = frozenset({Reads.IMAGES})
     #: the preprocessing step's sign() has no useful gradient: attacks go through the tempered MSP
     attacked_through = "surrogate"

@@ -88,13 +88,15 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
                      help="override a method parameter, e.g. odin.eps=0.002 (repeatable)")
     run.add_argument("--protocol", default="clean", metavar="NAME",
-                     help="whose settings the methods use: clean (default: each paper's, every fit on ID train) or "
-                          "mim-notebook (the MIM paper's notebooks, fits on the ID test split included)")
+                     help="whose settings the methods use: clean (default: each paper's, every fit on ID train), "
+                          "mim-notebook (the MIM paper's notebooks, fits on the ID test split included) or openood-v1.5 "
+                          "(OpenOOD's benchmarks, settings and tables); oodbench list protocols")
     run.add_argument("--tune", action="store_true",
                      help="choose the hyperparameters of methods that declare a search space (odin, mahalanobis, dice, knn) "
-                          "on a held-out slice of ID train against --tune-ood")
+                          "on the ID set's validation data when it declares some (OpenOOD's benchmarks), else on a held-out "
+                          "slice of ID train against --tune-ood")
     run.add_argument("--tune-ood", default="uniform", metavar="NAME",
-                     help="validation OOD set for --tune; never a test OOD set of the run (default: uniform)")
+                     help="validation OOD set for --tune where the ID set declares none; never a test OOD set of the run (default: uniform)")
     run.add_argument("--sealed", action="store_true",
                      help="run the methods' fit() and score() in sandboxed worker processes that see only their inputs "
                           "(Linux with Landlock; for evaluating code you did not write)")
@@ -139,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--threshold", type=float, default=0.005, help="a worse value by more than this is a regression")
     compare.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
 
-    listing = commands.add_parser("list", help="list methods, datasets, backbones or presets")
-    listing.add_argument("what", choices=["methods", "datasets", "backbones", "presets"])
+    listing = commands.add_parser("list", help="list methods, datasets, backbones, presets or protocols")
+    listing.add_argument("what", choices=["methods", "datasets", "backbones", "presets", "protocols"])
     _common(listing)
 
     data = commands.add_parser("data", help="verify or prepare datasets, or find near-duplicates between two")

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from oodbench.attacks import parse_attack
 from oodbench.errors import ConfigError
-from oodbench.params import CLEAN, known_protocols
+from oodbench.params import CLEAN, declared_protocols
 
 
 def default_home() -> Path:
@@ -94,9 +94,13 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     chosen = choose_preset(registry, preset, id_dataset is not None, torch.cuda.is_available())
     if preset is None:
         say(f"preset: {chosen.name} ({chosen.description})")
+    protocols = registry.protocols
+    if protocol not in protocols:
+        raise ConfigError(f"--protocol {protocol}: no such protocol", f"known protocols: {', '.join(sorted(protocols))}")
     id_dataset = id_dataset or chosen.id_dataset
     if id_dataset is None:
         raise ConfigError(f"preset '{chosen.name}' needs an ID dataset", "pass --id NAME (see: oodbench list datasets)")
+    id_dataset = registry.protocol(protocol).id_dataset(id_dataset)
     id_spec = registry.dataset(id_dataset)
     if id_spec.role != "id":
         raise ConfigError(f"--id {id_spec.name}: the dataset has role '{id_spec.role}', not 'id'", "choose a dataset listed with role id")
@@ -106,13 +110,18 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     post_hoc = [n for n, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains]
     default = sorted(post_hoc, key=lambda n: (registry.methods[n].table_order, n))  # paper order
     entries = list(dict.fromkeys([*(methods or default), *variants]))
-    protocols = known_protocols(registry.methods.values())
-    if protocol not in protocols:
-        raise ConfigError(f"--protocol {protocol}: no method declares settings for it", f"known protocols: {', '.join(protocols)}")
+    for name in {variants.get(entry, (entry, {}))[0] for entry in entries} & set(registry.methods):
+        unknown = declared_protocols(registry.methods[name]) - set(protocols)
+        if unknown:
+            say(f"warning: method {name} declares settings for protocol(s) {', '.join(sorted(unknown))}, which no plugin "
+                f"defines: they are never used (known: {', '.join(sorted(protocols))})")
     ood = tuple(ood or id_spec.default_ood)
     if not ood:
         raise ConfigError(f"no OOD datasets given and '{id_spec.name}' has no default list", "pass --ood NAME[,NAME...]")
-    if tune and (tune_ood in ood or registry.dataset(tune_ood).role == "id"):
+    if tune and id_spec.validation_ood and id_spec.validation_ood in ood:
+        raise ConfigError(f"--ood {id_spec.validation_ood} is the validation OOD set {id_spec.name} tunes on: evaluating on it "
+                          "would report numbers of the data the parameters were chosen on", "leave it out of --ood")
+    if tune and not id_spec.validation_ood and (tune_ood in ood or registry.dataset(tune_ood).role == "id"):
         raise ConfigError(f"--tune-ood {tune_ood} is a test OOD set of this run or an ID set: tuning on it would leak into the results",
                           "choose a validation set that is not evaluated, e.g. uniform, gaussian or an aux set")
     return RunConfig(

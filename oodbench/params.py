@@ -21,10 +21,9 @@ from oodbench.errors import ConfigError
 CLEAN = "clean"
 
 
-def known_protocols(methods) -> list[str]:
-    """``clean`` and every protocol a method class of ``methods`` declares settings for."""
-    named = {key.split(":")[0] for cls in methods for key in [*cls.protocol_defaults, *cls.fit_split_under]}
-    return [CLEAN, *sorted(named - {CLEAN})]
+def declared_protocols(method: type) -> set[str]:
+    """The protocols ``method`` declares settings for."""
+    return {key.split(":")[0] for key in [*method.protocol_defaults, *method.fit_split_under, *method.search_space_under]}
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 _NONE = {"none", "null"}

@@ -1,13 +1,13 @@
-"""One registry for methods, datasets, backbones and presets, and the discovery that fills it.
+"""One registry for methods, datasets, backbones, presets and protocols, and the discovery that fills it.
 
 Sources, in order: the built-in plugin packages (``oodbench.methods``, ``oodbench.datasets``,
-``oodbench.backbones``, ``oodbench.presets``: the top-level folders of the repository); installed
+``oodbench.backbones``, ``oodbench.presets``, ``oodbench.protocols``: the top-level folders of the repository); installed
 packages through the entry-point groups of the same names; plugin files in extra directories
 (``--plugins DIR``, ``OODBENCH_PLUGINS``); datasets of catalog files (``--catalog``,
 ``OODBENCH_CATALOG``).
 
 A plugin module contributes every :class:`Method` subclass it defines (with a ``name``) and every
-:class:`DatasetSpec` / :class:`BackboneSpec` / :class:`Preset` object at its top level (alone or in
+:class:`DatasetSpec` / :class:`BackboneSpec` / :class:`Preset` / :class:`Protocol` object at its top level (alone or in
 a list). A module that fails to import is recorded in :attr:`Registry.problems` with its file and
 error; the others still load.
 """
@@ -30,14 +30,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
-from oodbench.api import BackboneSpec, DatasetSpec, Method, Preset
+from oodbench.api import BackboneSpec, DatasetSpec, Method, Preset, Protocol
 from oodbench.data.catalog import catalog_paths_from_env, load_catalog
 from oodbench.errors import ConfigError, UnknownNameError
 
 PLUGINS_ENV = "OODBENCH_PLUGINS"
-BUILTIN_PACKAGES = ("oodbench.methods", "oodbench.datasets", "oodbench.backbones", "oodbench.presets")
+BUILTIN_PACKAGES = ("oodbench.methods", "oodbench.datasets", "oodbench.backbones", "oodbench.presets", "oodbench.protocols")
 ENTRY_POINT_GROUPS = BUILTIN_PACKAGES
-SPECS = (DatasetSpec, BackboneSpec, Preset)
+SPECS = (DatasetSpec, BackboneSpec, Preset, Protocol)
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,14 @@ def suggest(name: str, choices: Iterable[str]) -> str:
 
 
 class Registry:
-    """Registered methods (classes), datasets, backbones and presets (specs), with their origins."""
+    """Registered methods (classes), datasets, backbones, presets and protocols (specs), with their origins."""
 
     def __init__(self) -> None:
         self.methods: dict[str, type[Method]] = {}
         self.datasets: dict[str, DatasetSpec] = {}
         self.backbones: dict[str, BackboneSpec] = {}
         self.presets: dict[str, Preset] = {}
+        self.protocols: dict[str, Protocol] = {}
         self.origins: dict[tuple[str, str], str] = {}
         self.problems: list[PluginProblem] = []
         #: ``--sealed``: the run's sandbox, started with the registry; it reads the plugin files' declarations
@@ -107,6 +108,8 @@ class Registry:
             self._add("backbones", value.name, value, origin)
         elif isinstance(value, Preset):
             self._add("presets", value.name, value, origin)
+        elif isinstance(value, Protocol):
+            self._add("protocols", value.name, value, origin)
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, SPECS) for v in value):
             for item in value:
                 self.add(item, origin)
@@ -148,7 +151,7 @@ class Registry:
                 if inspect.ismodule(value):
                     self.add_module(value, origin)
                 elif not self.add(value, origin):
-                    self.problems.append(PluginProblem(origin, f"{value!r} is not a method class or a dataset, backbone or preset spec"))
+                    self.problems.append(PluginProblem(origin, f"{value!r} is not a method class or a dataset, backbone, preset or protocol spec"))
 
     def load_directory(self, directory: str | os.PathLike, sandbox: Any = None) -> None:
         """Load every ``*.py`` file of ``directory`` as a plugin module; with ``sandbox`` (``--sealed``), learn
@@ -221,6 +224,9 @@ class Registry:
 
     def preset(self, name: str) -> Preset:
         return self._lookup("presets", name)
+
+    def protocol(self, name: str) -> Protocol:
+        return self._lookup("protocols", name)
 
 
 def plugin_modules(directory: str | os.PathLike, problems: list[PluginProblem]) -> list[tuple[Path, str]]:

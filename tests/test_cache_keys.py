@@ -73,7 +73,7 @@ def test_docstrings_and_comments_are_not_code(keypkg):
     assert _fresh_closure("keypkg.stage") == before
 
 
-COPIED = ("oodbench", "methods", "datasets", "backbones", "presets", "references", "benchmarks")
+COPIED = ("oodbench", "methods", "datasets", "backbones", "presets", "protocols", "references", "benchmarks")
 
 
 def _stage_counts(out: str) -> dict[str, tuple[int, int]]:

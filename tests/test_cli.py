@@ -193,7 +193,7 @@ def test_the_notebook_protocol_fits_on_the_id_test_split_and_says_so(tiny_catalo
     assert json.loads(clean["protocol"])["fit_split"] == "tiny/train" and '"p": 0.9' in clean["params"]
     capsys.readouterr()
     assert run_tiny(tiny_catalog, tmp_path / "results", "--protocol", "mim-notebok") == 2
-    assert "known protocols: clean, mim-notebook" in capsys.readouterr().err
+    assert "known protocols: clean, mim-notebook, openood-v1.5" in capsys.readouterr().err
 
 
 def test_tune_chooses_parameters_on_validation_data_and_records_them(tiny_catalog, tmp_path, capsys):

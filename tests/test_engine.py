@@ -105,7 +105,7 @@ def test_a_fit_that_returns_objects_fails_its_cells_with_the_reason(tiny_catalog
 def test_importing_the_contract_loads_no_other_oodbench_module():
     code = "import sys, oodbench.api; print(sorted(m for m in sys.modules if m.split('.')[0] in ('oodbench', 'torch')))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    contracts = ", ".join(f"'oodbench.api.{name}'" for name in ("backbones", "datasets", "inputs", "methods", "presets"))
+    contracts = ", ".join(f"'oodbench.api.{name}'" for name in ("backbones", "datasets", "inputs", "methods", "presets", "protocols"))
     assert loaded == f"['oodbench', 'oodbench.api', {contracts}]"
 
 

@@ -224,3 +224,36 @@ def test_parameters_come_from_defaults_dataset_defaults_and_typed_overrides(regi
         resolve_params(cls, "cifar10", "quick", {"epsilon": "1"})
     with pytest.raises(ConfigError, match="not a valid float"):
         resolve_params(cls, "cifar10", "quick", {"eps": "large"})
+
+
+def test_vim_with_a_subspace_as_large_as_the_features_scores_the_negative_energy(registry, tmp_path):
+    cls = registry.method("vim")
+    features, labels = gaussian_features(dim=16)
+    head = Head(torch.randn(3, 16), torch.randn(3))
+    m = fit_with(cls(resolve_params(cls, "cifar10", "", {"d": 1000})), labels, tmp_path, features=features, head=head)
+    assert m.state["principal_subspace"].shape == (16, 0)
+    expected = -torch.logsumexp(features.float() @ head.weight.T + head.bias, dim=1)
+    torch.testing.assert_close(score_with(m, 3, features=features, head=head), expected)
+
+
+def test_openood_protocol_settings_and_sweeps(registry):
+    """OpenOOD v1.5's postprocessor configs: the defaults, and the grids its automatic search tries."""
+    from oodbench.config import resolve_config
+    from oodbench.engine.entries import method_entries
+
+    def params(name: str, dataset: str = "cifar100"):
+        return resolve_params(registry.method(name), dataset, "", protocol="openood-v1.5")
+
+    assert params("knn").k == 50 and resolve_params(registry.method("knn"), "cifar100", "").k == 200  # the KNN paper: 200
+    assert params("vim").d == 256 and (params("odin").temperature, params("odin").eps) == (1000.0, 0.0014)
+    assert params("dice").p == 0.9 and params("mahalanobis").eps == 0.0
+    config = resolve_config(registry, preset="smoke", id_dataset="cifar10", protocol="openood-v1.5", tune=True,
+                            methods=["odin", "knn", "vim", "dice", "mahalanobis", "klmatching", "msp"], say=lambda _: None)
+    assert config.id_dataset == "openood-cifar10"  # the benchmark's own lists
+    entries = {e.label: e for e in method_entries(config, registry, registry.dataset(config.id_dataset))}
+    assert entries["odin"].grid()[:3] == [{"temperature": 1.0, "eps": 0.0014}, {"temperature": 1.0, "eps": 0.0028},
+                                          {"temperature": 10.0, "eps": 0.0014}] and len(entries["odin"].grid()) == 8
+    assert [g["k"] for g in entries["knn"].grid()] == [50, 100, 200, 500, 1000]
+    assert [g["d"] for g in entries["vim"].grid()] == [256, 1000]
+    assert not entries["dice"].search_space and not entries["mahalanobis"].search_space and not entries["msp"].search_space
+    assert entries["klmatching"].fit_split == "val" and entries["knn"].fit_split == "train"

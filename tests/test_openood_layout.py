@@ -186,3 +186,26 @@ images = "openood/images_classic"
     catalog.write_text(catalog.read_text().replace('images = "openood/images_classic"\nsha256', 'sha256', 1))
     with pytest.raises(ConfigError, match="an image list needs 'list' and 'images'"):
         load_catalog(catalog)
+
+
+def test_the_openood_protocol_runs_its_benchmark_tunes_on_its_validation_data_and_prints_its_table(tmp_path, capsys):
+    root = make_openood_cifar10(tmp_path / "openood")
+    code = main(["run", "--preset", "smoke", "--protocol", "openood-v1.5", "--id", "cifar10", "--data-root", str(root),
+                 "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--tune",
+                 "--methods", "msp,odin,klmatching,vim", "--ood", "openood-cifar10-tin,openood-cifar10-mnist"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "protocol openood-v1.5; AUROC, FPR@95TPR(OOD+)" in out and "FPR@95 takes OOD as the positive class" in out
+    header = next(line for line in out.splitlines() if "FPR@95TPR(OOD+)" in line and "Acc." in line)
+    assert header.split()[0] == "Acc."  # ID accuracy leads, as in OpenOOD's tables
+    assert "tune: odin chose" in out and "openood-cifar10/val vs openood-cifar10-val-tin/test" in out
+    rows = {(r["method"], r["ood_dataset"]): dict(r) for r in store_rows(tmp_path / "results")}
+    assert {r["id_dataset"] for r in rows.values()} == {"openood-cifar10"}
+    odin = json.loads(rows[("odin", "openood-cifar10-tin")]["protocol"])
+    assert odin["name"] == "openood-v1.5" and odin["metrics"] == [["auroc", "AUROC"], ["fpr95_ood_pos", "FPR@95TPR(OOD+)"]]
+    assert odin["tuned"]["validation"]["id"] == "openood-cifar10/val" and len(odin["tuned"]["grid"]) == 8
+    assert json.loads(rows[("klmatching", "openood-cifar10-mnist")]["protocol"])["fit_split"] == "openood-cifar10/val"
+    assert json.loads(rows[("vim", "openood-cifar10-mnist")]["params"])["d"] in (256, 1000)
+    assert main(["run", "--preset", "smoke", "--protocol", "openood-v1.5", "--id", "cifar10", "--data-root", str(root), "--tune",
+                 "--ood", "openood-cifar10-val-tin", "--results", str(tmp_path / "results")]) == 2
+    assert "is the validation OOD set openood-cifar10 tunes on" in capsys.readouterr().err

@@ -90,7 +90,11 @@ def test_protocol_layers_come_after_the_dataset_and_before_the_preset():
     assert resolve_params(Protocolled, "base", "none").rate == 0.5  # the clean protocol: the Params defaults
 
 
-def test_known_protocols_are_clean_and_those_the_methods_declare():
-    from oodbench.params import known_protocols
+def test_declared_protocols_are_those_any_setting_names():
+    from oodbench.params import declared_protocols
 
-    assert known_protocols([Knobbed, Protocolled]) == ["clean", "strict"]
+    class Searching(Protocolled):
+        search_space_under = {"wide": {"rate": (0.1, 0.2)}}
+
+    assert declared_protocols(Knobbed) == set()
+    assert declared_protocols(Searching) == {"strict", "wide"}

@@ -15,7 +15,7 @@ from oodbench.cli import main
 from oodbench.report.browser import find_chromium
 from oodbench.report.export import best_mask
 from oodbench.report.leaderboard import leaderboard
-from oodbench.report.tables import mim_layout
+from oodbench.report.tables import main_layout
 from oodbench.store import ResultStore
 
 
@@ -148,7 +148,7 @@ def test_tables_follow_paper_order_and_group_near_and_far_ood_sets():
              ("energy", 50, "near1", "near", 0.5), ("energy", 50, "far2", "far", 0.7), ("energy", 50, "noise", "", 0.6)]
     results = pd.DataFrame([{"method": m, "table_order": o, "ood_dataset": d, "ood_group": g, "status": "ok", "auroc": a,
                              "aupr_out": a} for m, o, d, g, a in cells])
-    table = mim_layout(results)
+    table = main_layout(results)
     assert table.index.tolist() == ["msp", "energy", "zeta"]
     assert list(dict.fromkeys(table.columns.get_level_values(0))) == [
         "near1", "Near-OOD average", "far1", "far2", "Far-OOD average", "noise", "Average"]
@@ -156,7 +156,7 @@ def test_tables_follow_paper_order_and_group_near_and_far_ood_sets():
     assert table.loc["msp", ("Near-OOD average", "AUROC")] == pytest.approx(0.7)
     assert table.loc["msp", ("Average", "AUROC")] == pytest.approx((0.7 + 0.8 + 0.99 + 1.0) / 4)
     assert np.isnan(table.loc["zeta", ("Average", "AUROC")])  # only one of four sets scored
-    ungrouped = mim_layout(results.drop(columns=["ood_group", "table_order"]))
+    ungrouped = main_layout(results.drop(columns=["ood_group", "table_order"]))
     assert ungrouped.index.tolist() == ["energy", "zeta", "msp"]  # older stores: order of appearance
     assert list(dict.fromkeys(ungrouped.columns.get_level_values(0))) == ["far1", "near1", "noise", "far2", "Average"]
 
@@ -201,6 +201,30 @@ def test_published_numbers_match_copies_through_same_as_and_carry_corrections():
     # a store written before same_as was recorded: rows compare under their own names only
     old = pd.DataFrame(rows).drop(columns=["id_stands_for", "ood_stands_for"])
     assert published_vs_reproduced(old).empty
+
+
+def test_openood_leaderboard_rows_compare_with_group_means_and_our_backbone():
+    from oodbench.report.published import published_vs_reproduced
+
+    protocol = '{"name": "openood-v1.5"}'
+    rows = [{"id_dataset": "openood-imagenet", "id_stands_for": "openood-imagenet", "method": "msp", "ood_dataset": ood,
+             "ood_stands_for": ood, "ood_group": group, "status": "ok", "auroc": auroc, "aupr_out": 0.8, "aupr_in": 0.7,
+             "fpr95_id_pos": 0.3, "fpr95_ood_pos": 0.4, "protocol": protocol, "backbone": "vit-b-16", "id_accuracy": 0.81,
+             "checkpoint_origin": "torchvision", "n_id": 100, "seed": 0}
+            for ood, group, auroc in (("openood-imagenet-ssb-hard", "near", 0.6), ("openood-imagenet-ninco", "near", 0.8),
+                                      ("openood-imagenet-textures", "far", 0.9))]
+    table = published_vs_reproduced(pd.DataFrame(rows)).set_index(["ood_dataset", "metric"])
+    assert set(table["source"]) == {"OpenOOD v1.5 leaderboard"} and set(table["protocol"]) == {"openood-v1.5"}
+    near = table.loc[("Near-OOD average", "auroc")]
+    assert near["reproduced"] == pytest.approx(0.7) and near["published"] == pytest.approx(0.7352)  # ViT-B/16's row only
+    assert near["reproduced_on"] == "mean over openood-imagenet-ninco, openood-imagenet-ssb-hard"
+    assert table.loc[("Far-OOD average", "auroc"), "reproduced_on"] == "mean over openood-imagenet-textures"
+    accuracy = table.loc[("", "id_accuracy")]
+    assert accuracy["reproduced"] == pytest.approx(0.81) and accuracy["published"] == pytest.approx(0.8114)
+    # a backbone the leaderboard does not have: every published backbone's row, each naming its own
+    other = published_vs_reproduced(pd.DataFrame(rows).assign(backbone="cnn-small"))
+    assert set(other.query("metric == 'id_accuracy'")["their_protocol"].str.split(";").str[0]) == {"resnet50", "vit-b-16", "swin-t"}
+    assert published_vs_reproduced(pd.DataFrame(rows).assign(protocol='{"name": "clean"}')).empty
 
 
 def test_a_missing_optional_extra_is_a_one_line_error(tmp_path, monkeypatch, capsys):

@@ -6,10 +6,11 @@ classifier; the engine plans extraction, caching and devices from those declarat
 
 A method file in ``methods/`` (or any directory passed with ``--plugins``) defines a subclass of
 :class:`Method` with a ``name``; a dataset file defines :class:`DatasetSpec` objects; a backbone
-file :class:`BackboneSpec` objects; a preset file :class:`Preset` objects. Discovery finds them.
+file :class:`BackboneSpec` objects; a preset file :class:`Preset` objects; a protocol file
+:class:`Protocol` objects. Discovery finds them.
 
 One module per contract (``inputs`` and ``methods``: the method contract; ``datasets``,
-``backbones``, ``presets``), all re-exported here. The package is the contract and nothing else:
+``backbones``, ``presets``, ``protocols``), all re-exported here. The package is the contract and nothing else:
 importing it loads no other oodbench module (and not torch), so a plugin that only declares things
 is cheap to import.
 """
@@ -29,6 +30,7 @@ from oodbench.api.inputs import (
 )
 from oodbench.api.methods import Capabilities, Method, NoParams
 from oodbench.api.presets import Preset
+from oodbench.api.protocols import Protocol
 
 __all__ = [
     "Reads",
@@ -48,4 +50,5 @@ __all__ = [
     "KnownCheckpoint",
     "TrainingRecipe",
     "Preset",
+    "Protocol",
 ]

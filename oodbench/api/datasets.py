@@ -13,6 +13,9 @@ class DatasetSpec:
     ``default_ood`` (ID sets only) is the OOD list a run uses when ``--ood`` is not given.
     ``near_ood`` / ``far_ood`` (ID sets only) group OOD sets in tables, as OpenOOD v1.5 does per ID
     set: each entry names an OOD dataset, the dataset it stands for, or its ``source``.
+    ``validation_ood`` (ID sets only) names the OOD set its benchmark tunes on: ``--tune`` then
+    chooses hyperparameters on the ID ``val`` split against it, never on test data or a held-out
+    slice of the training split.
     ``source`` names the collection the images were drawn from (sets of one source may overlap);
     ``same_as`` names the dataset a re-encoded copy stands for: the copy gets that dataset's
     method defaults and published numbers (never its pre-trained weights).
@@ -28,6 +31,7 @@ class DatasetSpec:
     default_ood: tuple[str, ...] = ()
     near_ood: tuple[str, ...] = ()
     far_ood: tuple[str, ...] = ()
+    validation_ood: str | None = None
     source: str | None = None
     same_as: str | None = None
     origin: str = "built-in"
@@ -37,6 +41,9 @@ class DatasetSpec:
             raise ValueError(f"dataset '{self.name}' has role {self.role!r}; use 'id', 'ood' or 'aux'")
         if self.role == "id" and not self.num_classes:
             raise ValueError(f"ID dataset '{self.name}' must declare num_classes")
+        if self.validation_ood and "val" not in self.splits:
+            raise ValueError(f"dataset '{self.name}' declares the validation OOD set '{self.validation_ood}' but no 'val' split "
+                             "to tune against it")
 
     @property
     def stands_for(self) -> str:

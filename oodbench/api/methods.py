@@ -71,8 +71,9 @@ class Method:
     auxiliary outlier set a training method uses when none is given), ``table_order`` (its row
     in paper-style tables), and what a named protocol (``--protocol``) changes:
     ``protocol_defaults`` (parameter overrides per protocol; a key ``"PROTOCOL:DATASET"`` applies
-    only to that ID dataset) and ``fit_split_under`` (the ID split the method fits on under a
-    protocol, when not the training split). The protocol ``clean`` is every method's own paper
+    only to that ID dataset), ``fit_split_under`` (the ID split the method fits on under a
+    protocol, when not the training split) and ``search_space_under`` (the grid ``--tune`` searches
+    under a protocol instead of ``search_space``; an empty grid: not tuned). The protocol ``clean`` is every method's own paper
     setting, fitted on the ID training split.
     """
 
@@ -96,6 +97,7 @@ class Method:
     fit_split_under: ClassVar[Mapping[str, str]] = {}
     #: the values ``--tune`` tries per parameter (every combination), chosen on validation data
     search_space: ClassVar[Mapping[str, Sequence[Any]]] = {}
+    search_space_under: ClassVar[Mapping[str, Mapping[str, Sequence[Any]]]] = {}
     #: scores use the batch they are computed in (batch statistics, test-time adaptation): evaluated on
     #: mixed batches like every method but not held to batch-independence, and marked in every table
     transductive: ClassVar[bool] = False

@@ -25,11 +25,11 @@ import types
 import typing
 from typing import Any, Mapping
 
-from oodbench.api import BackboneSpec, Capabilities, DatasetSpec, Method, Preset, Reads
+from oodbench.api import BackboneSpec, Capabilities, DatasetSpec, Method, Preset, Protocol, Reads
 
 #: class attributes of a method that its declaration carries, as they are (JSON values)
 ATTRIBUTES = ("name", "citation", "summary", "dataset_defaults", "preset_defaults", "default_aux", "fits", "trains", "uses_aux",
-              "distributed", "attacked_through", "protocol_defaults", "fit_split_under", "search_space", "transductive",
+              "distributed", "attacked_through", "protocol_defaults", "fit_split_under", "search_space", "search_space_under", "transductive",
               "table_order")
 _SCALARS: dict[str, Any] = {"bool": bool, "int": int, "float": float, "str": str, "Any": Any, "None": type(None)}
 
@@ -72,7 +72,7 @@ def declaration(module: types.ModuleType) -> dict:
         if inspect.isclass(value) and value.__module__ == module.__name__ and issubclass(value, Method) and value.name:
             methods.append(_method(value))
         for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, (DatasetSpec, BackboneSpec, Preset)):
+            if isinstance(item, (DatasetSpec, BackboneSpec, Preset, Protocol)):
                 others.append(f"{type(item).__name__} '{item.name}'")
     return {"methods": methods, "others": others}
 

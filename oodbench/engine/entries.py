@@ -32,6 +32,8 @@ class MethodEntry:
     reduced: str = ""
     #: the ID split the method fits on under the run's protocol
     fit_split: str = "train"
+    #: the grid ``--tune`` searches under the run's protocol (empty: not tuned)
+    search_space: Mapping[str, tuple] = dataclasses.field(default_factory=dict, hash=False)
 
     def identity(self) -> dict:
         """What identifies its computation: the method (not a variant's label), parameters, the code of
@@ -50,9 +52,9 @@ class MethodEntry:
         return dataclasses.replace(self, params=params, caps=self.cls(params).capabilities())
 
     def grid(self) -> list[dict[str, Any]]:
-        """Every combination of the values the method's ``search_space`` declares, in declaration order."""
-        names = list(self.cls.search_space)
-        return [dict(zip(names, values, strict=True)) for values in itertools.product(*self.cls.search_space.values())]
+        """Every combination of the values of :attr:`search_space`, in declaration order (the first name varies slowest)."""
+        names = list(self.search_space)
+        return [dict(zip(names, values, strict=True)) for values in itertools.product(*self.search_space.values())]
 
     def searching(self) -> "MethodEntry":
         """This entry as planned for tuning: it reads what any combination of its grid reads."""
@@ -98,5 +100,7 @@ def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) 
                               "seal post-hoc methods (fit and score), or evaluate training methods without --sealed")
         aux = _aux(config, registry, cls, label) if caps.aux else None
         reduced = reduced_settings(cls, id_spec.stands_for, config.preset, params, config.protocol)
-        entries.append(MethodEntry(label, cls, params, caps, aux, reduced, cls.fit_split_under.get(config.protocol, "train")))
+        space = cls.search_space_under.get(config.protocol, cls.search_space)
+        entries.append(MethodEntry(label, cls, params, caps, aux, reduced, cls.fit_split_under.get(config.protocol, "train"),
+                                   {name: tuple(values) for name, values in space.items()}))
     return entries

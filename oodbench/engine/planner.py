@@ -155,7 +155,7 @@ class _Planner:
         if caps.fits:
             fit_on = self.train() if entry.fit_split == "train" else self.split(self.id_spec, entry.fit_split, self.config.limit)
             fit_extraction = self.extract(network, name, fit_on, group) if caps.extracted else None
-        if self.config.tune and entry.cls.search_space and not caps.trains:
+        if self.config.tune and entry.search_space and not caps.trains:
             validation = self.validation()
             holdout = validation[0] if fit_on is not None and fit_on.split == validation[0].split else None
             tune = add(self.tuning(entry, network, name, fit_on, fit_extraction, group, seed, validation))
@@ -176,8 +176,13 @@ class _Planner:
                           aux, tune, fit_on, holdout)
 
     def validation(self) -> list[PlannedSplit]:
-        """``--tune``'s validation data: a slice of the ID training split (:data:`TUNE_IMAGES` of it,
-        held out of the fits of tuned methods) and ``--tune-ood``."""
+        """``--tune``'s validation data: the ID set's ``val`` split and the validation OOD set it declares
+        (:attr:`DatasetSpec.validation_ood`, all of both), else a slice of the ID training split
+        (:data:`TUNE_IMAGES` of it, held out of the fits of tuned methods) and ``--tune-ood``."""
+        declared = self.id_spec.validation_ood
+        if declared:
+            ood_spec = self.registry.dataset(declared)
+            return [self.split(self.id_spec, "val", None), self.split(ood_spec, evaluation_split(ood_spec), None)]
         ood_spec = self.registry.dataset(self.config.tune_ood)
         ood_split = training_split(ood_spec) if ood_spec.role == "aux" else evaluation_split(ood_spec)
         train = self.train().count
@@ -224,12 +229,12 @@ class _Planner:
         fit_split = None if fit_on is None else fit_on.label + (
             f" without the {holdout.count}-image validation slice of --tune" if holdout is not None else "")
         return static_columns(entry, seed, self.backbone.name, self.id_spec, self.grouping, id_test, ood, aux, fit_split,
-                              self.config.protocol, self.ctx.compute.precision, self.config.sealed)
+                              self.registry.protocol(self.config.protocol), self.ctx.compute.precision, self.config.sealed)
 
     def build(self) -> dict:
         """Plan this part's tasks and cells; returns its description."""
         config = self.config
-        entries = [e.searching() if config.tune and e.cls.search_space and not e.caps.trains else e
+        entries = [e.searching() if config.tune and e.search_space and not e.caps.trains else e
                    for e in method_entries(config, self.registry, self.id_spec)]
         id_test = self.split(self.id_spec, evaluation_split(self.id_spec), config.limit)
         oods = [self.split(spec, evaluation_split(spec), config.limit) for spec in map(self.registry.dataset, config.ood)]

@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any, Mapping, Sequence
 
-from oodbench.api import DatasetSpec
+from oodbench.api import DatasetSpec, Protocol
 from oodbench.config import RunConfig
 from oodbench.engine.context import Overlap, Tuned, scored
 from oodbench.engine.entries import MethodEntry
@@ -25,7 +25,7 @@ from oodbench.store import ResultStore
 
 
 def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: DatasetSpec, grouping: DatasetSpec,
-                   id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None, fit_split: str | None, protocol: str,
+                   id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None, fit_split: str | None, protocol: Protocol,
                    precision: str, sealed: bool) -> dict:
     """The columns of a result row known before anything runs (``grouping``: the ID spec whose near/far
     lists apply; ``fit_split``: what the method was fitted on; ``sealed``: whether its plugin code ran in
@@ -38,7 +38,7 @@ def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: Datase
         "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for, "ood_group": grouping.ood_group(ood.spec),
         "table_order": entry.cls.table_order, "reduced": entry.reduced, "aux_dataset": entry.aux, "seed": seed, "attack": "",
         "transductive": entry.cls.transductive,
-        "protocol": {"name": protocol, "fit_split": fit_split,
+        "protocol": {"name": protocol.name, **protocol.record(), "fit_split": fit_split,
                      "reads": caps.describe(), "id_split": id_test.label, "precision": precision,
                      "trained_on": f"{id_spec.name}/train" if caps.trains else None, "aux_split": aux.label if aux else None,
                      "sealed": sealed},

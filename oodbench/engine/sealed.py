@@ -103,7 +103,7 @@ def read_grants(plugin_files: Sequence[Path]) -> list[str]:
     places = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.base_exec_prefix)}
     places |= {Path(p) for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)}
     places |= {Path(p) for p in oodbench.__path__}
-    for name in ("methods", "datasets", "backbones", "presets", "references"):
+    for name in ("methods", "datasets", "backbones", "presets", "protocols", "references"):
         spec = importlib.util.find_spec(f"oodbench.{name}")
         places |= {Path(p) for p in (spec.submodule_search_locations or [])} if spec is not None else set()
     places |= {Path(p) for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/etc/ld.so.cache",

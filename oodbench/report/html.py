@@ -30,9 +30,11 @@ from oodbench.report.tables import (
     hygiene_footnote,
     hygiene_notes,
     latest_cells,
-    mim_layout,
+    main_layout,
     ood_groups,
+    protocol_record,
     robustness_layout,
+    table_metrics,
 )
 from oodbench.store import ResultStore
 
@@ -86,6 +88,15 @@ class Section:
     marks: RowMarks = field(default_factory=RowMarks)
     #: (method, OOD set) -> what the data-hygiene checks found that concerns the cell (cells marked)
     hygiene: dict = field(default_factory=dict)
+    #: the main table's metric labels -> metric names (the protocol's metrics)
+    metrics: dict = field(default_factory=dict)
+    #: the protocol record of the section's rows (name, conventions, ...)
+    protocol: dict = field(default_factory=dict)
+
+    @property
+    def main_title(self) -> str:
+        """The main table's heading: its metrics and the protocol whose layout it follows."""
+        return f"{' / '.join(self.metrics)} per OOD set ({self.protocol.get('layout', 'MIM-paper layout')})"
 
     @property
     def title(self) -> str:
@@ -135,7 +146,7 @@ def _section(results: pd.DataFrame, id_dataset: str, backbone: str, out: Path, r
     cells, attacked = clean_and_attacked(chosen)
     slug = _slug(f"{id_dataset}_{backbone}" if backbone else id_dataset)
     seeds = sorted(cells["seed"].unique())
-    mim = mim_layout(cells)
+    mim = main_layout(cells)
     bal = bal_layout(cells).rename(columns=METRIC_LABELS)
     stands_for = cells["id_stands_for"].dropna().unique() if "id_stands_for" in cells else []
     copy = f" (a copy of {stands_for[0]})" if len(stands_for) and stands_for[0] != id_dataset else ""
@@ -144,7 +155,8 @@ def _section(results: pd.DataFrame, id_dataset: str, backbone: str, out: Path, r
     section = Section(id_dataset, backbone, slug, caption, mim, best_mask(mim), cell_status(cells), bal, best_mask(bal),
                       leaderboard(cells, load_scores, replicates), published_vs_reproduced(cells),
                       grouped=any(name for name, _ in ood_groups(cells)), marks=RowMarks.of(cells),
-                      hygiene=hygiene_notes(cells))
+                      hygiene=hygiene_notes(cells), metrics=dict((label, metric) for metric, label in table_metrics(cells)),
+                      protocol=protocol_record(cells))
     notes = [*section.marks.footnotes(), *([hygiene_footnote(section.hygiene)] if section.hygiene else [])]
     footnote = "".join(f". {note}" for note in notes)
     shown = [(section.marks.label(method), ood) for method, ood in section.hygiene]  # as exports label rows
@@ -155,7 +167,7 @@ def _section(results: pd.DataFrame, id_dataset: str, backbone: str, out: Path, r
         _write(out / f"robustness_{slug}.md",
                to_markdown(section.marks.apply(section.robust), f"Robustness (ATOM Table 2 layout), {caption}{footnote}"))
         section.exports["robustness (md)"] = f"robustness_{slug}.md"
-    for name, table, title in (("mim", mim, "AUROC / AUPR-OUT (MIM-paper layout)"), ("bal", bal, "BAL-paper layout")):
+    for name, table, title in (("mim", mim, section.main_title), ("bal", bal, "BAL-paper layout")):
         for suffix, render in (("tex", to_latex), ("md", to_markdown)):
             file = f"{name}_{slug}.{suffix}"
             _write(out / file, render(section.marks.apply(table), f"{title}, {caption}{footnote}", flagged=flagged[name]))

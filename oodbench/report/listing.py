@@ -44,6 +44,12 @@ def _presets(registry: Registry) -> pd.DataFrame:
                          for p in registry.presets.values()])
 
 
+def _protocols(registry: Registry) -> pd.DataFrame:
+    return pd.DataFrame([{"protocol": p.name, "--id names": ", ".join(f"{k} = {v}" for k, v in p.id_datasets.items()),
+                          "description": p.description, "source": registry.origins[("protocols", p.name)]}
+                         for p in registry.protocols.values()])
+
+
 def left_aligned(frame: pd.DataFrame) -> str:
     """A plain left-aligned text table (pandas right-aligns text columns)."""
     cells = [list(map(str, frame.columns))] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
@@ -52,5 +58,6 @@ def left_aligned(frame: pd.DataFrame) -> str:
 
 
 def list_table(what: str, registry: Registry) -> str:
-    frame = {"methods": _methods, "datasets": _datasets, "backbones": _backbones, "presets": _presets}[what](registry)
+    frame = {"methods": _methods, "datasets": _datasets, "backbones": _backbones, "presets": _presets,
+             "protocols": _protocols}[what](registry)
     return left_aligned(frame)

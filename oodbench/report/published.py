@@ -9,6 +9,12 @@ differences; a corrected published value carries its correction. Only like is co
 each published table declares the oodbench protocol that reproduces it (the MIM paper's tables:
 ``mim-notebook``), a result is compared only with tables of its own run's protocol, and every row
 names it.
+
+Published means over an ID set's near- or far-OOD group (OpenOOD v1.5's leaderboard) are compared with
+our mean over the run's sets of that group, and ``reproduced_on`` names them (a run may have fewer
+sets than the benchmark); a published ID accuracy with the mean accuracy of the scoring networks.
+Where a published table gives one key for several backbones (OpenOOD's ImageNet-1K networks), only
+the row of our backbone is kept when there is one.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ import json
 
 import pandas as pd
 
-from oodbench.report.reference import load_references
-from oodbench.report.tables import AVERAGE
+from oodbench.report.reference import NO_OOD, load_references
+from oodbench.report.tables import AVERAGE, GROUP_AVERAGES
 
 COMPARED_METRICS = ("auroc", "aupr_out", "aupr_in", "fpr95_id_pos", "fpr95_ood_pos")
 KEYS = ["protocol", "id_dataset", "method", "ood_dataset", "metric"]
@@ -63,6 +69,31 @@ def _averages(references: pd.DataFrame, cells: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def _group_means(ok: pd.DataFrame) -> list[dict]:
+    """Our mean over the sets of each near/far group, and the ID accuracy, per (protocol, ID set, method)."""
+    rows = []
+    for (protocol, id_dataset, method), cells in ok.groupby(["protocol_name", "id_dataset", "method"]):
+        key = {"protocol": protocol, "id_dataset": id_dataset, "method": method}
+        if "id_accuracy" in cells:
+            rows.append({**key, "ood_dataset": NO_OOD, "metric": "id_accuracy", "reproduced": cells["id_accuracy"].mean(), "sets": ""})
+        grouped = cells[cells["ood_group"].isin(list(GROUP_AVERAGES))] if "ood_group" in cells else cells.assign(ood_group="").iloc[:0]
+        for group, members in grouped.groupby("ood_group"):
+            per_set = members.groupby("ood_dataset")[list(COMPARED_METRICS)].mean()
+            sets = f"mean over {', '.join(per_set.index)}"
+            rows += [{**key, "ood_dataset": GROUP_AVERAGES[group], "metric": metric, "reproduced": value, "sets": sets}
+                     for metric, value in per_set.mean().items()]
+    return rows
+
+
+def _own_backbone_only(merged: pd.DataFrame, ours: dict) -> pd.DataFrame:
+    """Where a published key has rows of several backbones and one is ours, that row alone."""
+    mine = pd.Series([ours[key] for key in zip(merged["protocol"], merged["id_dataset"], merged["method"], strict=True)],
+                     index=merged.index)
+    same = merged["backbone"] == mine
+    has_same = same.groupby([merged[k] for k in ["source", *KEYS]]).transform("any")
+    return merged[same | ~has_same]
+
+
 def published_vs_reproduced(results: pd.DataFrame) -> pd.DataFrame:
     """Columns of :data:`OUTPUT`; ``id_dataset`` / ``ood_dataset`` are the published sets and
     ``reproduced_on`` names the data the reproduction used when it is a copy of them."""
@@ -79,11 +110,15 @@ def published_vs_reproduced(results: pd.DataFrame) -> pd.DataFrame:
     cells = ok.groupby(["protocol_name", "id_dataset", "method", "ood_dataset"])[list(COMPARED_METRICS)].mean()
     cells.index = cells.index.rename("protocol", level=0)
     ours = cells.stack().rename("reproduced").reset_index().rename(columns={"level_4": "metric"})
-    ours_all = pd.concat([ours, pd.DataFrame(_averages(references, cells))], ignore_index=True).drop_duplicates(KEYS)
+    ours_all = pd.concat([ours, pd.DataFrame(_averages(references, cells)), pd.DataFrame(_group_means(ok))],
+                         ignore_index=True).drop_duplicates(KEYS).reindex(columns=[*KEYS, "reproduced", "sets"])
     merged = references.merge(ours_all, on=KEYS, how="inner").rename(columns={"value": "published"})
+    backbones = ok.groupby(["protocol_name", "id_dataset", "method"])["backbone"].first().to_dict()
+    merged = _own_backbone_only(merged, backbones).reset_index(drop=True)
     merged["difference"] = merged["reproduced"] - merged["published"]
     copies = ok.groupby(["id_dataset", "ood_dataset"])[["own_id", "own_ood"]].first()
-    merged["reproduced_on"] = [_copy_label(copies, i, o) for i, o in zip(merged["id_dataset"], merged["ood_dataset"], strict=True)]
+    merged["reproduced_on"] = ["; ".join(part for part in (_copy_label(copies, i, o), sets if isinstance(sets, str) else "") if part)
+                               for i, o, sets in zip(merged["id_dataset"], merged["ood_dataset"], merged["sets"], strict=True)]
     protocols = {key: _our_protocol(rows) for key, rows in ok.groupby(["protocol_name", "id_dataset", "method"])}
     merged["our_protocol"] = [protocols[key] for key in zip(merged["protocol"], merged["id_dataset"], merged["method"], strict=True)]
     merged["their_protocol"] = merged["backbone"] + "; " + merged["notes"]

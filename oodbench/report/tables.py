@@ -1,8 +1,9 @@
 """Paper-style tables built from store records (never from formatted strings).
 
-The MIM-paper layout: rows are methods, columns are OOD sets x {AUROC, AUPR-OUT} plus their
-average over OOD sets. Values are means over seeds; cells whose method failed or produced
-non-finite scores are reported as such and left out of the average.
+The main layout: rows are methods, columns are OOD sets x the metrics of the records' protocol
+(the MIM paper's AUROC and AUPR-OUT; OpenOOD v1.5's AUROC and FPR@95 with OOD positive, after a
+column of ID accuracy) plus their average over OOD sets. Values are means over seeds; cells whose
+method failed or produced non-finite scores are reported as such and left out of the average.
 
 Rows follow paper order (the ``table_order`` each method's plugin declares: the MIM table's
 baselines, then other post-hoc methods, then training-time methods). When the ID set groups its
@@ -12,12 +13,15 @@ then the average over all.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 MIM_METRICS = (("auroc", "AUROC"), ("aupr_out", "AUPR"))
+#: the column of ID accuracy, in the tables of protocols that show it
+ACCURACY = ("ID", "Acc.")
 AVERAGE = "Average"
 GROUP_AVERAGES = {"near": "Near-OOD average", "far": "Far-OOD average"}
 #: where methods without a declared ``table_order`` (stores of older versions) go
@@ -105,22 +109,40 @@ def hygiene_footnote(notes: dict[tuple[str, str], str]) -> str:
     return "" if not findings else f"{HYGIENE_MARK} data hygiene (averages include these cells): " + "; ".join(findings)
 
 
-def mim_layout(results: pd.DataFrame) -> pd.DataFrame:
-    """Numeric MIM-paper table: index methods, columns (OOD set, group average or 'Average', metric label).
+def protocol_record(results: pd.DataFrame) -> dict:
+    """The protocol record of the rows (the first row's; one table holds one run's protocol); {} for stores
+    of older versions."""
+    record = results["protocol"].iloc[0] if "protocol" in results and len(results) else None
+    return json.loads(record) if isinstance(record, str) else {}
+
+
+def table_metrics(results: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+    """The (metric, label) pairs of the main table: those the rows' protocol declares, else the MIM paper's."""
+    return tuple(tuple(pair) for pair in protocol_record(results).get("metrics", MIM_METRICS))
+
+
+def main_layout(results: pd.DataFrame) -> pd.DataFrame:
+    """Numeric main table: index methods, columns (OOD set, group average or 'Average', metric label) for the
+    metrics of :func:`table_metrics`, after :data:`ACCURACY` (the scoring network's mean ID accuracy) when
+    the protocol shows it.
 
     NaN marks a cell without a valid value (failed or non-finite); :func:`cell_status` says why.
     """
+    metrics = table_metrics(results)
     groups = ood_groups(results)
     oods = [o for _, members in groups for o in members]
     headers = [h for name, members in groups for h in [*members, *([GROUP_AVERAGES[name]] if name else [])]]
     ok = results[results["status"] == "ok"]
-    columns = pd.MultiIndex.from_tuples([(h, label) for h in [*headers, AVERAGE] for _, label in MIM_METRICS])
+    accuracy = [ACCURACY] if protocol_record(results).get("accuracy_column") else []
+    columns = pd.MultiIndex.from_tuples([*accuracy, *((h, label) for h in [*headers, AVERAGE] for _, label in metrics)])
     table = pd.DataFrame(np.nan, index=pd.Index(method_order(results), name="method"), columns=columns)
-    means = ok.groupby(["method", "ood_dataset"])[[m for m, _ in MIM_METRICS]].mean()
+    if accuracy:
+        table[ACCURACY] = ok.groupby("method")["id_accuracy"].mean().reindex(table.index)
+    means = ok.groupby(["method", "ood_dataset"])[[m for m, _ in metrics]].mean()
     for (method, ood), row in means.iterrows():
-        for metric, label in MIM_METRICS:
+        for metric, label in metrics:
             table.loc[method, (ood, label)] = row[metric]
-    for _, label in MIM_METRICS:
+    for _, label in metrics:
         for name, members in groups:
             if name:
                 table[(GROUP_AVERAGES[name], label)] = table[[(o, label) for o in members]].mean(axis=1, skipna=False)
@@ -161,14 +183,15 @@ def robustness_layout(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
-    """The MIM-paper layout of the clean cells as aligned text for the terminal, with a caption, and
-    the robustness layout when the run attacked the methods."""
+    """The main layout of the clean cells as aligned text for the terminal, with a caption naming the
+    protocol's metric conventions, and the robustness layout when the run attacked the methods."""
     results, attacked = clean_and_attacked(results)
-    table = mim_layout(results)
+    table = main_layout(results)
+    metrics = table_metrics(results)
     status = cell_status(results)
     text = table.map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "")
     for (method, ood), why in status.items():
-        for _, label in MIM_METRICS:
+        for _, label in metrics:
             text.loc[method, (ood, label)] = why
     averages = [c for c in text.columns if c[0] in {AVERAGE, *GROUP_AVERAGES.values()}]
     for method in text.index:
@@ -178,18 +201,20 @@ def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
                     text.loc[method, column] = "-"
     flagged = hygiene_notes(results)
     for method, ood in flagged:
-        for _, label in MIM_METRICS:
+        for _, label in metrics:
             if text.loc[method, (ood, label)]:
                 text.loc[method, (ood, label)] += HYGIENE_MARK
     marks = RowMarks.of(results)
     text = marks.apply(text)
     seeds = results["seed"].nunique()
     ids = ", ".join(_ordered(results["id_dataset"]))
+    record = protocol_record(results)
     caption = (
-        f"ID {ids}, backbone {', '.join(_ordered(results['backbone']))}; AUROC and AUPR-OUT (OOD positive), "
-        f"{'mean over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}"
+        f"ID {ids}, backbone {', '.join(_ordered(results['backbone']))}; protocol {record.get('name', 'clean')}; "
+        f"{', '.join(label for _, label in metrics)}, {'mean over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}"
     )
-    footnotes = [*marks.footnotes(), *([hygiene_footnote(flagged)] if flagged else [])]
+    conventions = [f"metrics: {record['conventions']}"] if record.get("conventions") else []
+    footnotes = [*marks.footnotes(), *([hygiene_footnote(flagged)] if flagged else []), *conventions]
     out = "\n".join([caption, text.to_string(), *footnotes])
     if not attacked.empty:
         robust = robustness_layout(pd.concat([results, attacked])).map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "not attacked")

@@ -1,6 +1,6 @@
 """``tune``: a method's hyperparameters chosen on validation data (``--tune``).
 
-The method declares a small grid (``Method.search_space``). Every combination is fitted (when the
+The method declares a small grid (``Method.search_space``, or ``Method.search_space_under`` its protocol). Every combination is fitted (when the
 method fits) on the split its protocol fits on, then scores a held-out slice of the ID training
 split and a validation OOD set (``--tune-ood``, never a test OOD set of the run) in mixed batches,
 as a run's scores are; the combination with the best AUROC wins, ties going to the first in
@@ -49,7 +49,7 @@ def _tune(ctx, entry: MethodEntry, inputs: dict, seed: int, key: str, validation
         for values in entry.grid():
             grid.append({**values, "auroc": _validation_auroc(ctx, entry.with_params(values), inputs, seed, key)})
         best = max(grid, key=lambda row: row["auroc"])  # the first of equals
-        chosen = {name: best[name] for name in entry.cls.search_space}
+        chosen = {name: best[name] for name in entry.search_space}
         ctx.note(f"tune: {entry.label} chose {', '.join(f'{k}={v}' for k, v in chosen.items())} "
                  f"(validation AUROC {best['auroc']:.4f}, {validation['id']} vs {validation['ood']})")
         return {"chosen": chosen, "grid": grid, "validation": validation}
@@ -78,8 +78,9 @@ def plan_tune(ctx, entry: MethodEntry, network: Task, fit_split: PlannedSplit | 
               **({"ood_extraction": ood_extraction.id} if ood_extraction else {}),
               **({"fit_split": fit_split.task} if fit_split else {}),
               **({"fit_extraction": fit_extraction.id} if fit_extraction else {})}
-    validation = {"id": f"{id_split.label} ({id_split.count}-image slice)", "ood": ood_split.label,
-                  "metric": "auroc", "grid": {k: list(v) for k, v in entry.cls.search_space.items()}}
+    sliced = f" ({id_split.count}-image slice)" if id_split.split == "train" else ""
+    validation = {"id": f"{id_split.label}{sliced}", "ood": ood_split.label,
+                  "metric": "auroc", "grid": {k: list(v) for k, v in entry.search_space.items()}}
     return Task(f"tune:{entry.label}:{network.id}", KIND, f"tune {entry.label} on {id_split.label} vs {ood_split.label} "
                 f"({len(entry.grid())} combinations)", key, lambda ctx, values: _tune(ctx, entry, values, seed, key, validation),
                 inputs=inputs, resources=Resources(ctx.compute.device.type), group=entry.label)
