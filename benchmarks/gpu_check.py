@@ -96,7 +96,7 @@ class Check:
         self.compute = select_compute(args.device, args.precision)
         self.cache = ArtifactCache(args.cache_dir)
         self.sources = SourceContext(args.cache_dir / "data", False, DigestMemo(args.cache_dir / "digests.json"))
-        self.fmt = ImageFormat(self.backbone.input_size, self.backbone.channels)
+        self.fmt = ImageFormat.of(self.backbone)
         self.report = json.loads(args.json.read_text()) if args.json.is_file() else {}
         self.report.update(device=self.compute.describe(), gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                            torch=torch.__version__)

@@ -86,7 +86,7 @@ def main() -> None:
     registry = build_registry(catalogs=args.catalog)
     preset = registry.preset(args.preset)
     backbone, id_spec = registry.backbone(preset.backbone), registry.dataset(args.id)
-    fmt = ImageFormat(backbone.input_size, backbone.channels)
+    fmt = ImageFormat.of(backbone)
     cache_dir = fresh_cache(args.cache_dir)
     # the arrays go to the shared cache, so that the runs below (fresh_cache links it) do not decode them again
     cache, context = ArtifactCache(args.cache_dir), SourceContext(default_home() / "data", False, DigestMemo(args.cache_dir / "digests.json"))

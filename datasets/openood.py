@@ -10,8 +10,10 @@ at v1.5): CIFAR-10 near CIFAR-100 and TinyImageNet, far MNIST, SVHN, Textures an
 mirror for CIFAR-100); ImageNet-200 and ImageNet-1K near SSB-hard and NINCO, far iNaturalist,
 Textures and OpenImage-O.
 
-Not yet here: the covariate-shifted ID sets of full-spectrum evaluation (CIFAR-10-C; ImageNet-V2,
--C, -R, -ES), which need an ID role that is scored but not trained on.
+The covariate-shifted ID sets of full-spectrum evaluation (``--full-spectrum``) are registered as
+``openood-B-<set>`` with role ``csid`` and the benchmark's classes: CIFAR-10-C for CIFAR-10 (OpenOOD's
+evaluator lists it; CIFAR-100 has none), ImageNet-V2, -C and -R for ImageNet-200 (OpenOOD's 200-class
+subsets) and for ImageNet-1K, which adds ImageNet-ES.
 
 The files come from OpenOOD's Google Drive archives: with a clone of
 https://github.com/Jingkang50/OpenOOD, ``python scripts/download/download.py --contents datasets
@@ -37,7 +39,9 @@ DRIVE_IDS = {
     "texture": "1OSz1m3hHfVWbRdmMwKbUzoU8Hg9UKcam", "places365": "1Ec-LRSTf6u5vEctKX9vRp9OA6tqnJ0Ay",
     "imagenet_1k": "1i1ipLDFARR-JZ9argXd2-0a6DXwVhXEj", "ssb_hard": "1PzkA-WGG8Z18h0ooL_pDdz9cO-DCIouE",
     "ninco": "1Z82cmvIB0eghTehxOGP5VTdLt7OD3nk6", "inaturalist": "1zfLfMvoUD0CUlKNnkk7LgxZZBnTBipdj",
-    "openimage_o": "1VUFXnB_z70uHfdgJG2E_pjYOcEgqM7tE",
+    "openimage_o": "1VUFXnB_z70uHfdgJG2E_pjYOcEgqM7tE", "cifar10c": "170DU_ficWWmbh6O2wqELxK9jxRiGhlJH",
+    "imagenet_v2": "1akg2IiE22HcbvTBpwXQoD7tgfPCdkoho", "imagenet_r": "1EzjMN2gq-bVV7lg-MEAdeuBuz-7jbGYU",
+    "imagenet_c": "1JeXL9YH4BO8gCJ631c5BHbaSsl-lekHt", "imagenet_es": "1ATz11vKmPqyzfEaEDRaPTF9TXiC244sw",
 }
 CLASSIC, LARGESCALE = "images_classic", "images_largescale"
 
@@ -60,6 +64,8 @@ class OODSet:
 class Benchmark:
     name: str
     num_classes: int
+    #: a shared label space its labels index (ImageNet-1K's: published ImageNet weights apply)
+    label_space: str | None
     image_dir: str
     archive: str
     source: str
@@ -67,6 +73,8 @@ class Benchmark:
     near: tuple[OODSet, ...]
     far: tuple[OODSet, ...]
     validation: OODSet
+    #: covariate-shifted ID sets (labelled with the benchmark's classes)
+    csid: tuple[OODSet, ...] = ()
     description: str = field(default="")
 
 
@@ -94,14 +102,23 @@ def _imagenet_sets() -> tuple[tuple[OODSet, ...], tuple[OODSet, ...], OODSet]:
     return near, far, validation
 
 
+def _imagenet_csid(benchmark: str, suffixes: tuple[str, ...]) -> tuple[OODSet, ...]:
+    names = {"v2": "ImageNet-V2", "c": "ImageNet-C", "r": "ImageNet-R", "es": "ImageNet-ES"}
+    return tuple(OODSet(f"imagenet_{s}", f"test_{benchmark}_{s}", LARGESCALE, f"imagenet_{s}", f"imagenet-{s}",
+                        f"{names[s]} ({benchmark} classes)") for s in suffixes)
+
+
 BENCHMARKS = (
-    Benchmark("cifar10", 10, CLASSIC, "cifar10", "cifar10", "cifar10", *_cifar_sets("cifar10", "cifar100"),
+    Benchmark("cifar10", 10, None, CLASSIC, "cifar10", "cifar10", "cifar10", *_cifar_sets("cifar10", "cifar100"),
+              csid=(OODSet("cifar10c", "test_cifar10c", CLASSIC, "cifar10c", "cifar10-c", "CIFAR-10-C corrupted test images"),),
               description="CIFAR-10 (train, val and test lists of OpenOOD v1.5)"),
-    Benchmark("cifar100", 100, CLASSIC, "cifar100", "cifar100", "cifar100", *_cifar_sets("cifar100", "cifar10"),
+    Benchmark("cifar100", 100, None, CLASSIC, "cifar100", "cifar100", "cifar100", *_cifar_sets("cifar100", "cifar10"),
               description="CIFAR-100 (train, val and test lists of OpenOOD v1.5)"),
-    Benchmark("imagenet200", 200, LARGESCALE, "imagenet_1k", "imagenet", None, *_imagenet_sets(),
+    Benchmark("imagenet200", 200, None, LARGESCALE, "imagenet_1k", "imagenet", None, *_imagenet_sets(),
+              csid=_imagenet_csid("imagenet200", ("v2", "c", "r")),
               description="ImageNet-200: 200 ImageNet-1K classes (lists of OpenOOD v1.5)"),
-    Benchmark("imagenet", 1000, LARGESCALE, "imagenet_1k", "imagenet", None, *_imagenet_sets(),
+    Benchmark("imagenet", 1000, "imagenet-1k", LARGESCALE, "imagenet_1k", "imagenet", None, *_imagenet_sets(),
+              csid=_imagenet_csid("imagenet", ("v2", "c", "r", "es")),
               description="ImageNet-1K (lists of OpenOOD v1.5)"),
 )
 
@@ -121,8 +138,16 @@ def _ood_spec(benchmark: Benchmark, ood: OODSet, label: str) -> DatasetSpec:
                        description=f"{ood.description}, as OpenOOD v1.5 lists it for {benchmark.name}")
 
 
+def _csid_spec(benchmark: Benchmark, shifted: OODSet, label: str) -> DatasetSpec:
+    source = ImageListSource(f"benchmark_imglist/{benchmark.name}/{shifted.list_name}.txt", shifted.image_dir,
+                             how_to_get(shifted.archive))
+    return DatasetSpec(name=label, role="csid", splits={"test": source}, num_classes=benchmark.num_classes, source=shifted.source,
+                       citation=CITATION, description=f"{shifted.description}, covariate-shifted ID of OpenOOD v1.5's {benchmark.name}")
+
+
 def _specs(benchmark: Benchmark) -> list[DatasetSpec]:
     prefix = f"openood-{benchmark.name}"
+    csid = [f"{prefix}-{shifted.name.replace('_', '-')}" for shifted in benchmark.csid]
     near = [f"{prefix}-{ood.name.replace('_', '-')}" for ood in benchmark.near]
     far = [f"{prefix}-{ood.name.replace('_', '-')}" for ood in benchmark.far]
     lists = {split: ImageListSource(f"benchmark_imglist/{benchmark.name}/{split}_{benchmark.name}.txt", benchmark.image_dir,
@@ -130,7 +155,9 @@ def _specs(benchmark: Benchmark) -> list[DatasetSpec]:
     validation = f"{prefix}-val-{benchmark.validation.name.replace('_', '-')}"
     specs = [DatasetSpec(name=prefix, role="id", splits=lists, num_classes=benchmark.num_classes, citation=CITATION,
                          description=benchmark.description, default_ood=(*near, *far), near_ood=tuple(near), far_ood=tuple(far),
-                         source=benchmark.source, same_as=benchmark.same_as, validation_ood=validation)]
+                         source=benchmark.source, same_as=benchmark.same_as, validation_ood=validation,
+                         label_space=benchmark.label_space, covariate_shift=tuple(csid))]
+    specs += [_csid_spec(benchmark, shifted, label) for shifted, label in zip(benchmark.csid, csid, strict=True)]
     specs += [_ood_spec(benchmark, ood, label) for ood, label in zip((*benchmark.near, *benchmark.far), (*near, *far), strict=True)]
     specs.append(_ood_spec(benchmark, benchmark.validation, validation))
     return specs

@@ -246,13 +246,16 @@ class BAL(Method):
             loss = loss + uniform_loss(d, f, c, torch.cat(ood), torch.cat(ood_labels), p.lambda_c)
         return loss
 
-    def generator_loss(self, d: Discriminator, g: Generator, batch: int, classes: int, pools: dict[int, Tensor],
+    def generator_loss(self, d: Discriminator, g: Generator, batch: int, pools: dict[int, Tensor],
                        generator: torch.Generator) -> Tensor:
-        """``L_G`` for a batch of generated features with random labels; ``pools``: ID features by class."""
+        """``L_G`` for a batch of generated features with random labels; ``pools``: ID features by class. The
+        labels are drawn from the classes the pools hold (all of them on a full training split; a class
+        without training samples has no nearest feature to pull its generated ones toward)."""
         p = self.params
         device = g.embed.weight.device
         z = to_device(torch.randn(batch, g.noise_dim, generator=generator), device)
-        fake_labels = to_device(torch.randint(classes, (batch,), generator=generator), device)
+        present = torch.tensor(sorted(pools))
+        fake_labels = to_device(present[torch.randint(len(present), (batch,), generator=generator)], device)
         fake = g(z, fake_labels)
         return generator_objective(d, fake, fake_labels, nearest_l1(fake, fake_labels, pools), p.lambda_l1, p.generator_loss)
 
@@ -280,7 +283,7 @@ class BAL(Method):
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
-                loss_g = self.generator_loss(discriminator, generator, len(f), classes, pools, rng)
+                loss_g = self.generator_loss(discriminator, generator, len(f), pools, rng)
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()

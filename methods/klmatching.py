@@ -2,11 +2,12 @@
 
 For each class ``k`` a template posterior ``d_k`` is the mean softmax of the ID **training**
 samples the network predicts as ``k``; the outlier score is ``min_k KL(softmax(f(x)) || d_k)``.
-Fitted and scored by :class:`pytorch_ood.detector.KLMatching` on the shared logits; the fitted
-state is the templates. The divergence is computed in float64: it is the difference of two terms
-near ``log K``, so float32 rounding inside a matrix product (which depends on the batch's shape)
-would move scores of a confident network by more than their spread, and fail the
-batch-independence check.
+Fitted by :class:`pytorch_ood.detector.KLMatching` on the shared logits (the fitted state is the
+templates) and scored with its formula: float32 posteriors, ``0 log 0 = 0``, and the log of a
+template's zero entries replaced by float32's lowest value. The sums are accumulated in float64:
+the divergence is the difference of two terms near ``log K``, so float32 rounding inside a matrix
+product (which depends on the batch's shape) would move a confident network's scores by more than
+their spread, and fail the batch-independence check.
 
 Under ``--protocol openood-v1.5``: templates from the ID *validation* split, as OpenOOD's KLM
 fits them (a class no validation sample is predicted as has no template here; OpenOOD gives it a
@@ -23,7 +24,6 @@ from typing import Literal
 import torch
 from pytorch_ood.detector import KLMatching as KLMatchingDetector
 from torch import Tensor
-from torch.nn import Parameter
 
 from oodbench.api import FitInputs, Method, Reads, ScoreInputs
 
@@ -36,10 +36,16 @@ class KlMatchingParams:
     match: Literal["nearest", "predicted"] = "nearest"
 
 
-def kl_to_templates(probabilities: Tensor, templates: Tensor) -> Tensor:
-    """``KL(p || d_k)`` for every input and template, ``B x K`` (0 log 0 = 0)."""
-    entropy_term = torch.where(probabilities > 0, probabilities * probabilities.log(), 0.0).sum(dim=1, keepdim=True)
-    return entropy_term - probabilities @ templates.clamp_min(torch.finfo(templates.dtype).tiny).log().T
+def kl_to_templates(probabilities: Tensor, templates: Tensor, log_zero: float) -> Tensor:
+    """``KL(p || d_k)`` for every input and template, ``B x K``, accumulated in float64 (0 log 0 = 0; the log of a
+    template's zero entries is ``log_zero``)."""
+    p = probabilities.double()
+    entropy_term = torch.where(p > 0, p * p.log(), 0.0).sum(dim=1, keepdim=True)
+    return entropy_term - p @ templates.double().log().clamp_min(log_zero).T
+
+
+#: pytorch-ood's log of a zero template entry (its ``KLMatching``), and pytorch-ood 0.1.6's (the log of the smallest normal float32)
+LOG_ZERO = {"nearest": torch.finfo(torch.float32).min, "predicted": float(torch.log(torch.tensor(torch.finfo(torch.float32).tiny)))}
 
 
 class KLMatching(Method):
@@ -61,14 +67,12 @@ class KLMatching(Method):
         return {"templates": {str(k.item()): probabilities[train.labels == k].mean(dim=0) for k in train.labels.unique()}}
 
     def score(self, data: ScoreInputs) -> Tensor:
-        if self.params.match == "nearest":
-            detector = KLMatchingDetector(model=None)
-            for k, template in self.state["templates"].items():
-                detector.dists[k] = Parameter(template.double(), requires_grad=False)
-            return detector.predict_logits(data.logits.double()).float()
         classes = sorted(self.state["templates"], key=int)
         templates = torch.stack([self.state["templates"][k] for k in classes]).to(data.logits.device)
         probabilities = data.logits.float().softmax(dim=1)
+        divergences = kl_to_templates(probabilities, templates, LOG_ZERO[self.params.match])
+        if self.params.match == "nearest":
+            return divergences.min(dim=1).values.float()
         predicted = torch.as_tensor([int(k) for k in classes], device=templates.device)
         column = (probabilities.argmax(dim=1)[:, None] == predicted[None]).float().argmax(dim=1)
-        return kl_to_templates(probabilities.double(), templates.double()).gather(1, column[:, None]).squeeze(1).float()
+        return divergences.gather(1, column[:, None]).squeeze(1).float()

@@ -74,7 +74,8 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--ood", type=_csv, help="OOD datasets, comma-separated (default: each ID set's list)")
     run.add_argument("--methods", type=_csv, help="methods, comma-separated (default: all that do not fine-tune the classifier)")
     run.add_argument("--backbone", type=_csv, help="backbone architecture; several, comma-separated, make a grid (default: the preset's)")
-    run.add_argument("--checkpoint", help="state-dict file, or pytorch-ood:KEY of pytorch-ood's model registry")
+    run.add_argument("--checkpoint", help="state-dict file (OpenOOD checkpoints and torchvision weights files in their own "
+                     "naming too), pytorch-ood:KEY of pytorch-ood's model registry, or torchvision:NAME (ResNet50_Weights.IMAGENET1K_V1)")
     run.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default: 0)")
     run.add_argument("--limit", type=_limit, default=argparse.SUPPRESS, help="images per test split, or 'all'")
     run.add_argument("--train-limit", type=_limit, default=argparse.SUPPRESS, help="images of the ID train split, or 'all'")
@@ -97,6 +98,9 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
                           "slice of ID train against --tune-ood")
     run.add_argument("--tune-ood", default="uniform", metavar="NAME",
                      help="validation OOD set for --tune where the ID set declares none; never a test OOD set of the run (default: uniform)")
+    run.add_argument("--full-spectrum", action="store_true",
+                     help="full-spectrum evaluation (OpenOOD v1.5): the ID set's covariate-shifted sets (ImageNet-V2, -C, -R, ...) "
+                          "count as ID in every metric, and their accuracy is reported")
     run.add_argument("--sealed", action="store_true",
                      help="run the methods' fit() and score() in sandboxed worker processes that see only their inputs "
                           "(Linux with Landlock; for evaluating code you did not write)")
@@ -214,6 +218,7 @@ def _api_options(args: argparse.Namespace) -> dict:
         "aux": args.aux, "attacks": args.attacks, "protocol": args.protocol, "tune": args.tune, "tune_ood": args.tune_ood, "epochs": args.epochs, "train": args.train, "batch_size": args.batch_size, "device": args.device,
         "precision": args.precision, "compile": args.compile, "catalogs": args.catalog, "plugins": args.plugins,
         "results": args.results, "cache_dir": args.cache_dir, "data_root": args.data_root, "sealed": args.sealed,
+        "full_spectrum": args.full_spectrum,
         **{name: getattr(args, name) for name in ("limit", "train_limit") if hasattr(args, name)},
     }
 

@@ -57,6 +57,8 @@ class RunConfig:
     tune: bool = False
     #: the validation OOD set of --tune (never one of the run's test OOD sets)
     tune_ood: str = "uniform"
+    #: the ID set's covariate-shifted sets count as ID in every metric (OpenOOD v1.5's full-spectrum evaluation)
+    full_spectrum: bool = False
     results_dir: Path = Path("results")
     cache_dir: Path = field(default_factory=lambda: default_home() / "cache")
     data_root: Path = field(default_factory=lambda: default_home() / "data")
@@ -77,13 +79,26 @@ def choose_preset(registry, preset: str | None, has_id: bool, has_cuda: bool) ->
     raise ConfigError(f"no preset declares itself the default for '{situation}'", "pass --preset NAME (oodbench list presets)")
 
 
+#: the fewest images a preset's fixed inference batch is scaled down to for large inputs
+MIN_PRESET_BATCH = 8
+
+
+def preset_batch(preset, backbone) -> int | None:
+    """The preset's fixed inference batch for ``backbone``: its size for 32x32 inputs, scaled by the pixels of the
+    backbone's input (a 224-pixel network gets 1/49 of the images, at least :data:`MIN_PRESET_BATCH`)."""
+    if preset.batch_size is None:
+        return None
+    return max(MIN_PRESET_BATCH, preset.batch_size * 32 * 32 // backbone.input_size ** 2)
+
+
 def resolve_config(registry, *, preset: str | None = None, id_dataset: str | None = None, ood: Sequence[str] | None = None,
                    methods: Sequence[str] | None = None, variants: Mapping[str, tuple[str, dict]] | None = None,
                    params: Mapping[str, Mapping[str, Any]] | None = None, backbone: str | None = None,
                    seeds: Sequence[int] = (0,), limit: Any = ..., train_limit: Any = ..., epochs: int | None = None,
                    train: bool | None = None, batch_size: int | None = None, aux: str | None = None,
                    checkpoint: str | None = None, attacks: Sequence[str] = (), protocol: str = CLEAN, tune: bool = False,
-                   tune_ood: str = "uniform", say: Callable[[str], None] = print, **environment: Any) -> RunConfig:
+                   tune_ood: str = "uniform", full_spectrum: bool = False, say: Callable[[str], None] = print,
+                   **environment: Any) -> RunConfig:
     """Merge a preset's defaults with the given options (``...`` for limits means "the preset's").
 
     ``environment`` holds the options that do not depend on the preset: ``device``, ``precision``,
@@ -115,6 +130,12 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
         if unknown:
             say(f"warning: method {name} declares settings for protocol(s) {', '.join(sorted(unknown))}, which no plugin "
                 f"defines: they are never used (known: {', '.join(sorted(protocols))})")
+    if full_spectrum and not id_spec.covariate_shift:
+        raise ConfigError(f"--full-spectrum: {id_spec.name} declares no covariate-shifted ID sets",
+                          "drop --full-spectrum, or use an ID set that declares them (OpenOOD's cifar10, imagenet200, imagenet)")
+    if full_spectrum and attacks:
+        raise ConfigError("--full-spectrum with --attack: attacks perturb the ID test split alone, not the covariate-shifted sets",
+                          "run the two evaluations separately")
     ood = tuple(ood or id_spec.default_ood)
     if not ood:
         raise ConfigError(f"no OOD datasets given and '{id_spec.name}' has no default list", "pass --ood NAME[,NAME...]")
@@ -129,9 +150,9 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
         seeds=tuple(seeds), checkpoint=checkpoint, pretrained=chosen.pretrained,
         train=chosen.train if train is None else train, epochs=epochs if epochs is not None else chosen.epochs,
         limit=chosen.limit if limit is ... else limit, train_limit=chosen.train_limit if train_limit is ... else train_limit,
-        batch_size=batch_size or chosen.batch_size, params={m: dict(v) for m, v in (params or {}).items()},
+        batch_size=batch_size or preset_batch(chosen, registry.backbone(backbone or chosen.backbone)), params={m: dict(v) for m, v in (params or {}).items()},
         variants=variants, aux=aux, attacks=tuple(attacks), protocol=protocol, tune=tune, tune_ood=tune_ood,
-        **{k: v for k, v in environment.items() if v is not None},
+        full_spectrum=full_spectrum, **{k: v for k, v in environment.items() if v is not None},
     )
 
 

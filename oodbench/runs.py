@@ -106,7 +106,7 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
         preset: str | None = None, *, seeds: Sequence[int] = (0,), params: Mapping[str, Mapping[str, Any]] | None = None,
         variants: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None, backbone: str | Sequence[str] | None = None,
         checkpoint: str | None = None, aux: str | None = None, attacks: Sequence[str] = (), protocol: str = "clean",
-        tune: bool = False, tune_ood: str = "uniform", limit: Any = DEFAULT,
+        tune: bool = False, tune_ood: str = "uniform", full_spectrum: bool = False, limit: Any = DEFAULT,
         train_limit: Any = DEFAULT,
         epochs: int | None = None, train: bool | None = None, batch_size: int | None = None, device: str = "auto",
         precision: str = "auto", compile: bool = True, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
@@ -124,7 +124,8 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
     evaluations besides the clean one (``"atom"``, ``"aloe"``, ``"pgd:eps=8/255,steps=40,step=1/255,target=ood"``).
     ``protocol``: whose settings the methods use (``"clean"``, ``"mim-notebook"``). ``tune``: choose
     the hyperparameters of methods that declare a search space on a held-out slice of ID train
-    against ``tune_ood``. ``executor``: ``"local"`` (this process) or ``"ray"`` (a local Ray instance, or
+    against ``tune_ood``. ``full_spectrum``: the ID set's covariate-shifted sets count as ID (OpenOOD v1.5's
+    full-spectrum evaluation). ``executor``: ``"local"`` (this process) or ``"ray"`` (a local Ray instance, or
     the cluster at ``ray_address``). ``sealed``: run the methods' ``fit()`` and ``score()`` in sandboxed
     worker processes (``oodbench.engine.sealed``).
     """
@@ -135,7 +136,7 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
     configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
                       data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
                       checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, tune=tune, tune_ood=tune_ood,
-                      limit=limit, train_limit=train_limit, epochs=epochs, train=train, batch_size=batch_size,
+                      full_spectrum=full_spectrum, limit=limit, train_limit=train_limit, epochs=epochs, train=train, batch_size=batch_size,
                       device=device, precision=precision, compile=compile, download=download, sealed=sealed)
     outcome = run_engine(configs, registry, say, executor, ray_address)
     return RunResult(outcome.run_id, outcome.results, configs, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,

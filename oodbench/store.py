@@ -58,6 +58,8 @@ RESULT_COLUMNS = {
     "error": "TEXT",
     **{name: "REAL" for name in METRIC_NAMES},
     "id_accuracy": "REAL",
+    #: full-spectrum evaluation: covariate-shifted ID set -> accuracy of the scoring network (JSON)
+    "csid_accuracy": "TEXT",
     "train_time_s": "REAL",
     "fit_time_s": "REAL",
     "score_time_s": "REAL",

@@ -257,3 +257,21 @@ def test_openood_protocol_settings_and_sweeps(registry):
     assert [g["d"] for g in entries["vim"].grid()] == [256, 1000]
     assert not entries["dice"].search_space and not entries["mahalanobis"].search_space and not entries["msp"].search_space
     assert entries["klmatching"].fit_split == "val" and entries["knn"].fit_split == "train"
+
+
+def test_klmatching_scores_pytorch_oods_divergence_in_float64_and_stay_finite(registry):
+    """pytorch-ood's formula (its zero-entry convention included), summed in float64: finite where templates hold
+    zeros, and the batch's shape moves it by float64 rounding only."""
+    from pytorch_ood.detector import KLMatching as Reference
+
+    cls = registry.method("klmatching")
+    torch.manual_seed(0)
+    for scale, classes in ((1.0, 10), (30.0, 10), (30.0, 1000)):
+        logits = torch.randn(60, classes) * scale
+        reference = Reference(model=None).fit_logits(logits[:20], logits[:20].argmax(dim=1))
+        method = cls(cls.Params(), state={"templates": {k: v.detach() for k, v in reference.dists.items()}})
+        ours = score_with(method, classes, logits=logits)
+        assert torch.isfinite(ours).all()
+        if classes == 10:  # on a 1000-way confident softmax pytorch-ood's float32 sum itself overflows
+            torch.testing.assert_close(ours, reference.predict_logits(logits), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(score_with(method, classes, logits=logits[:7]), ours[:7], rtol=1e-9, atol=1e-12)

@@ -7,9 +7,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers import store_rows
+from openood_tree import make_openood_tree
 from PIL import Image
 
 from oodbench.cli import main
@@ -20,37 +20,10 @@ from oodbench.hashing import DigestMemo
 from oodbench.registry import build_registry
 
 
-def _image(path: Path, rng: np.random.Generator, size: int = 32, gray: bool = False, tint: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = rng.integers(0, 256, (size, size) if gray else (size, size, 3), dtype=np.uint8)
-    if tint is not None:  # a class the tiny network can learn: its colour
-        pixels[..., tint % 3] = 255
-    Image.fromarray(pixels).save(path)
-
-
-def make_openood_cifar10(root: Path, per_class: int = 4, per_ood: int = 12, seed: int = 0) -> Path:
-    """OpenOOD's CIFAR-10 benchmark in its layout: lists (``path label``) and the images they name, under the
-    folder names of OpenOOD's archives (``images_classic/cifar10``, ``tin``, ``mnist``, ...)."""
-    rng = np.random.default_rng(seed)
-    lists = root / "benchmark_imglist" / "cifar10"
-    lists.mkdir(parents=True)
-    for split, count in (("train", per_class * 3), ("val", per_class), ("test", per_class * 2)):
-        lines = []
-        for label in range(10):
-            for i in range(count):
-                name = f"cifar10/{'train' if split == 'train' else 'test'}/{label}_{split}_{i}.png"
-                _image(root / "images_classic" / name, rng, tint=label)
-                lines.append(f"{name} {label}")
-        (lists / f"{split}_cifar10.txt").write_text("\n".join(lines) + "\n")
-    for list_name, folder, gray, size in (("test_cifar100", "cifar100", False, 32), ("test_tin", "tin", False, 64),
-                                          ("val_tin", "tin", False, 64), ("test_mnist", "mnist", True, 28),
-                                          ("test_svhn", "svhn", False, 32), ("test_texture", "texture", False, 48),
-                                          ("test_places365", "places365", False, 40)):
-        names = [f"{folder}/{list_name}_{i}.{'JPEG' if folder == 'tin' else 'png'}" for i in range(per_ood)]
-        for name in names:
-            _image(root / "images_classic" / name, rng, size=size, gray=gray)
-        (lists / f"{list_name}.txt").write_text("".join(f"{name} -1\n" for name in names))
-    return root
+def make_openood_cifar10(root: Path) -> Path:
+    """OpenOOD's CIFAR-10 benchmark in its layout: all ten classes (4 val and test images each, 12 for training)
+    and 12 images per OOD list."""
+    return make_openood_tree(root, "cifar10", classes=10, train_per_class=12, per_class=4, per_set=12)
 
 
 def _ctx(root: Path) -> SourceContext:
@@ -79,7 +52,7 @@ def test_a_list_is_read_in_its_order_with_its_labels(tmp_path):
     source = build_registry().dataset("openood-cifar10").splits["val"]
     images = source.read(_ctx(root), ImageFormat(32, 3))
     assert len(images) == 40 and images.labels.tolist() == [label for label in range(10) for _ in range(4)]
-    assert images.names[0].endswith("images_classic/cifar10/test/0_val_0.png")
+    assert images.names[0].endswith("images_classic/cifar10/val_cifar10/cifar10_val_cifar10_0.png")
     mnist = build_registry().dataset("openood-cifar10-mnist").splits["test"].read(_ctx(root), ImageFormat(32, 3))
     assert set(mnist.labels.tolist()) == {-1} and mnist.load(0).size == (28, 28)
 
@@ -88,7 +61,7 @@ def test_the_identity_follows_the_list_and_the_images(tmp_path):
     root = make_openood_cifar10(tmp_path)
     source = build_registry().dataset("openood-cifar10").splits["test"]
     before = source.identity(_ctx(root))
-    _image(root / "images_classic/cifar10/test/3_test_1.png", np.random.default_rng(1), size=31)
+    Image.new("RGB", (31, 31)).save(root / "images_classic/cifar10/test_cifar10/cifar10_test_cifar10_13.png")
     replaced = source.identity(_ctx(root))
     assert replaced != before
     listed = root / "benchmark_imglist/cifar10/test_cifar10.txt"
@@ -99,8 +72,8 @@ def test_the_identity_follows_the_list_and_the_images(tmp_path):
 def test_missing_files_name_the_file_and_how_to_get_it(tmp_path):
     root = make_openood_cifar10(tmp_path)
     source = build_registry().dataset("openood-cifar10-tin").splits["test"]
-    (root / "images_classic/tin/test_tin_5.JPEG").unlink()
-    with pytest.raises(DataError, match=r"images_classic/tin/test_tin_5.JPEG \(named by benchmark_imglist/cifar10/test_tin.txt\)") as error:
+    (root / "images_classic/tin/test_tin/tin_test_tin_5.JPEG").unlink()
+    with pytest.raises(DataError, match=r"images_classic/tin/test_tin/tin_test_tin_5.JPEG \(named by benchmark_imglist/cifar10/test_tin.txt\)") as error:
         source.identity(_ctx(root))
     assert "scripts/download/download.py --contents datasets --datasets ood_v1.5" in error.value.fix
     assert "'tin' (https://drive.google.com/uc?id=1PZ-ixyx52U989IKsMA2OT-24fToTrelC)" in error.value.fix
@@ -178,9 +151,9 @@ images = "openood/images_classic"
     specs = {spec.name: spec for spec in load_catalog(catalog)}
     ctx = SourceContext(tmp_path / "elsewhere", False, DigestMemo(tmp_path / "d.json"))  # paths do not follow the data root
     test = specs["mine"].splits["test"].read(ctx, ImageFormat(32, 3))
-    assert len(test) == 80 and test.labels.tolist()[:9] == [0] * 8 + [1]
+    assert len(test) == 40 and test.labels.tolist()[:5] == [0] * 4 + [1]
     assert set(specs["mine-tin"].splits["test"].read(ctx, ImageFormat(32, 3)).labels.tolist()) == {-1}
-    listed.write_text(listed.read_text() + "cifar10/test/0_test_0.png 0\n")
+    listed.write_text(listed.read_text() + "cifar10/test_cifar10/cifar10_test_cifar10_0.png 0\n")  # a listed file, twice
     with pytest.raises(DataError, match="a different version of the list"):
         specs["mine"].splits["test"].identity(ctx)
     catalog.write_text(catalog.read_text().replace('images = "openood/images_classic"\nsha256', 'sha256', 1))
@@ -209,3 +182,92 @@ def test_the_openood_protocol_runs_its_benchmark_tunes_on_its_validation_data_an
     assert main(["run", "--preset", "smoke", "--protocol", "openood-v1.5", "--id", "cifar10", "--data-root", str(root), "--tune",
                  "--ood", "openood-cifar10-val-tin", "--results", str(tmp_path / "results")]) == 2
     assert "is the validation OOD set openood-cifar10 tunes on" in capsys.readouterr().err
+
+
+def _released_checkpoint(backbone: str, classes: int, path: Path) -> list[str]:
+    """A checkpoint of ``backbone`` in the format its publisher releases, as ``--checkpoint`` options: OpenOOD's
+    ``best.ckpt`` (a bare state dict in its parameter names) or a torchvision weights file (torchvision's names)."""
+    import torch
+    import torchvision.models as tvm
+
+    from oodbench.backbones.openood_resnet import ResNet18_32x32, ResNet18_224x224
+
+    torch.manual_seed(0)
+    network = {"resnet18-32x32": ResNet18_32x32, "resnet18-224x224": ResNet18_224x224,
+               "resnet50": lambda n: tvm.resnet50(num_classes=n)}[backbone](classes)
+    torch.save(network.state_dict(), path)
+    return ["--backbone", backbone, "--checkpoint", str(path)]
+
+
+#: per benchmark: its backbone on the leaderboard, the tree's size, and the methods of the default run (all: every post-hoc one)
+BENCHMARK_RUNS = {
+    "cifar10": ("resnet18-32x32", 10, {"classes": 10, "train_per_class": 6, "per_class": 2, "per_set": 6}, None),
+    "cifar100": ("resnet18-32x32", 100, {"classes": 25, "train_per_class": 2, "per_class": 1, "per_set": 6}, None),
+    "imagenet200": ("resnet18-224x224", 200, {"classes": 2, "train_per_class": 26, "per_class": 2, "per_set": 4},
+                    "msp,energy,knn,vim,klmatching,rmd"),
+    "imagenet": ("resnet50", 1000, {"classes": 2, "train_per_class": 26, "per_class": 2, "per_set": 4}, "msp,knn,vim,klmatching"),
+}
+
+
+def _run_benchmark(tmp_path: Path, benchmark: str, every_method: bool, capsys) -> tuple[str, list[dict]]:
+    backbone, classes, sizes, methods = BENCHMARK_RUNS[benchmark]
+    root = make_openood_tree(tmp_path / "openood", benchmark, **sizes)
+    full_spectrum = ["--full-spectrum"] if benchmark != "cifar100" else []  # OpenOOD lists no CIFAR-100 covariate shift
+    chosen = [] if every_method or methods is None else ["--methods", methods]
+    code = main(["run", "--preset", "smoke", "--protocol", "openood-v1.5", "--id", benchmark, "--data-root", str(root),
+                 *_released_checkpoint(backbone, classes, tmp_path / "best.ckpt"), *full_spectrum, *chosen,
+                 "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out, [dict(r) for r in store_rows(tmp_path / "results")]
+
+
+def _check_benchmark_run(benchmark: str, out: str, rows: list[dict]) -> None:
+    registry = build_registry()
+    spec = registry.dataset(f"openood-{benchmark}")
+    assert {r["ood_dataset"] for r in rows} == set(spec.near_ood + spec.far_ood)
+    assert {r["status"] for r in rows} == {"ok"}, [r["error"] for r in rows if r["status"] != "ok"]
+    assert "Near-OOD average" in out and "Far-OOD average" in out and "FPR@95TPR(OOD+)" in out
+    protocol = json.loads(rows[0]["protocol"])
+    assert protocol["name"] == "openood-v1.5" and rows[0]["checkpoint_origin"].startswith("file:")
+    if spec.covariate_shift:  # full-spectrum: the shifted sets are on the ID side and their accuracy is reported
+        assert protocol["full_spectrum"] == [f"{name}/test" for name in spec.covariate_shift]
+        assert set(json.loads(rows[0]["csid_accuracy"])) == set(spec.covariate_shift)
+        header = out[out.index("protocol openood-v1.5;"):].splitlines()[1]
+        assert all(name in header for name in spec.covariate_shift)  # their accuracy columns head the table
+
+
+@pytest.mark.parametrize("benchmark", ["cifar10", "cifar100", "imagenet200", "imagenet"])
+def test_each_benchmark_runs_under_the_openood_protocol_from_released_checkpoints(benchmark, tmp_path, capsys):
+    """OpenOOD's four benchmarks in its data layout, full-spectrum sets included, each from a checkpoint in its
+    released format; the CIFAR runs take every post-hoc method, the ImageNet ones (224 px on a CPU) a few."""
+    out, rows = _run_benchmark(tmp_path, benchmark, False, capsys)
+    _check_benchmark_run(benchmark, out, rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("benchmark", ["imagenet200", "imagenet"])
+def test_every_post_hoc_method_runs_on_the_imagenet_benchmarks(benchmark, tmp_path, capsys):
+    out, rows = _run_benchmark(tmp_path, benchmark, True, capsys)
+    _check_benchmark_run(benchmark, out, rows)
+    registry = build_registry()
+    post_hoc = {name for name, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains}
+    assert {r["method"] for r in rows} == post_hoc
+
+
+def test_the_plan_names_every_missing_file_of_every_benchmark(tmp_path, capsys):
+    """With nothing downloaded, ``oodbench plan`` names every list of each benchmark and the archive it comes from."""
+    registry = build_registry()
+    for benchmark, (backbone, *_rest) in BENCHMARK_RUNS.items():
+        spec = registry.dataset(f"openood-{benchmark}")
+        full_spectrum = ["--full-spectrum"] if spec.covariate_shift else []
+        assert main(["plan", "--preset", "smoke", "--protocol", "openood-v1.5", "--id", benchmark, "--data-root", str(tmp_path),
+                     "--backbone", backbone, "--methods", "msp,knn", *full_spectrum]) == 0
+        out = capsys.readouterr().out
+        missing = out[out.index("missing data"):]
+        wanted = [spec, *map(registry.dataset, spec.near_ood + spec.far_ood + spec.covariate_shift)]
+        for dataset in wanted:
+            for split, source in dataset.splits.items():
+                if split in ("test", "train"):
+                    assert f"image list {source.list_file} not found" in missing, (benchmark, source.list_file)
+        assert missing.count("fix: unpack OpenOOD's archives") >= len(wanted)

@@ -197,7 +197,7 @@ def test_bal_gradients_reach_generator_and_discriminator():
     method.discriminator_loss(d, g, f, c, 3, torch.Generator().manual_seed(0)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
     d.zero_grad()
-    method.generator_loss(d, g, 32, 3, {label: f[c == label] for label in range(3)}, torch.Generator().manual_seed(1)).backward()
+    method.generator_loss(d, g, 32, {label: f[c == label] for label in range(3)}, torch.Generator().manual_seed(1)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 if TYPE_CHECKING:
     from torch import nn
@@ -11,19 +11,28 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class KnownCheckpoint:
-    """Published weights of a backbone, loaded through pytorch-ood's model registry.
+    """Published weights of a backbone: from pytorch-ood's model registry or torchvision's weights API.
 
-    ``registry_key`` is a key of :func:`pytorch_ood.model.load_model` (URL and sha256 live there).
-    ``expected_accuracy`` is the ID test accuracy the weights should reach on ``dataset``; the
-    engine checks it whenever that dataset's test split is evaluated.
+    ``registry_key`` is a key of :func:`pytorch_ood.model.load_model` (URL and sha256 live there);
+    ``torchvision_weights`` instead names a torchvision weights enum member
+    (``"ResNet50_Weights.IMAGENET1K_V1"``: its URL, file name and hash prefix live there).
+    ``dataset`` is the ID dataset the weights were trained on, or the label space they classify into
+    (``"imagenet-1k"``: any ID set whose labels are ImageNet-1K's class indices,
+    :attr:`DatasetSpec.label_space`). ``expected_accuracy`` is the ID test accuracy the weights should
+    reach on ``dataset``; the engine checks it whenever that dataset's test split is evaluated.
     """
 
     dataset: str
     seed: int
-    registry_key: str
+    registry_key: str = ""
     expected_accuracy: float | None = None
     tolerance: float = 0.01
     accuracy_source: str = ""
+    torchvision_weights: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.registry_key) == bool(self.torchvision_weights):
+            raise ValueError(f"a known checkpoint of {self.dataset} names exactly one of registry_key and torchvision_weights")
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,9 @@ class TrainingRecipe:
     crop_padding: int = 4
     flip: bool = True
     warmup_epochs: float = 0.0
+    #: torchvision's ``RandomResizedCrop`` (scale 0.08-1, aspect 3/4-4/3) of each stored image, back to its
+    #: size, before the flip (ImageNet recipes); ``crop_padding`` is then 0
+    random_resized_crop: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,14 @@ class BackboneSpec:
 
     ``build(num_classes, channels)`` returns a module with ``features(x)`` (penultimate pooled
     features, ``B x feature_dim``) and a final linear layer ``fc``, taking normalised inputs.
+
+    Its input: images resized so the shorter side is ``resize_size`` (``input_size`` when None) with
+    ``interpolation``, centre-cropped to ``input_size``, then normalised with ``mean`` and ``std``
+    (``normalisation[dataset]`` instead for the ID sets whose training used other statistics, e.g.
+    OpenOOD's CIFAR-100 networks). ``trainable``: False for networks only ever used with published
+    weights (ImageNet models): their known checkpoint is used whatever the preset says.
+    ``state_renames``: ``(prefix in released files, prefix here)`` pairs, the first that matches a
+    key wins, for weights files in another naming (torchvision's ``heads.head.`` as ``fc.``).
     """
 
     name: str
@@ -61,10 +81,20 @@ class BackboneSpec:
     description: str = ""
     citation: str = ""
     origin: str = "built-in"
+    resize_size: int | None = None
+    interpolation: str = "bilinear"
+    normalisation: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
+    trainable: bool = True
+    state_renames: tuple[tuple[str, str], ...] = ()
 
-    def known_checkpoint(self, dataset: str, seed: int) -> KnownCheckpoint | None:
-        """Published weights for exactly this dataset (a re-encoded copy has other pixels: none)."""
+    def known_checkpoint(self, dataset: str, seed: int, label_space: str | None = None) -> KnownCheckpoint | None:
+        """Published weights for exactly this dataset (a re-encoded copy has other pixels: none), or for the
+        label space it declares."""
         for checkpoint in self.checkpoints:
-            if checkpoint.dataset == dataset and checkpoint.seed == seed:
+            if checkpoint.dataset in {dataset, label_space} and checkpoint.seed == seed:
                 return checkpoint
         return None
+
+    def statistics(self, dataset: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The (mean, std) that normalise inputs for an ID dataset (the name it stands for)."""
+        return self.normalisation.get(dataset or "", (self.mean, self.std))

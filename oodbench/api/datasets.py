@@ -16,6 +16,12 @@ class DatasetSpec:
     ``validation_ood`` (ID sets only) names the OOD set its benchmark tunes on: ``--tune`` then
     chooses hyperparameters on the ID ``val`` split against it, never on test data or a held-out
     slice of the training split.
+    ``covariate_shift`` (ID sets only) names its covariate-shifted ID sets (role ``csid``: its classes,
+    other images, e.g. ImageNet-V2, -C, -R): under ``--full-spectrum`` they count as ID in every metric,
+    as in OpenOOD v1.5's full-spectrum evaluation, and their accuracy is reported.
+    ``label_space`` (ID sets only) names the label space of its classes when it is a shared one
+    (``"imagenet-1k"``: labels are ImageNet-1K class indices): published weights for that label space
+    then apply (:class:`KnownCheckpoint`).
     ``source`` names the collection the images were drawn from (sets of one source may overlap);
     ``same_as`` names the dataset a re-encoded copy stands for: the copy gets that dataset's
     method defaults and published numbers (never its pre-trained weights).
@@ -32,13 +38,15 @@ class DatasetSpec:
     near_ood: tuple[str, ...] = ()
     far_ood: tuple[str, ...] = ()
     validation_ood: str | None = None
+    label_space: str | None = None
+    covariate_shift: tuple[str, ...] = ()
     source: str | None = None
     same_as: str | None = None
     origin: str = "built-in"
 
     def __post_init__(self) -> None:
-        if self.role not in {"id", "ood", "aux"}:
-            raise ValueError(f"dataset '{self.name}' has role {self.role!r}; use 'id', 'ood' or 'aux'")
+        if self.role not in {"id", "ood", "aux", "csid"}:
+            raise ValueError(f"dataset '{self.name}' has role {self.role!r}; use 'id', 'ood', 'aux' or 'csid'")
         if self.role == "id" and not self.num_classes:
             raise ValueError(f"ID dataset '{self.name}' must declare num_classes")
         if self.validation_ood and "val" not in self.splits:

@@ -29,7 +29,8 @@ class Preset:
     train_limit: int | None = None
     #: default ID dataset when --id is not given
     id_dataset: str | None = None
-    #: inference batch size; None: measured on the device (``engine/batching.py``)
+    #: inference batch size for 32x32 inputs (larger inputs get proportionally fewer images, at least 8);
+    #: None: measured on the device (``engine/batching.py``)
     batch_size: int | None = None
     default_for: frozenset[str] = frozenset()
     origin: str = "built-in"

@@ -119,15 +119,18 @@ def split_key(arrays: str, limit: int | None) -> str:
 
 
 def convert(item: Image.Image | np.ndarray, fmt: ImageFormat) -> np.ndarray:
-    """One image as a ``size x size x channels`` uint8 array (resize shorter side, center crop)."""
+    """One image as a ``size x size x channels`` uint8 array (resize shorter side, center crop); an image
+    already of that size is kept as it is unless the format resizes to another size first."""
+    resize = fmt.resize or fmt.size
     if isinstance(item, np.ndarray):
         array = item if item.ndim == 3 else item[..., None]
-        if array.shape[:2] == (fmt.size, fmt.size) and array.shape[2] == fmt.channels and array.dtype == np.uint8:
+        if (array.shape[:2] == (fmt.size, fmt.size) and resize == fmt.size and array.shape[2] == fmt.channels
+                and array.dtype == np.uint8):
             return array
         item = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
     image = item.convert("L" if fmt.channels == 1 else "RGB")
-    if image.size != (fmt.size, fmt.size):
-        image = TF.center_crop(TF.resize(image, fmt.size), fmt.size)
+    if image.size != (fmt.size, fmt.size) or resize != fmt.size:
+        image = TF.center_crop(TF.resize(image, resize, interpolation=TF.InterpolationMode(fmt.interpolation)), fmt.size)
     array = np.asarray(image, dtype=np.uint8)
     return array[..., None] if fmt.channels == 1 else array
 
@@ -157,7 +160,7 @@ def write_images(path: Path, image_set: ImageSet, fmt: ImageFormat, label: str) 
         np.lib.format.write_array_header_1_0(file, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
                                                     "fortran_order": False, "shape": shape})
         offset = file.tell()
-        if image_set.array is not None and image_set.array.shape[1:] == shape[1:]:
+        if image_set.array is not None and image_set.array.shape[1:] == shape[1:] and (fmt.resize or fmt.size) == fmt.size:
             file.write(np.ascontiguousarray(image_set.array, dtype=np.uint8).tobytes())
             return
     loader = image_set.array.__getitem__ if image_set.array is not None else image_set.load

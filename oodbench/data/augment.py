@@ -2,6 +2,8 @@
 
 - :func:`random_crop_flip`: random crop with zero padding and horizontal flip, one gather for the
   whole batch;
+- :func:`random_resized_crop`: torchvision's ``RandomResizedCrop`` back to the image's size, boxes
+  drawn per image as torchvision draws them, resampled for the whole batch in one ``grid_sample``;
 - :class:`JitterAffine`: torchvision's ``ColorJitter`` then ``RandomAffine`` with every image's own
   parameters, drawn exactly as the two transforms draw them image by image, then applied to the
   whole batch at once. A per-image loop leaves a GPU idle between dozens of tiny kernels: on an
@@ -42,6 +44,45 @@ def random_crop_flip(pixels: torch.Tensor, padding: int, flip: bool, generator: 
         mask = to_device(torch.rand(b, generator=generator) < 0.5, pixels.device)
         pixels = torch.where(mask.view(-1, 1, 1, 1), pixels.flip(3), pixels)
     return pixels.contiguous(memory_format=torch.channels_last) if channels_last else pixels
+
+
+def _resized_crop_box(height: int, width: int, generator: torch.Generator, scale: tuple[float, float] = (0.08, 1.0),
+                      ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of one crop, drawn as ``torchvision.transforms.RandomResizedCrop.get_params`` draws it:
+    ten tries at an area and a log-uniform aspect ratio that fit, else the centre crop of the clamped ratio."""
+    area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
+        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator)).item()
+        w, h = int(round((target * aspect) ** 0.5)), int(round((target / aspect) ** 0.5))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+            return top, left, h, w
+    aspect = width / height
+    if aspect < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif aspect > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def random_resized_crop(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``RandomResizedCrop(size)`` (scale 0.08-1, aspect 3/4-4/3, bilinear) of every image of ``B x C x H x W``
+    back to ``H x W``. The boxes come from ``generator`` (on the CPU); the resampling is one bilinear
+    ``grid_sample`` over the batch (without the antialiasing torchvision applies when it shrinks a crop)."""
+    b, _, h, w = pixels.shape
+    boxes = torch.tensor([_resized_crop_box(h, w, generator) for _ in range(b)], dtype=torch.float32)
+    top, left, height, width = boxes.unbind(dim=1)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = width / w, height / h  # align_corners=False: box centre and extent in [-1, 1]
+    theta[:, 0, 2] = (2 * left + width) / w - 1
+    theta[:, 1, 2] = (2 * top + height) / h - 1
+    grid = F.affine_grid(to_device(theta, pixels.device).to(pixels.dtype), list(pixels.shape), align_corners=False)
+    return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _blend(images: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:

@@ -2,13 +2,16 @@
 
 ```toml
 [datasets.NAME]
-role = "id" | "ood" | "aux"
+role = "id" | "ood" | "aux" | "csid"
 num_classes = 10                 # id only
 classes = ["airplane", ...]      # optional; else sorted folder names
 source = "cifar10"               # optional: the collection the images were drawn from
 same_as = "cifar10"              # optional: the dataset a re-encoded copy stands for
 near_ood = ["tinyimagenet"]      # optional, id only: OOD sets (names, stands-for names or sources) grouped as near-OOD
 far_ood = ["mnist", "dtd"]       # optional, id only: the same for far-OOD
+validation_ood = "my-val-ood"    # optional, id only: the OOD set --tune chooses on, against the 'val' split
+label_space = "imagenet-1k"      # optional, id only: labels are ImageNet-1K class indices (published weights apply)
+covariate_shift = ["my-v2"]      # optional, id only: covariate-shifted ID sets (role "csid"), ID under --full-spectrum
 description = "..."
 [datasets.NAME.splits.SPLIT]
 path = "archive.zip"             # zip or folder, ImageFolder layout; relative to the catalog file
@@ -42,7 +45,8 @@ from oodbench.errors import ConfigError
 
 CATALOG_ENV = "OODBENCH_CATALOG"
 DATASET_KEYS = frozenset(
-    {"role", "num_classes", "classes", "source", "same_as", "description", "default_ood", "near_ood", "far_ood", "splits"}
+    {"role", "num_classes", "classes", "source", "same_as", "description", "default_ood", "near_ood", "far_ood", "splits",
+     "validation_ood", "label_space", "covariate_shift"}
 )
 SPLIT_KEYS = frozenset({"path", "list", "images", "sha256", "count"})
 
@@ -100,20 +104,23 @@ def load_catalog(path: str | os.PathLike) -> list[DatasetSpec]:
     for name, entry in document.get("datasets", {}).items():
         _check_keys(path, f"[datasets.{name}]", entry, DATASET_KEYS)
         role = entry.get("role")
-        if role not in {"id", "ood", "aux"}:
-            raise ConfigError(f"{path} [datasets.{name}]: role must be 'id', 'ood' or 'aux', got {role!r}")
+        if role not in {"id", "ood", "aux", "csid"}:
+            raise ConfigError(f"{path} [datasets.{name}]: role must be 'id', 'ood', 'aux' or 'csid', got {role!r}")
         classes = tuple(entry["classes"]) if "classes" in entry else None
         num_classes = entry.get("num_classes")
-        if role == "id" and num_classes is None:
-            raise ConfigError(f"{path} [datasets.{name}]: an ID dataset needs num_classes")
+        if role in ("id", "csid") and num_classes is None:
+            raise ConfigError(f"{path} [datasets.{name}]: an ID or covariate-shifted ID dataset needs num_classes")
         if classes is not None and num_classes is not None and len(classes) != num_classes:
             raise ConfigError(f"{path} [datasets.{name}]: {len(classes)} classes listed but num_classes = {num_classes}")
         splits = {
-            split: _split_source(path, name, split, split_entry, role == "id", classes)
+            split: _split_source(path, name, split, split_entry, role in ("id", "csid"), classes)
             for split, split_entry in entry.get("splits", {}).items()
         }
         if not splits:
             raise ConfigError(f"{path} [datasets.{name}] declares no splits")
+        if entry.get("validation_ood") and "val" not in splits:
+            raise ConfigError(f"{path} [datasets.{name}] declares validation_ood but no 'val' split to tune against it",
+                              f"add [datasets.{name}.splits.val] or drop validation_ood")
         specs.append(
             DatasetSpec(
                 name=name,
@@ -127,6 +134,9 @@ def load_catalog(path: str | os.PathLike) -> list[DatasetSpec]:
                 far_ood=tuple(entry.get("far_ood", ())),
                 source=entry.get("source"),
                 same_as=entry.get("same_as"),
+                validation_ood=entry.get("validation_ood"),
+                label_space=entry.get("label_space"),
+                covariate_shift=tuple(entry.get("covariate_shift", ())),
                 origin=f"catalog {path}",
             )
         )

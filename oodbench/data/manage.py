@@ -49,7 +49,7 @@ def verify(registry: Registry, names: list[str], paths: dict) -> int:
 def prepare(registry: Registry, names: list[str], backbone: BackboneSpec, paths: dict) -> int:
     """Download (when allowed) and materialise every split at ``backbone``'s input format."""
     context, cache = _context(paths)
-    fmt = ImageFormat(backbone.input_size, backbone.channels)
+    fmt = ImageFormat.of(backbone)
     failures = 0
     for name in names:
         spec = registry.dataset(name)
@@ -80,7 +80,7 @@ def overlap(registry: Registry, first: str, second: str, backbone: BackboneSpec,
     context, cache = _context(paths)
     ctx = EngineContext(select_compute("cpu", "fp32", False), cache, context,
                         Throughput(paths["cache_dir"] / "throughput.json", "cpu"), None)
-    fmt = ImageFormat(backbone.input_size, backbone.channels)
+    fmt = ImageFormat.of(backbone)
     plan = Plan({}, [], {})
     planned = []
     for name in (first, second):

@@ -28,17 +28,31 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 @dataclass(frozen=True)
 class ImageFormat:
-    """The shape every image of a split is converted to before it is cached: ``size x size x channels``."""
+    """What every image of a split is converted to before it is cached: ``size x size x channels``, by a
+    resize of the shorter side to ``resize`` (``size`` when None) with ``interpolation`` (a
+    torchvision ``InterpolationMode`` value) and a centre crop to ``size``: a backbone's test transform."""
 
     size: int
     channels: int
+    resize: int | None = None
+    interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise ValueError(f"images must have 1 or 3 channels, not {self.channels}")
+        if self.resize is not None and self.resize < self.size:
+            raise ValueError(f"a resize to {self.resize} pixels cannot be cropped to {self.size}")
+
+    @classmethod
+    def of(cls, backbone) -> "ImageFormat":
+        """The test transform a :class:`BackboneSpec` declares."""
+        return cls(backbone.input_size, backbone.channels, backbone.resize_size, backbone.interpolation)
 
     def describe(self) -> str:
-        return f"{self.size}x{self.size}x{self.channels}"
+        shape = f"{self.size}x{self.size}x{self.channels}"
+        if self.resize is None and self.interpolation == "bilinear":
+            return shape
+        return f"{shape} (resize {self.resize or self.size} {self.interpolation}, crop)"
 
 
 @dataclass

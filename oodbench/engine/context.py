@@ -22,7 +22,7 @@ from oodbench.data.source import SourceContext
 from oodbench.engine.cache import ArtifactCache
 from oodbench.engine.device import Compute, select_compute
 from oodbench.engine.estimate import Throughput, device_label
-from oodbench.hashing import DigestMemo
+from oodbench.hashing import DigestMemo, stable_hash
 from oodbench.models.classifier import ImageClassifier
 
 if TYPE_CHECKING:
@@ -212,8 +212,14 @@ class ScoreRound:
     splits: Mapping[str, ScoredSplit]
 
 
-def scored(value: ScoredSplit | ScoreRound, label: str) -> ScoredSplit:
-    """The scores of split ``label`` in a task's output: a round's, or a single split's (an attack's)."""
+def scored(value: ScoredSplit | ScoreRound, label: str | tuple[str, ...]) -> ScoredSplit:
+    """The scores of split ``label`` in a task's output: a round's, or a single split's (an attack's). A tuple
+    of labels (full-spectrum ID: the test split and the covariate-shifted sets) gives their scores one after
+    another, with the costs added, the first split's check and a key of all their keys."""
+    if isinstance(label, tuple):
+        parts = [scored(value, one) for one in label]
+        return ScoredSplit(np.concatenate([p.scores for p in parts]), sum(p.seconds for p in parts),
+                           stable_hash([p.key for p in parts]), sum(p.passes for p in parts), parts[0].check)
     return value.splits[label] if isinstance(value, ScoreRound) else value
 
 

@@ -111,14 +111,20 @@ def _timed(step: Callable[[], None], repeats: int) -> tuple[float, float]:
     return wall / repeats, (time.process_time() - cpu) / (wall * torch.get_num_threads())
 
 
+#: pixels of a calibration batch: 128 images of 32x32x3 (a 224-pixel network is timed on 4 images, not 128)
+CALIBRATION_PIXELS = 128 * 32 * 32 * 3
+
+
 def calibrate(throughput: Throughput, backbone: str, model: torch.nn.Module, size: int, channels: int, num_classes: int,
-              compute, batch_size: int = 128, repeats: int = 2) -> str | None:
-    """Measure forward and training images per second of ``model`` on random pixels, where unknown.
+              compute, batch_size: int | None = None, repeats: int = 2, train: bool = True) -> str | None:
+    """Measure forward (and with ``train``, training) images per second of ``model`` on random pixels, where
+    unknown, on batches of :data:`CALIBRATION_PIXELS` pixels (at least 4 images) unless ``batch_size`` is given.
     A measurement on a CPU that got less than :data:`BUSY_SHARE` of its threads' time is not kept:
     returns why (None when the rates are known or recorded)."""
     forward_key, train_key = throughput.key("forward", backbone), throughput.key("train", backbone)
-    if throughput.rate(forward_key) is not None and throughput.rate(train_key) is not None:
+    if throughput.rate(forward_key) is not None and (not train or throughput.rate(train_key) is not None):
         return None
+    batch_size = batch_size or max(4, CALIBRATION_PIXELS // (size * size * channels))
     model = compute.prepare(model)
     pixels = torch.rand(batch_size, channels, size, size, device=compute.device)
     if compute.channels_last:
@@ -133,18 +139,20 @@ def calibrate(throughput: Throughput, backbone: str, model: torch.nn.Module, siz
 
     scaler = compute.grad_scaler()
 
-    def train() -> None:
+    def step() -> None:
         cross_entropy_step(model, optimizer, pixels, target, compute, scaler)
 
     model.eval()
-    forward_seconds, forward_share = _timed(forward, repeats)
-    model.train()
-    train_seconds, train_share = _timed(train, repeats)
-    share = min(forward_share, train_share)
+    forward_seconds, share = _timed(forward, repeats)
+    if train:
+        model.train()
+        train_seconds, train_share = _timed(step, repeats)
+        share = min(share, train_share)
     if compute.device.type == "cpu" and share < BUSY_SHARE:
         return (f"{backbone} not calibrated: the machine is busy (the measurement got {share:.0%} of its "
                 f"{torch.get_num_threads()} threads' CPU time); its stages have no estimate until a run, or a plan "
                 "on an idle machine, measures them")
     throughput.record(forward_key, batch_size, forward_seconds)
-    throughput.record(train_key, batch_size, train_seconds)
+    if train:
+        throughput.record(train_key, batch_size, train_seconds)
     return None

@@ -102,8 +102,9 @@ class Cell:
     static: dict[str, Any]
     #: the overlap (data hygiene) tasks whose findings concern the cell
     checks: tuple[str, ...] = ()
-    #: the labels of the ID and the OOD split whose scores the metrics task compares
-    splits: tuple[str, str] = ("", "")
+    #: the labels of the ID and the OOD split whose scores the metrics task compares (the ID side: several
+    #: labels under full-spectrum evaluation, the test split's first)
+    splits: tuple[str | tuple[str, ...], str] = ("", "")
 
 
 @dataclass

@@ -24,7 +24,7 @@ from oodbench.engine.entries import MethodEntry, method_entries
 from oodbench.engine.plan import Cell, Plan, Task
 from oodbench.engine.records import static_columns
 from oodbench.engine.stages.attack import plan_attack
-from oodbench.engine.stages.checkpoint import plan_checkpoint
+from oodbench.engine.stages.checkpoint import plan_checkpoint, published_weights
 from oodbench.engine.stages.extract import plan_extract
 from oodbench.engine.stages.finetune import plan_finetune
 from oodbench.engine.stages.fingerprint import plan_fingerprint
@@ -87,11 +87,13 @@ class _Planner:
         if not (self.id_spec.near_ood or self.id_spec.far_ood) and self.id_spec.same_as in registry.datasets:
             self.grouping = registry.datasets[self.id_spec.same_as]
         self.backbone = registry.backbone(config.backbone)
-        self.fmt = ImageFormat(self.backbone.input_size, self.backbone.channels)
+        self.fmt = ImageFormat.of(self.backbone)
         weights = sum(p.numel() for p in build_classifier(self.backbone, self.id_spec.num_classes).parameters())
         self.model_mb = weights * 4 / 2**20
         self.row_width = self.backbone.feature_dim + self.id_spec.num_classes
         self.plan, self.splits, self.overlaps = shared.plan, shared.splits, shared.overlaps
+        #: the covariate-shifted ID sets' test splits under --full-spectrum (planned in build)
+        self.shifted: list[PlannedSplit] = []
 
     def split(self, spec: DatasetSpec, split: str, limit: int | None) -> PlannedSplit:
         where = (spec.name, split, self.fmt, limit)
@@ -109,7 +111,12 @@ class _Planner:
         return self.split(spec, training_split(spec), None) if spec else None
 
     def id_splits(self, id_test: PlannedSplit) -> list[PlannedSplit]:
-        return [id_test, *([self.train()] if "train" in self.id_spec.splits else [])]
+        return [id_test, *self.shifted, *([self.train()] if "train" in self.id_spec.splits else [])]
+
+    def id_side(self, id_test: PlannedSplit) -> str | tuple[str, ...]:
+        """The label(s) of the splits on the ID side of every metric: the ID test split, and under
+        --full-spectrum the covariate-shifted sets after it."""
+        return (id_test.label, *(split.label for split in self.shifted)) if self.shifted else id_test.label
 
     def hygiene(self, entries: list[MethodEntry], id_test: PlannedSplit, oods: list[PlannedSplit]) -> None:
         """The data-hygiene checks, before any work that uses the data: each auxiliary set against the
@@ -161,16 +168,18 @@ class _Planner:
             tune = add(self.tuning(entry, network, name, fit_on, fit_extraction, group, seed, validation))
         if caps.fits:
             fit = add(plan_fit(self.ctx, entry, network, fit_on, fit_extraction, seed, self.row_width, tune, holdout))
-        extractions = {split.label: self.extract(network, name, split, group) for split in [id_test, *oods]} if caps.extracted else {}
-        scores = add(plan_score(self.ctx, entry, network, [(id_test, "id"), *((split, "ood") for split in oods)], extractions,
-                                fit, seed, self.backbone, self.row_width, tune))
+        id_side = [id_test, *self.shifted]
+        extractions = {split.label: self.extract(network, name, split, group) for split in [*id_side, *oods]} if caps.extracted else {}
+        scores = add(plan_score(self.ctx, entry, network, [*((split, "id") for split in id_side), *((split, "ood") for split in oods)],
+                                extractions, fit, seed, self.backbone, self.row_width, tune))
+        shifted = {split.spec.name: self.extract(network, name, split, group) for split in self.shifted}
         chain = tuple(t.id for t in [network if caps.trains else None, tune, fit, scores] if t is not None)
         for split in oods:
-            metrics = add(plan_metrics(network, accuracy, (scores, id_test.label), (scores, split.label), fit, caps.trains,
-                                       entry.label, f"{entry.label} on {split.spec.name} (seed {seed})"))
+            metrics = add(plan_metrics(network, accuracy, (scores, self.id_side(id_test)), (scores, split.label), fit, caps.trains,
+                                       entry.label, f"{entry.label} on {split.spec.name} (seed {seed})", shifted))
             self.plan.cells.append(Cell(entry.label, seed, split.spec.name, metrics.id, chain, base.id, base_accuracy.id,
                                         self.static(entry, seed, id_test, split, aux, fit_on, holdout),
-                                        self.checks(entry, id_test, split), (id_test.label, split.label)))
+                                        self.checks(entry, id_test, split), (self.id_side(id_test), split.label)))
         for spec in map(parse_attack, self.config.attacks):
             self.attacked(entry, seed, spec, network, accuracy, fit, scores, extractions, id_test, oods, base, base_accuracy,
                           aux, tune, fit_on, holdout)
@@ -229,7 +238,8 @@ class _Planner:
         fit_split = None if fit_on is None else fit_on.label + (
             f" without the {holdout.count}-image validation slice of --tune" if holdout is not None else "")
         return static_columns(entry, seed, self.backbone.name, self.id_spec, self.grouping, id_test, ood, aux, fit_split,
-                              self.registry.protocol(self.config.protocol), self.ctx.compute.precision, self.config.sealed)
+                              self.registry.protocol(self.config.protocol), self.ctx.compute.precision, self.config.sealed,
+                              [split.label for split in self.shifted])
 
     def build(self) -> dict:
         """Plan this part's tasks and cells; returns its description."""
@@ -237,11 +247,14 @@ class _Planner:
         entries = [e.searching() if config.tune and e.search_space and not e.caps.trains else e
                    for e in method_entries(config, self.registry, self.id_spec)]
         id_test = self.split(self.id_spec, evaluation_split(self.id_spec), config.limit)
+        if config.full_spectrum:
+            self.shifted = [self.split(spec, evaluation_split(spec), config.limit)
+                            for spec in map(self.registry.dataset, self.id_spec.covariate_shift)]
         oods = [self.split(spec, evaluation_split(spec), config.limit) for spec in map(self.registry.dataset, config.ood)]
         self.hygiene(entries, id_test, oods)
         for seed in config.seeds:
-            published = config.pretrained and self.backbone.known_checkpoint(self.id_spec.name, seed) is not None
-            trains = config.train and not config.checkpoint and not published
+            published = published_weights(config, self.backbone, self.id_spec, seed) is not None
+            trains = config.train and self.backbone.trainable and not config.checkpoint and not published
             checkpoint = plan_checkpoint(self.ctx, config, self.backbone, self.id_spec, seed, self.train() if trains else None,
                                          self.model_mb)
             base = self.plan.tasks[self.plan.add(checkpoint)]

@@ -34,14 +34,15 @@ def _clock(seconds: float | None) -> str:
 
 
 def _calibrate(plan: Plan, ctx, registry) -> None:
-    """Measure each backbone's forward and training throughput here if never measured and needed."""
+    """Measure each backbone's forward (and, when a pending task trains, training) throughput here if never
+    measured and needed."""
     pending = {t.work.rate for t in plan.pending() if t.work is not None}
     for part in plan.header["grid"]:
         backbone = registry.backbone(part["backbone"])
         if {ctx.throughput.key("forward", backbone.name), ctx.throughput.key("train", backbone.name)} & pending:
             model = build_classifier(backbone, part["num_classes"])
             busy = calibrate(ctx.throughput, backbone.name, model, backbone.input_size, backbone.channels,
-                             part["num_classes"], ctx.compute)
+                             part["num_classes"], ctx.compute, train=ctx.throughput.key("train", backbone.name) in pending)
             if busy:
                 ctx.note(busy)
             pending -= {ctx.throughput.key("forward", backbone.name), ctx.throughput.key("train", backbone.name)}

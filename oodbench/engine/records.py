@@ -26,10 +26,11 @@ from oodbench.store import ResultStore
 
 def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: DatasetSpec, grouping: DatasetSpec,
                    id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None, fit_split: str | None, protocol: Protocol,
-                   precision: str, sealed: bool) -> dict:
+                   precision: str, sealed: bool, shifted: Sequence[str] = ()) -> dict:
     """The columns of a result row known before anything runs (``grouping``: the ID spec whose near/far
     lists apply; ``fit_split``: what the method was fitted on; ``sealed``: whether its plugin code ran in
-    sandboxed workers); the rest come from the cell's metrics task, or its failure."""
+    sandboxed workers; ``shifted``: the covariate-shifted sets on the ID side under full-spectrum
+    evaluation); the rest come from the cell's metrics task, or its failure."""
     caps = entry.caps
     return {
         "method": entry.label, "params": dataclasses.asdict(entry.params), "params_hash": entry.params_hash,
@@ -41,7 +42,7 @@ def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: Datase
         "protocol": {"name": protocol.name, **protocol.record(), "fit_split": fit_split,
                      "reads": caps.describe(), "id_split": id_test.label, "precision": precision,
                      "trained_on": f"{id_spec.name}/train" if caps.trains else None, "aux_split": aux.label if aux else None,
-                     "sealed": sealed},
+                     "sealed": sealed, **({"full_spectrum": list(shifted)} if shifted else {})},
     }
 
 

@@ -24,10 +24,13 @@ from oodbench.models.classifier import ImageClassifier
 
 STAGE = "checkpoint"
 REGISTRY_PREFIX = "pytorch-ood:"
+TORCHVISION_PREFIX = "torchvision:"
 
 
-def build_classifier(backbone: BackboneSpec, num_classes: int) -> ImageClassifier:
-    return ImageClassifier(backbone.build(num_classes, backbone.channels), backbone.mean, backbone.std)
+def build_classifier(backbone: BackboneSpec, num_classes: int, dataset: str | None = None) -> ImageClassifier:
+    """The backbone with ``num_classes`` outputs and the input normalisation of ID set ``dataset`` (the name it stands for)."""
+    mean, std = backbone.statistics(dataset)
+    return ImageClassifier(backbone.build(num_classes, backbone.channels), mean, std)
 
 
 def _strip_prefixes(state: dict) -> dict:
@@ -36,9 +39,23 @@ def _strip_prefixes(state: dict) -> dict:
     return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
-def load_state(model: ImageClassifier, state: dict, where: str) -> None:
-    """Load a state dict of either the wrapper (``net.*`` keys) or the bare network."""
+def renamed(state: dict, renames: tuple[tuple[str, str], ...]) -> dict:
+    """A released file's keys in the network's naming: each key takes the first ``(prefix, replacement)``
+    whose prefix it starts with."""
+    def rename(key: str) -> str:
+        for prefix, replacement in renames:
+            if key.startswith(prefix):
+                return replacement + key[len(prefix):]
+        return key
+    return {rename(key): value for key, value in state.items()}
+
+
+def load_state(model: ImageClassifier, state: dict, where: str, renames: tuple[tuple[str, str], ...] = ()) -> None:
+    """Load a state dict of the wrapper (``net.*`` keys), of the bare network, or of the network in the
+    naming of its released files (``renames``: :attr:`BackboneSpec.state_renames`)."""
     state = _strip_prefixes(state)
+    if renames and not state.keys() <= model.net.state_dict().keys() and not any(k.startswith("net.") for k in state):
+        state = renamed(state, renames)
     target = model if any(k.startswith("net.") for k in state) else model.net
     try:
         target.load_state_dict(state)
@@ -78,7 +95,36 @@ def load_registry(backbone: BackboneSpec, key: str, num_classes: int) -> ImageCl
             f"connect to the internet once, or put the file as {registry_file(key)}, or pass --checkpoint FILE",
         ) from None
     model = build_classifier(backbone, num_classes)
-    load_state(model, net.state_dict(), key)
+    load_state(model, net.state_dict(), key, backbone.state_renames)
+    return model
+
+
+def torchvision_weights(name: str):
+    """The torchvision weights enum member ``name`` (``"ResNet50_Weights.IMAGENET1K_V1"``)."""
+    import torchvision.models as tvm
+
+    enum, _, member = name.partition(".")
+    try:
+        return getattr(getattr(tvm, enum), member)
+    except AttributeError:
+        raise ConfigError(f"torchvision has no weights '{name}'", "name a member of a torchvision.models *_Weights enum") from None
+
+
+def torchvision_file(name: str) -> Path:
+    """Where torchvision keeps the downloaded weights ``name`` (``$TORCH_HOME/hub/checkpoints``, its own file name)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(torchvision_weights(name).url).name
+
+
+def load_torchvision(backbone: BackboneSpec, name: str, num_classes: int, dataset: str | None) -> ImageClassifier:
+    """Weights through torchvision's weights API (downloaded once, their file name's hash prefix checked)."""
+    weights = torchvision_weights(name)
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as error:  # urllib, HTTP and hash errors all end here
+        raise DataError(f"torchvision weights {name} could not be loaded from {weights.url}: {error}",
+                        f"connect to the internet once, or put the file as {torchvision_file(name)}, or pass --checkpoint FILE") from None
+    model = build_classifier(backbone, num_classes, dataset)
+    load_state(model, state, name, backbone.state_renames)
     return model
 
 
@@ -87,7 +133,8 @@ def weights_file(reference: str) -> Path:
     path = Path(reference)
     if not path.is_file():
         raise ConfigError(f"checkpoint file {path} not found",
-                          f"give a state-dict file, or {REGISTRY_PREFIX}KEY for pytorch-ood's registry")
+                          f"give a state-dict file, {REGISTRY_PREFIX}KEY for pytorch-ood's registry, or "
+                          f"{TORCHVISION_PREFIX}NAME for torchvision's weights (ResNet50_Weights.IMAGENET1K_V1)")
     return path
 
 
@@ -95,13 +142,13 @@ def file_hash(path: Path, digests: DigestMemo) -> str:
     return digests.digest(path)[:24]
 
 
-def load_file(backbone: BackboneSpec, path: Path, num_classes: int) -> ImageClassifier:
+def load_file(backbone: BackboneSpec, path: Path, num_classes: int, dataset: str | None = None) -> ImageClassifier:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch format errors
         raise ConfigError(f"cannot read checkpoint {path}: {error}", "save it with torch.save(model.state_dict(), path)") from None
-    model = build_classifier(backbone, num_classes)
-    load_state(model, state, str(path))
+    model = build_classifier(backbone, num_classes, dataset)
+    load_state(model, state, str(path), backbone.state_renames)
     return model
 
 
@@ -119,13 +166,15 @@ def trained_key(backbone: BackboneSpec, num_classes: int, train_key: str, recipe
 def train_or_load(backbone: BackboneSpec, id_dataset: str, num_classes: int, train: SplitArrays, recipe: TrainingRecipe,
                   seed: int, compute: Compute, cache: ArtifactCache, key: str,
                   on_images: Callable[[int], None] | None = None,
-                  on_trained: Callable[[int, float], None] | None = None) -> tuple[ImageClassifier, dict]:
+                  on_trained: Callable[[int, float], None] | None = None,
+                  stands_for: str | None = None) -> tuple[ImageClassifier, dict]:
     """A classifier trained with the CE recipe, from the cache when the same training ran before.
     ``on_trained(images, seconds)`` hears of a training run in this call (not of a resumed one's
     earlier epochs). The initial weights come from ``seed``, whatever ran before in the process.
-    In a process group, rank 0 writes the cache and the other ranks train beside it without writing."""
+    In a process group, rank 0 writes the cache and the other ranks train beside it without writing.
+    ``stands_for``: the dataset whose input statistics apply (:meth:`BackboneSpec.statistics`), else ``id_dataset``."""
     torch.manual_seed(seed)
-    model = compute.prepare(build_classifier(backbone, num_classes))
+    model = compute.prepare(build_classifier(backbone, num_classes, stands_for or id_dataset))
 
     def compute_(directory: Path) -> dict:
         started = time.perf_counter()

@@ -33,7 +33,7 @@ def train_command(registry: Registry, args: argparse.Namespace, paths: dict) -> 
     device = f"cuda:{torch.cuda.current_device()}" if world.size > 1 and torch.cuda.is_available() else args.device
     ctx = EngineContext.create(device, args.precision, args.compile, paths["cache_dir"], paths["data_root"], paths["download"])
     compute, cache, context = ctx.compute, ctx.cache, ctx.sources
-    fmt = ImageFormat(backbone.input_size, backbone.channels)
+    fmt = ImageFormat.of(backbone)
     train = materialize(spec, "train", fmt, context, cache, args.train_limit)
     recipe = backbone.recipe if args.epochs is None else dataclasses.replace(backbone.recipe, epochs=args.epochs)
     key = trained_key(backbone, spec.num_classes, train.key, recipe, args.seed, compute)

@@ -1,9 +1,10 @@
 """The cross-entropy classifier recipe (``oodbench train`` and backbones trained for a run).
 
 SGD with Nesterov momentum, weight decay, a cosine learning-rate schedule stepped every batch
-(after an optional linear warm-up), random crop with zero padding and horizontal flips: the
-recipe of the Wide ResNet baselines of the Outlier Exposure and Energy papers, with the epoch
-count as the knob that makes it CPU-sized.
+(after an optional linear warm-up), random crop with zero padding (or, for ImageNet recipes, a
+random resized crop) and horizontal flips: the recipe of the Wide ResNet baselines of the Outlier
+Exposure and Energy papers and of OpenOOD's ResNet-18s, with the epoch count as the knob that makes
+it CPU-sized.
 
 Training is resumable: the state after every epoch is kept in a scratch directory, and a rerun
 after an interruption continues from the last finished epoch.
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from oodbench.api import TrainingRecipe
-from oodbench.data.augment import random_crop_flip
+from oodbench.data.augment import random_crop_flip, random_resized_crop
 from oodbench.data.batches import resident, take, to_device, to_pixels
 from oodbench.engine.device import CompiledModule, Compute
 from oodbench.faults import reached
@@ -168,6 +169,8 @@ def train_classifier(
             index = np.sort(order[step * batch_size : (step + 1) * batch_size].numpy())
             pixels = to_pixels(take(source, index), compute.device, compute.channels_last)
             target = take(labels_t, index)
+            if recipe.random_resized_crop:
+                pixels = random_resized_crop(pixels, generator)
             pixels = random_crop_flip(pixels, recipe.crop_padding, recipe.flip, generator)
             local = world.shard(target)
             loss = cross_entropy_step(forward, optimizer, world.shard(pixels), local, compute, scaler,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from oodbench.data.source import ImageFormat
 from oodbench.registry import Registry
 
 
@@ -33,7 +34,7 @@ def _backbones(registry: Registry) -> pd.DataFrame:
     for name in sorted(registry.backbones):
         spec = registry.backbone(name)
         weights = ", ".join(f"{c.dataset}/s{c.seed}" for c in spec.checkpoints) or "trained by oodbench"
-        rows.append({"backbone": name, "input": f"{spec.input_size}x{spec.input_size}x{spec.channels}",
+        rows.append({"backbone": name, "input": ImageFormat.of(spec).describe(),
                      "features": spec.feature_dim, "weights": weights, "description": spec.description})
     return pd.DataFrame(rows)
 

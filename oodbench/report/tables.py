@@ -121,10 +121,21 @@ def table_metrics(results: pd.DataFrame) -> tuple[tuple[str, str], ...]:
     return tuple(tuple(pair) for pair in protocol_record(results).get("metrics", MIM_METRICS))
 
 
+def shifted_accuracy(results: pd.DataFrame) -> pd.DataFrame:
+    """Full-spectrum rows' accuracy on each covariate-shifted ID set: index methods, a column per set (mean
+    over seeds); empty without full-spectrum rows."""
+    if "csid_accuracy" not in results:
+        return pd.DataFrame()
+    rows = [{"method": method, **(json.loads(value) if isinstance(value, str) else value)}
+            for method, value in zip(results["method"], results["csid_accuracy"], strict=True) if isinstance(value, (str, dict))]
+    return pd.DataFrame(rows).groupby("method", sort=False).mean() if rows else pd.DataFrame()
+
+
 def main_layout(results: pd.DataFrame) -> pd.DataFrame:
     """Numeric main table: index methods, columns (OOD set, group average or 'Average', metric label) for the
-    metrics of :func:`table_metrics`, after :data:`ACCURACY` (the scoring network's mean ID accuracy) when
-    the protocol shows it.
+    metrics of :func:`table_metrics`, after :data:`ACCURACY` (the scoring network's mean ID accuracy) and,
+    under full-spectrum evaluation, the accuracy on each covariate-shifted ID set, when the protocol shows
+    accuracy.
 
     NaN marks a cell without a valid value (failed or non-finite); :func:`cell_status` says why.
     """
@@ -133,11 +144,15 @@ def main_layout(results: pd.DataFrame) -> pd.DataFrame:
     oods = [o for _, members in groups for o in members]
     headers = [h for name, members in groups for h in [*members, *([GROUP_AVERAGES[name]] if name else [])]]
     ok = results[results["status"] == "ok"]
-    accuracy = [ACCURACY] if protocol_record(results).get("accuracy_column") else []
+    shows_accuracy = bool(protocol_record(results).get("accuracy_column"))
+    shifted = shifted_accuracy(ok) if shows_accuracy else pd.DataFrame()
+    accuracy = [ACCURACY, *((name, ACCURACY[1]) for name in shifted.columns)] if shows_accuracy else []
     columns = pd.MultiIndex.from_tuples([*accuracy, *((h, label) for h in [*headers, AVERAGE] for _, label in metrics)])
     table = pd.DataFrame(np.nan, index=pd.Index(method_order(results), name="method"), columns=columns)
     if accuracy:
         table[ACCURACY] = ok.groupby("method")["id_accuracy"].mean().reindex(table.index)
+        for name in shifted.columns:
+            table[(name, ACCURACY[1])] = shifted[name].reindex(table.index)
     means = ok.groupby(["method", "ood_dataset"])[[m for m, _ in metrics]].mean()
     for (method, ood), row in means.iterrows():
         for metric, label in metrics:
