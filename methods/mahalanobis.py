@@ -1,7 +1,7 @@
 """Mahalanobis distance (Lee, Lee, Lee & Shin, NeurIPS 2018).
 
 Class means ``mu_c`` and one shared covariance ``Sigma`` are fitted on penultimate features of the
-ID **training** split; the outlier score is ``min_c (h - mu_c)^T Sigma^-1 (h - mu_c) / 2``
+ID **training** split (for the classes it has); the outlier score is ``min_c (h - mu_c)^T Sigma^-1 (h - mu_c) / 2``
 (:class:`pytorch_ood.detector.Mahalanobis`; its covariance is not divided by N, which scales all
 distances alike and leaves every metric unchanged).
 
@@ -57,7 +57,7 @@ class Mahalanobis(Method):
         return Capabilities(reads=frozenset(reads), fits=True, attack="score" if self.params.eps <= 0 else "surrogate")
 
     def fit(self, train: FitInputs) -> dict:
-        detector = MahalanobisDetector(encoder=None).fit_features(train.features, train.labels)
+        detector = MahalanobisDetector(encoder=None).fit_features(train.features, train.present_labels)
         return {name: getattr(detector, name) for name in FITTED}
 
     def _restore(self, detector: MahalanobisDetector) -> MahalanobisDetector:

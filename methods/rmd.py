@@ -1,7 +1,7 @@
 """Relative Mahalanobis distance (Ren et al., 2021).
 
 Class-conditional Mahalanobis distance minus the distance under one background Gaussian fitted
-to all ID **training** features: ``min_c [d_c(h) - d_0(h)]``
+to all ID **training** features: ``min_c [d_c(h) - d_0(h)]`` over the classes the split has
 (:class:`pytorch_ood.detector.RMD`).
 """
 
@@ -25,7 +25,7 @@ class RMD(Method):
     fit_split_under = {"mim-notebook": "test"}
 
     def fit(self, train: FitInputs) -> dict:
-        detector = RMDDetector(encoder=None).fit_features(train.features, train.labels)
+        detector = RMDDetector(encoder=None).fit_features(train.features, train.present_labels)
         return {name: getattr(detector, name) for name in FITTED}
 
     def score(self, data: ScoreInputs) -> Tensor:

@@ -275,3 +275,14 @@ def test_klmatching_scores_pytorch_oods_divergence_in_float64_and_stay_finite(re
         if classes == 10:  # on a 1000-way confident softmax pytorch-ood's float32 sum itself overflows
             torch.testing.assert_close(ours, reference.predict_logits(logits), rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(score_with(method, classes, logits=logits[:7]), ours[:7], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["mahalanobis", "rmd"])
+def test_class_gaussians_fit_a_split_that_holds_a_few_classes_of_a_large_label_space(method, name, tmp_path):
+    """A set of ImageNet-1K's label space holds some of its 1,000 classes: the Gaussians are those of the classes
+    it has, and the scores those of the same split labelled 0..K'-1."""
+    features, labels = gaussian_features()
+    sparse = torch.tensor([3, 417, 998])[labels]
+    fitted = fit_with(method(name), sparse, tmp_path / "sparse", num_classes=1000, features=features)
+    dense = fit_with(method(name), labels, tmp_path / "dense", features=features)
+    torch.testing.assert_close(score_with(fitted, 1000, features=features), score_with(dense, 3, features=features))

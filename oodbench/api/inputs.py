@@ -198,6 +198,12 @@ class FitInputs(_Inputs):
         object.__setattr__(self, "scratch", scratch)
         object.__setattr__(self, "progress", progress)
 
+    @property
+    def present_labels(self) -> Tensor:
+        """The labels renumbered ``0..K'-1`` over the classes the split has, in class order: for detectors that
+        fit one group per class and take the nearest (a set of ImageNet-1K's label space holds few of its classes)."""
+        return self.labels.unique(return_inverse=True)[1]
+
 
 @dataclass
 class TrainingContext:
