@@ -4,7 +4,8 @@
 - ``uniform``: pixels ~ U[0, 255] (:class:`pytorch_ood.dataset.img.UniformNoise`)
 
 10,000 images each (the size of the ODIN OOD sets), from a fixed seed, so every run sees the
-same images.
+same images. The dataset draws image after image from one generator; materialisation takes them in
+that order, a chunk at a time, so a split at 224 pixels (1.5 GB) never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -34,8 +35,14 @@ class NoiseSource(Source):
         size = (fmt.size, fmt.size, fmt.channels)
         cls = GaussianNoise if self.kind == "gaussian" else UniformNoise
         dataset = cls(length=self.count, size=size, seed=self.seed)
-        images = np.stack([np.asarray(dataset[i][0]).reshape(size) for i in range(self.count)])
-        return ImageSet(labels=np.full(self.count, -1, dtype=np.int64), array=images)
+        drawn = iter(range(self.count))
+
+        def load(index: int) -> np.ndarray:
+            if index != next(drawn):
+                raise RuntimeError(f"{self.kind} noise images are drawn in order; item {index} was asked out of turn")
+            return np.asarray(dataset[index][0]).reshape(size)
+
+        return ImageSet(labels=np.full(self.count, -1, dtype=np.int64), load=load, sequential=True)
 
     def describe(self) -> str:
         return f"{self.kind} noise, {self.count} images, seed {self.seed}"

@@ -185,7 +185,7 @@ def write_images(path: Path, image_set: ImageSet, fmt: ImageFormat, label: str) 
         first = convert_chunk(0) if n else 0
         yield from range(first)
         rest = range(CHUNK, n, CHUNK)
-        if not first or (time.perf_counter() - started) / first < PARALLEL_ABOVE_S:
+        if not first or image_set.sequential or (time.perf_counter() - started) / first < PARALLEL_ABOVE_S:
             yield from (tick for start in rest for tick in range(convert_chunk(start)))
             return
         pool = ThreadPoolExecutor(decode_threads(), thread_name_prefix="decode")

@@ -74,7 +74,8 @@ class ImageSet:
     """The raw images of one split: either a decoded uint8 array or a per-item loader.
 
     ``load(i)`` returns a PIL image or an ``H x W [x C]`` uint8 array; materialisation calls it from
-    several threads at once (:func:`oodbench.data.arrays.decode_threads`). ``names[i]`` says where item
+    several threads at once (:func:`oodbench.data.arrays.decode_threads`), or, with ``sequential``, in
+    index order from one thread (a generator that draws item after item). ``names[i]`` says where item
     ``i`` lives (a file, an archive member), for error messages.
     """
 
@@ -83,6 +84,7 @@ class ImageSet:
     load: Callable[[int], Image.Image | np.ndarray] | None = None
     names: Sequence[str] | None = None
     notes: list[str] = field(default_factory=list)
+    sequential: bool = False
 
     @classmethod
     def unlabelled(cls, array: np.ndarray) -> "ImageSet":

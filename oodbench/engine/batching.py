@@ -3,9 +3,10 @@
 - On a GPU the limit is memory: one probe batch measures the memory a pass with input gradients
   takes per image (the heaviest inference pass, ODIN's), and the batch is the largest power of
   two that keeps such a pass within half of the free memory.
-- On a CPU the limit is throughput: forward passes at batch sizes from 32 to 1024 are timed, and
-  the batch is the smallest within 3% of the best images per second (a smaller batch holds less
-  memory for the same speed).
+- On a CPU the limit is throughput: forward passes at batch sizes from 32 to 1024 images of 32x32
+  pixels are timed (larger inputs: the same pixels in fewer images, 1 to 20 at 224x224, so the
+  measurement holds at most 1024 small images' worth), and the batch is the smallest within 3% of
+  the best images per second (a smaller batch holds less memory for the same speed).
 
 Training batch sizes are part of each recipe and never change. The result is remembered per
 backbone and device next to the throughput measurements, and ``--batch-size`` overrides it.
@@ -58,7 +59,7 @@ def _cpu_batch(model: torch.nn.Module, compute: Compute, size: int, channels: in
                 seconds.append(time.perf_counter() - started)
         return batch / min(seconds)
 
-    rates = {batch: rate(batch) for batch in CPU_SIZES}
+    rates = {batch: rate(batch) for batch in sorted({max(1, min(b, b * 32 * 32 // (size * size))) for b in CPU_SIZES})}
     best = max(rates.values())
     return min(batch for batch, value in rates.items() if value >= NEAR_BEST * best)
 
