@@ -18,9 +18,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torchvision.models as tvm
-from torch import Tensor, nn
+from torch import nn
 
-from oodbench.api import BackboneSpec, KnownCheckpoint
+from oodbench.api import BackboneSpec, KnownCheckpoint, TorchvisionWeights
+from oodbench.backbones._headless import Headless, renames
 
 CITATIONS = {
     "resnet50": "He, Zhang, Ren & Sun, Deep Residual Learning for Image Recognition, CVPR 2016",
@@ -28,27 +29,6 @@ CITATIONS = {
     "swin_t": "Liu et al., Swin Transformer: Hierarchical Vision Transformer using Shifted Windows, ICCV 2021",
 }
 LABEL_SPACE = "imagenet-1k"
-
-
-class Headless(nn.Module):
-    """A torchvision classifier split into ``body`` (everything before its classification head) and the
-    head as ``fc``, so that ``features`` and the final layer are separate."""
-
-    def __init__(self, model: nn.Module, head: str) -> None:
-        super().__init__()
-        owner, _, name = head.rpartition(".")
-        parent = model.get_submodule(owner) if owner else model
-        self.fc = getattr(parent, name)
-        setattr(parent, name, nn.Identity())
-        if owner and all(isinstance(m, nn.Identity) for m in parent.children()):
-            setattr(model, owner, nn.Identity())  # ViT's ``heads`` held only the head
-        self.body = model
-
-    def features(self, x: Tensor) -> Tensor:
-        return self.body(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.features(x))
 
 
 def _builder(architecture: Callable[..., nn.Module], head: str) -> Callable[[int, int], nn.Module]:
@@ -65,10 +45,9 @@ def _spec(name: str, architecture: Callable[..., nn.Module], weights, head: str,
     return BackboneSpec(
         name=name, build=_builder(architecture, head), input_size=transform.crop_size[0], resize_size=transform.resize_size[0],
         interpolation=transform.interpolation.value, channels=3, mean=tuple(transform.mean), std=tuple(transform.std),
-        feature_dim=feature_dim, trainable=False, state_renames=((f"{head}.", "fc."), ("", "body.")),
-        checkpoints=(KnownCheckpoint(LABEL_SPACE, 0, expected_accuracy=accuracy, tolerance=0.02,
-                                     accuracy_source=f"torchvision's {weights} metrics (ImageNet-1K validation)",
-                                     torchvision_weights=str(weights)),),
+        feature_dim=feature_dim, trainable=False, state_renames=renames(head),
+        checkpoints=(KnownCheckpoint(LABEL_SPACE, 0, TorchvisionWeights(str(weights)), expected_accuracy=accuracy, tolerance=0.02,
+                                     accuracy_source=f"torchvision's {weights} metrics (ImageNet-1K validation)"),),
         description=f"torchvision's {architecture.__name__} with {weights} (ImageNet-1K, top-1 {accuracy:.3f})",
         citation=CITATIONS[architecture.__name__], origin="built-in",
     )

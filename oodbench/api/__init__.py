@@ -15,7 +15,16 @@ importing it loads no other oodbench module (and not torch), so a plugin that on
 is cheap to import.
 """
 
-from oodbench.api.backbones import BackboneSpec, KnownCheckpoint, TrainingRecipe
+from oodbench.api.backbones import (
+    BackboneFamily,
+    BackboneSpec,
+    KnownCheckpoint,
+    PackageWeights,
+    PytorchOodWeights,
+    TimmWeights,
+    TorchvisionWeights,
+    TrainingRecipe,
+)
 from oodbench.api.datasets import DatasetSpec
 from oodbench.api.inputs import (
     EXTRACTED,
@@ -47,7 +56,12 @@ __all__ = [
     "NoParams",
     "DatasetSpec",
     "BackboneSpec",
+    "BackboneFamily",
     "KnownCheckpoint",
+    "PytorchOodWeights",
+    "TorchvisionWeights",
+    "PackageWeights",
+    "TimmWeights",
     "TrainingRecipe",
     "Preset",
     "Protocol",

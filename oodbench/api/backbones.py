@@ -10,12 +10,40 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class KnownCheckpoint:
-    """Published weights of a backbone: from pytorch-ood's model registry or torchvision's weights API.
+class PytorchOodWeights:
+    """Weights of pytorch-ood's model registry: ``key`` of :func:`pytorch_ood.model.load_model` (URL and sha256 there)."""
 
-    ``registry_key`` is a key of :func:`pytorch_ood.model.load_model` (URL and sha256 live there);
-    ``torchvision_weights`` instead names a torchvision weights enum member
-    (``"ResNet50_Weights.IMAGENET1K_V1"``: its URL, file name and hash prefix live there).
+    key: str
+
+
+@dataclass(frozen=True)
+class TorchvisionWeights:
+    """Weights of torchvision's weights API: a ``*_Weights`` enum member, ``"ResNet50_Weights.IMAGENET1K_V1"``."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class PackageWeights:
+    """A weights file an installable package ships: ``module.function()`` returns its path; ``pip`` installs it."""
+
+    module: str
+    function: str
+    pip: str
+
+
+@dataclass(frozen=True)
+class TimmWeights:
+    """timm's pretrained weights of model ``name`` (``model`` or ``model.tag``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class KnownCheckpoint:
+    """Published weights of a backbone and where they come from (``weights``: one of the sources above;
+    :mod:`oodbench.models.weights` fetches them).
+
     ``dataset`` is the ID dataset the weights were trained on, or the label space they classify into
     (``"imagenet-1k"``: any ID set whose labels are ImageNet-1K's class indices,
     :attr:`DatasetSpec.label_space`). ``expected_accuracy`` is the ID test accuracy the weights should
@@ -24,15 +52,10 @@ class KnownCheckpoint:
 
     dataset: str
     seed: int
-    registry_key: str = ""
+    weights: PytorchOodWeights | TorchvisionWeights | PackageWeights | TimmWeights
     expected_accuracy: float | None = None
     tolerance: float = 0.01
     accuracy_source: str = ""
-    torchvision_weights: str = ""
-
-    def __post_init__(self) -> None:
-        if bool(self.registry_key) == bool(self.torchvision_weights):
-            raise ValueError(f"a known checkpoint of {self.dataset} names exactly one of registry_key and torchvision_weights")
 
 
 @dataclass(frozen=True)
@@ -98,3 +121,14 @@ class BackboneSpec:
     def statistics(self, dataset: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The (mean, std) that normalise inputs for an ID dataset (the name it stands for)."""
         return self.normalisation.get(dataset or "", (self.mean, self.std))
+
+
+@dataclass(frozen=True)
+class BackboneFamily:
+    """Backbones made on request: ``--backbone PREFIX+NAME`` (``timm:convnext_tiny``) is the :class:`BackboneSpec`
+    ``make(NAME)`` returns, for model zoos too large to list."""
+
+    prefix: str
+    make: Callable[[str], BackboneSpec]
+    description: str = ""
+    origin: str = "built-in"

@@ -25,7 +25,7 @@ import types
 import typing
 from typing import Any, Mapping
 
-from oodbench.api import BackboneSpec, Capabilities, DatasetSpec, Method, Preset, Protocol, Reads
+from oodbench.api import BackboneFamily, BackboneSpec, Capabilities, DatasetSpec, Method, Preset, Protocol, Reads
 
 #: class attributes of a method that its declaration carries, as they are (JSON values)
 ATTRIBUTES = ("name", "citation", "summary", "dataset_defaults", "preset_defaults", "default_aux", "fits", "trains", "uses_aux",
@@ -72,8 +72,8 @@ def declaration(module: types.ModuleType) -> dict:
         if inspect.isclass(value) and value.__module__ == module.__name__ and issubclass(value, Method) and value.name:
             methods.append(_method(value))
         for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, (DatasetSpec, BackboneSpec, Preset, Protocol)):
-                others.append(f"{type(item).__name__} '{item.name}'")
+            if isinstance(item, (DatasetSpec, BackboneSpec, BackboneFamily, Preset, Protocol)):
+                others.append(f"{type(item).__name__} '{getattr(item, 'name', None) or item.prefix}'")
     return {"methods": methods, "others": others}
 
 

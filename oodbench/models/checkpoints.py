@@ -1,8 +1,9 @@
-"""Where the classifier's weights come from: a user file, pytorch-ood's registry, or training.
+"""Where the classifier's weights come from: a user file, published weights (pytorch-ood's registry,
+torchvision's weights API, a package, timm: :mod:`oodbench.models.weights`), or training.
 
 Every checkpoint has a content hash that keys all downstream stages, known before any weights
-are loaded: the sha256 of the weights file (user files; pytorch-ood's registry lists it for its
-downloads) or the cache key of the training stage.
+are loaded: the sha256 of the weights file (user files, packages; pytorch-ood's registry lists it for
+its downloads, torchvision's file names carry its prefix) or the cache key of the training stage.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from oodbench.api import BackboneSpec, TrainingRecipe
 from oodbench.data.arrays import SplitArrays
 from oodbench.engine.cache import ArtifactCache
 from oodbench.engine.device import Compute
-from oodbench.errors import ConfigError, DataError
+from oodbench.errors import ConfigError
 from oodbench.hashing import DigestMemo, code_closure, stable_hash
 from oodbench.models import distributed, training
+from oodbench.models import weights as published
 from oodbench.models.classifier import ImageClassifier
 
 STAGE = "checkpoint"
-REGISTRY_PREFIX = "pytorch-ood:"
-TORCHVISION_PREFIX = "torchvision:"
 
 
 def build_classifier(backbone: BackboneSpec, num_classes: int, dataset: str | None = None) -> ImageClassifier:
@@ -67,64 +67,10 @@ def load_state(model: ImageClassifier, state: dict, where: str, renames: tuple[t
         ) from None
 
 
-def registry_entry(key: str):
-    """pytorch-ood's registry entry of ``key`` (URL, sha256, file name); nothing is downloaded."""
-    from pytorch_ood.model import get_model_info
-
-    try:
-        return get_model_info(key)
-    except ValueError as error:
-        raise ConfigError(f"pytorch-ood has no model '{key}'", str(error).split(".")[0]) from None
-
-
-def registry_file(key: str) -> Path:
-    """Where pytorch-ood keeps the downloaded weights of ``key`` (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / registry_entry(key).file_name
-
-
-def load_registry(backbone: BackboneSpec, key: str, num_classes: int) -> ImageClassifier:
-    """Weights from pytorch-ood's model registry (downloaded once into ``$TORCH_HOME/hub``, sha256-checked)."""
-    from pytorch_ood.model import load_model
-
-    entry = registry_entry(key)
-    try:
-        net = load_model(key)
-    except Exception as error:  # urllib, HTTP and hash errors all end here
-        raise DataError(
-            f"pre-trained weights '{key}' could not be loaded from {entry.url}: {error}",
-            f"connect to the internet once, or put the file as {registry_file(key)}, or pass --checkpoint FILE",
-        ) from None
-    model = build_classifier(backbone, num_classes)
-    load_state(model, net.state_dict(), key, backbone.state_renames)
-    return model
-
-
-def torchvision_weights(name: str):
-    """The torchvision weights enum member ``name`` (``"ResNet50_Weights.IMAGENET1K_V1"``)."""
-    import torchvision.models as tvm
-
-    enum, _, member = name.partition(".")
-    try:
-        return getattr(getattr(tvm, enum), member)
-    except AttributeError:
-        raise ConfigError(f"torchvision has no weights '{name}'", "name a member of a torchvision.models *_Weights enum") from None
-
-
-def torchvision_file(name: str) -> Path:
-    """Where torchvision keeps the downloaded weights ``name`` (``$TORCH_HOME/hub/checkpoints``, its own file name)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(torchvision_weights(name).url).name
-
-
-def load_torchvision(backbone: BackboneSpec, name: str, num_classes: int, dataset: str | None) -> ImageClassifier:
-    """Weights through torchvision's weights API (downloaded once, their file name's hash prefix checked)."""
-    weights = torchvision_weights(name)
-    try:
-        state = weights.get_state_dict(progress=True, check_hash=True)
-    except Exception as error:  # urllib, HTTP and hash errors all end here
-        raise DataError(f"torchvision weights {name} could not be loaded from {weights.url}: {error}",
-                        f"connect to the internet once, or put the file as {torchvision_file(name)}, or pass --checkpoint FILE") from None
+def load_published(backbone: BackboneSpec, weights, num_classes: int, dataset: str | None) -> ImageClassifier:
+    """A classifier with published ``weights`` (:mod:`oodbench.models.weights`), normalised for ID set ``dataset``."""
     model = build_classifier(backbone, num_classes, dataset)
-    load_state(model, state, name, backbone.state_renames)
+    load_state(model, published.state_dict(weights), published.origin(weights), backbone.state_renames)
     return model
 
 
@@ -133,8 +79,8 @@ def weights_file(reference: str) -> Path:
     path = Path(reference)
     if not path.is_file():
         raise ConfigError(f"checkpoint file {path} not found",
-                          f"give a state-dict file, {REGISTRY_PREFIX}KEY for pytorch-ood's registry, or "
-                          f"{TORCHVISION_PREFIX}NAME for torchvision's weights (ResNet50_Weights.IMAGENET1K_V1)")
+                          "give a state-dict file, pytorch-ood:KEY for pytorch-ood's registry, torchvision:NAME for "
+                          "torchvision's weights (ResNet50_Weights.IMAGENET1K_V1), or timm:MODEL for timm's")
     return path
 
 

@@ -36,6 +36,8 @@ def _backbones(registry: Registry) -> pd.DataFrame:
         weights = ", ".join(f"{c.dataset}/s{c.seed}" for c in spec.checkpoints) or "trained by oodbench"
         rows.append({"backbone": name, "input": ImageFormat.of(spec).describe(),
                      "features": spec.feature_dim, "weights": weights, "description": spec.description})
+    rows += [{"backbone": f"{prefix}<model>", "input": "the model's own", "features": "", "weights": "the model's own",
+              "description": family.description} for prefix, family in sorted(registry.families.items())]
     return pd.DataFrame(rows)
 
 

@@ -1,5 +1,5 @@
-"""``checkpoint``: the classifier of one seed, from a file, pytorch-ood's registry, torchvision's
-weights API, or training.
+"""``checkpoint``: the classifier of one seed, from a file, published weights (pytorch-ood's registry,
+torchvision's weights API, a package, timm), or training.
 
 Which one is decided from the run's settings and the backbone's declared checkpoints, never from
 names: ``--checkpoint`` wins, then published weights for exactly this ID dataset and seed (a
@@ -20,6 +20,7 @@ from oodbench.engine.plan import TRAINING_COPIES, Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.errors import ConfigError
 from oodbench.models import checkpoints as ckpt
+from oodbench.models import weights as published
 
 KIND = ckpt.STAGE
 
@@ -33,7 +34,7 @@ def _no_checkpoint(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int) -> C
     return ConfigError(
         f"no checkpoint of backbone '{backbone.name}' for '{id_spec.name}' with seed {seed}; "
         f"published weights exist for: {', '.join(known)}",
-        "pass --checkpoint FILE (or pytorch-ood:KEY), or --train to train one with the backbone's recipe",
+        "pass --checkpoint FILE (or pytorch-ood:KEY, torchvision:NAME, timm:MODEL), or --train to train one with the backbone's recipe",
     )
 
 
@@ -42,36 +43,17 @@ def task_id(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int) -> str:
     return f"checkpoint:{backbone.name}/{id_spec.name}:seed{seed}"
 
 
-def _registry_task(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, registry_key: str, known,
-                   resources: Resources) -> Task:
-    entry = ckpt.registry_entry(registry_key)
-    origin = f"{ckpt.REGISTRY_PREFIX}{registry_key}"
-    key = entry.sha256[:24]
+def _published_task(ctx, backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, weights, known, resources: Resources) -> Task:
+    """The network with published ``weights`` (a :class:`KnownCheckpoint`'s, or ``--checkpoint SCHEME:NAME``)."""
+    origin = published.origin(weights)
+    key = published.content_key(weights, ctx.sources.digests)
 
     def run(ctx, inputs):
-        return _network(ctx, backbone, ckpt.load_registry(backbone, registry_key, id_spec.num_classes), key, origin, known)
+        model = ckpt.load_published(backbone, weights, id_spec.num_classes, id_spec.stands_for)
+        return _network(ctx, backbone, model, key, origin, known)
 
-    needs = None if ckpt.registry_file(registry_key).is_file() else f"download {entry.url}"
-    return Task(task_id(backbone, id_spec, seed), KIND, f"{origin} (seed {seed})", key, run, needs=needs, resources=resources)
-
-
-def _torchvision_task(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, name: str, known, resources: Resources) -> Task:
-    weights = ckpt.torchvision_weights(name)
-    origin = f"{ckpt.TORCHVISION_PREFIX}{name}"
-    key = f"torchvision-{ckpt.Path(weights.url).name}"  # the file name carries the sha256 prefix torchvision checks
-
-    def run(ctx, inputs):
-        return _network(ctx, backbone, ckpt.load_torchvision(backbone, name, id_spec.num_classes, id_spec.stands_for), key,
-                        origin, known)
-
-    needs = None if ckpt.torchvision_file(name).is_file() else f"download {weights.url}"
-    return Task(task_id(backbone, id_spec, seed), KIND, f"{origin} (seed {seed})", key, run, needs=needs, resources=resources)
-
-
-def _known_task(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, known, resources: Resources) -> Task:
-    if known.torchvision_weights:
-        return _torchvision_task(backbone, id_spec, seed, known.torchvision_weights, known, resources)
-    return _registry_task(backbone, id_spec, seed, known.registry_key, known, resources)
+    return Task(task_id(backbone, id_spec, seed), KIND, f"{origin} (seed {seed})", key, run, needs=published.needs(weights),
+                resources=resources)
 
 
 def published_weights(config: RunConfig, backbone: BackboneSpec, id_spec: DatasetSpec, seed: int):
@@ -85,10 +67,9 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
                     train: PlannedSplit | None, model_mb: float) -> Task:
     """The task that yields the :class:`Network` of ``seed`` (``model_mb``: MiB of its weights)."""
     loaded = Resources(ctx.compute.device.type, model_mb)
-    if config.checkpoint and config.checkpoint.startswith(ckpt.REGISTRY_PREFIX):
-        return _registry_task(backbone, id_spec, seed, config.checkpoint[len(ckpt.REGISTRY_PREFIX):], None, loaded)
-    if config.checkpoint and config.checkpoint.startswith(ckpt.TORCHVISION_PREFIX):
-        return _torchvision_task(backbone, id_spec, seed, config.checkpoint[len(ckpt.TORCHVISION_PREFIX):], None, loaded)
+    named = published.parse(config.checkpoint) if config.checkpoint else None
+    if named is not None:
+        return _published_task(ctx, backbone, id_spec, seed, named, None, loaded)
     if config.checkpoint:
         path = ckpt.weights_file(config.checkpoint)
         key, origin = ckpt.file_hash(path, ctx.sources.digests), f"file:{path.resolve()}"
@@ -98,7 +79,7 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
                     resources=loaded)
     known = published_weights(config, backbone, id_spec, seed)
     if known is not None:
-        return _known_task(backbone, id_spec, seed, known, loaded)
+        return _published_task(ctx, backbone, id_spec, seed, known.weights, known, loaded)
     if not backbone.trainable:
         raise ConfigError(f"backbone '{backbone.name}' is only used with published weights, and it has none for "
                           f"'{id_spec.name}' (seed {seed})", "pass --checkpoint FILE, or an ID set of its label space "
