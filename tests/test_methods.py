@@ -286,3 +286,12 @@ def test_class_gaussians_fit_a_split_that_holds_a_few_classes_of_a_large_label_s
     fitted = fit_with(method(name), sparse, tmp_path / "sparse", num_classes=1000, features=features)
     dense = fit_with(method(name), labels, tmp_path / "dense", features=features)
     torch.testing.assert_close(score_with(fitted, 1000, features=features), score_with(dense, 3, features=features))
+
+
+def test_she_gives_a_class_without_a_correctly_classified_training_sample_confidence_zero(method, tmp_path):
+    head = Head(torch.eye(3), torch.zeros(3))
+    features = torch.tensor([[2.0, 0, 0], [0, 3.0, 0], [0, 0, 1.0]])
+    fitted = fit_with(method("she"), torch.tensor([0, 1, 0]), tmp_path, num_classes=3, features=features, head=head)
+    torch.testing.assert_close(fitted.state["patterns"], torch.tensor([[2.0, 0, 0], [0, 3.0, 0], [0, 0, 0]]))
+    test = torch.tensor([[1.0, 0, 0], [0, 0, 5.0]])
+    torch.testing.assert_close(score_with(fitted, 3, features=test, head=head), torch.tensor([-2.0, 0.0]))

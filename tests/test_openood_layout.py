@@ -213,7 +213,8 @@ def _run_benchmark(tmp_path: Path, benchmark: str, every_method: bool, capsys) -
     backbone, classes, sizes, methods = BENCHMARK_RUNS[benchmark]
     root = make_openood_tree(tmp_path / "openood", benchmark, **sizes)
     full_spectrum = ["--full-spectrum"] if benchmark != "cifar100" else []  # OpenOOD lists no CIFAR-100 covariate shift
-    chosen = [] if every_method or methods is None else ["--methods", methods]
+    # every post-hoc method, NNGuide with 10 neighbours: the tree's 50-60 training images hold fewer than its default 100
+    chosen = ["--param", "nnguide.k=10"] if every_method or methods is None else ["--methods", methods]
     code = main(["run", "--preset", "smoke", "--protocol", "openood-v1.5", "--id", benchmark, "--data-root", str(root),
                  *_released_checkpoint(backbone, classes, tmp_path / "best.ckpt"), *full_spectrum, *chosen,
                  "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")])

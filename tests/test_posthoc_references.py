@@ -1,0 +1,109 @@
+"""Post-hoc detectors against pytorch-ood run on the network itself.
+
+Each detector scores the same small network and images two ways: through oodbench's contract (the
+network's extracted features, logits and head, fitted and scored by the method plugin) and through
+pytorch-ood's detector given the network's parts and a data loader, as its documentation shows. The scores
+must agree up to float error (Pearson r >= 0.9999, in float32) and rank ID against OOD alike (AUROC equal
+to 4 decimals).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import fit_with, score_with
+from pytorch_ood import detector as pood
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from oodbench.models.classifier import ImageClassifier
+from oodbench.params import resolve_params
+from oodbench.registry import build_registry
+
+CLASSES = 5
+
+
+class SmallNet(nn.Module):
+    """A ReLU network, so the activation-shaping detectors see the non-negative features they were made for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 64), nn.ReLU(), nn.Linear(64, 48), nn.ReLU())
+        self.fc = nn.Linear(48, CLASSES)
+
+    def features(self, x):
+        return self.body(x)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    """The network, ID training images labelled with its predictions but for a quarter of them (every class
+    present), ID test images and OOD images of other statistics."""
+    model = ImageClassifier(SmallNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval()
+    generator = torch.Generator().manual_seed(1)
+    train = torch.rand(600, 3, 6, 6, generator=generator)
+    with torch.no_grad():
+        model.net.fc.weight.mul_(8)
+        model.net.fc.bias.sub_(model(train).mean(0))  # centred logits: every class is predicted
+        predicted = model(train).argmax(1)
+    assert len(predicted.unique()) == CLASSES
+    wrong = torch.arange(len(train)) % 4 == 0  # a quarter misclassified, for the detectors that fit on correct ones
+    labels = torch.where(wrong, (predicted + 1) % CLASSES, predicted)
+    test = torch.rand(200, 3, 6, 6, generator=generator)
+    ood = (torch.rand(200, 3, 6, 6, generator=generator) * 0.4 + 0.5).clamp(0, 1)
+    return model, train, labels, torch.cat([test, ood]), np.r_[np.zeros(200), np.ones(200)]
+
+
+def _maps(model):
+    return lambda x: model.features(x)[:, :, None, None]
+
+
+def _head(model):
+    return lambda maps: model.logits(maps.flatten(1))
+
+
+#: (oodbench method, its parameters other than the defaults, pytorch-ood's detector on the network's parts as
+#: its documentation shows)
+CASES = [
+    ("gen", {}, lambda m: pood.GEN(m, gamma=0.1, M=CLASSES)),
+    ("react", {}, lambda m: pood.ReAct(backbone=_maps(m), head=_head(m), percentile=0.9)),
+    ("scale", {}, lambda m: pood.SCALE(backbone=_maps(m), head=_head(m), percentile=0.85)),
+    ("ash", {}, lambda m: pood.ASH(backbone=_maps(m), head=_head(m), variant="ash-s", percentile=0.9)),
+    ("ash", {"variant": "b", "percentile": "0.65"}, lambda m: pood.ASH(backbone=_maps(m), head=_head(m), variant="ash-b", percentile=0.65)),
+    ("ash", {"variant": "p", "percentile": "0.8"}, lambda m: pood.ASH(backbone=_maps(m), head=_head(m), variant="ash-p", percentile=0.8)),
+    ("fdbd", {}, lambda m: pood.fDBD(encoder=m.features, head=m.net.fc)),
+    ("nci", {}, lambda m: pood.NCI(encoder=m.features, head=m.net.fc, alpha=1e-4)),
+    ("nnguide", {}, lambda m: pood.NNGuide(encoder=m.features, head=m.net.fc, k=100)),
+    ("she", {}, lambda m: pood.SHE(encoder=m.features, head=m.net.fc)),
+    ("gradnorm", {}, lambda m: pood.GradNorm(m, param_filter=lambda name: name == "net.fc.weight")),
+]
+
+
+def _ours(name: str, settings: dict, model, train, labels, x, tmp_path) -> torch.Tensor:
+    cls = build_registry().method(name)
+    method = cls(resolve_params(cls, "any", "none", settings))
+    with torch.no_grad():
+        values = {"features": model.features(x), "logits": model(x), "head": model.head()}
+        fitting = {"features": model.features(train), "logits": model(train), "head": model.head()}
+    reads = {r.value for r in method.capabilities().reads}
+    if method.capabilities().fits:
+        method = fit_with(method, labels, tmp_path, num_classes=CLASSES, **{k: v for k, v in fitting.items() if k in reads})
+    return score_with(method, CLASSES, **{k: v for k, v in values.items() if k in reads})
+
+
+@pytest.mark.parametrize(("name", "settings", "make_reference"), CASES,
+                         ids=[name + "".join(f"-{v}" for v in settings.values()) for name, settings, _ in CASES])
+def test_scores_match_pytorch_ood_on_the_same_network(name, settings, make_reference, setting, tmp_path):
+    model, train, labels, x, is_ood = setting
+    reference = make_reference(model)
+    if build_registry().method(name).fits:
+        reference.fit(DataLoader(TensorDataset(train, labels), batch_size=100))
+    expected = reference.predict(x).detach().float()
+    ours = _ours(name, settings, model, train, labels, x, tmp_path).float()
+    assert ours.shape == expected.shape and torch.isfinite(ours).all()
+    r = np.corrcoef(ours.numpy(), expected.numpy())[0, 1]
+    assert r >= 0.9999, f"{name}: Pearson r {r:.6f} against pytorch-ood"
+    assert round(roc_auc_score(is_ood, ours.numpy()), 4) == round(roc_auc_score(is_ood, expected.numpy()), 4)
