@@ -90,6 +90,9 @@ class ResNet18_224x224(ResNet):
         return torch.flatten(self.avgpool(x), 1)
 
 
+#: each residual stage's output; the last one (after its ReLU, before pooling) is ``last_map``
+RESNET_LAYERS = {"layer1": "layer1", "layer2": "layer2", "layer3": "layer3", "last_map": "layer4"}
+
 RESNET18_32 = BackboneSpec(
     name="resnet18-32x32",
     build=ResNet18_32x32,
@@ -100,6 +103,7 @@ RESNET18_32 = BackboneSpec(
     normalisation={"cifar100": CIFAR100_STATISTICS},
     feature_dim=512,
     recipe=TrainingRecipe(epochs=100, batch_size=128),
+    layers=RESNET_LAYERS,
     description="OpenOOD v1.5's CIFAR ResNet-18 (11M parameters); loads its released checkpoints, or trained with its recipe",
     citation=CITATION,
 )
@@ -114,6 +118,7 @@ RESNET18_224 = BackboneSpec(
     std=IMAGENET_STATISTICS[1],
     feature_dim=512,
     recipe=TrainingRecipe(epochs=90, batch_size=256, crop_padding=0, random_resized_crop=True),
+    layers=RESNET_LAYERS,
     description="OpenOOD v1.5's ImageNet-200 ResNet-18 (torchvision's architecture); loads its released checkpoints, "
                 "or trained with its recipe",
     citation=CITATION,

@@ -39,6 +39,13 @@ class SmallCNN(nn.Module):
         return self.fc(self.features(x))
 
 
+def stage_outputs(stages: int) -> dict[str, str]:
+    """Each stage's last block in :class:`SmallCNN`'s ``body`` (a max-pooling layer between stages): the last
+    stage's is ``last_map``."""
+    ends = [3 * i + 1 for i in range(stages)]
+    return {**{f"stage{i + 1}": f"body.{end}" for i, end in enumerate(ends[:-1])}, "last_map": f"body.{ends[-1]}"}
+
+
 CNN_SMALL = BackboneSpec(
     name="cnn-small",
     build=lambda num_classes, channels: SmallCNN(num_classes, channels, widths=(16, 32, 64)),
@@ -48,6 +55,7 @@ CNN_SMALL = BackboneSpec(
     std=CIFAR_STD,
     feature_dim=64,
     recipe=TrainingRecipe(epochs=6, lr=0.05),
+    layers=stage_outputs(3),
     description="six-layer CNN for the smoke preset: trains in seconds on a CPU",
 )
 

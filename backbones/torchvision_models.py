@@ -39,13 +39,14 @@ def _builder(architecture: Callable[..., nn.Module], head: str) -> Callable[[int
     return build
 
 
-def _spec(name: str, architecture: Callable[..., nn.Module], weights, head: str, feature_dim: int) -> BackboneSpec:
+def _spec(name: str, architecture: Callable[..., nn.Module], weights, head: str, feature_dim: int,
+          layers: dict[str, str] | None = None) -> BackboneSpec:
     transform = weights.transforms()
     accuracy = weights.meta["_metrics"]["ImageNet-1K"]["acc@1"] / 100
     return BackboneSpec(
         name=name, build=_builder(architecture, head), input_size=transform.crop_size[0], resize_size=transform.resize_size[0],
         interpolation=transform.interpolation.value, channels=3, mean=tuple(transform.mean), std=tuple(transform.std),
-        feature_dim=feature_dim, trainable=False, state_renames=renames(head),
+        feature_dim=feature_dim, trainable=False, state_renames=renames(head), layers=layers or {},
         checkpoints=(KnownCheckpoint(LABEL_SPACE, 0, TorchvisionWeights(str(weights)), expected_accuracy=accuracy, tolerance=0.02,
                                      accuracy_source=f"torchvision's {weights} metrics (ImageNet-1K validation)"),),
         description=f"torchvision's {architecture.__name__} with {weights} (ImageNet-1K, top-1 {accuracy:.3f})",
@@ -53,6 +54,7 @@ def _spec(name: str, architecture: Callable[..., nn.Module], weights, head: str,
     )
 
 
-RESNET50 = _spec("resnet50", tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, "fc", 2048)
+RESNET50 = _spec("resnet50", tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, "fc", 2048,
+                 {"layer1": "body.layer1", "layer2": "body.layer2", "layer3": "body.layer3", "last_map": "body.layer4"})
 VIT_B_16 = _spec("vit-b-16", tvm.vit_b_16, tvm.ViT_B_16_Weights.IMAGENET1K_V1, "heads.head", 768)
 SWIN_T = _spec("swin-t", tvm.swin_t, tvm.Swin_T_Weights.IMAGENET1K_V1, "head", 768)

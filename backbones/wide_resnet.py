@@ -30,6 +30,10 @@ def _wrn(depth: int, widen: int, drop: float):
     return build
 
 
+#: each residual group's output, and the last feature map (after the final BN-ReLU, before pooling)
+WRN_LAYERS = {"block1": "block1", "block2": "block2", "block3": "block3", "last_map": "relu"}
+
+
 def _seeded(dataset: str, base_accuracy: float, seeded: dict[int, float]) -> tuple[KnownCheckpoint, ...]:
     entries = [KnownCheckpoint(dataset, 0, PytorchOodWeights(f"wrn-40-2/{dataset}/crossentropy"), base_accuracy, 0.01, OE_LOGS)]
     entries += [
@@ -49,6 +53,7 @@ WRN_40_2 = BackboneSpec(
     feature_dim=128,
     checkpoints=_seeded("cifar10", 0.9484, {1: 0.9480, 2: 0.9484}) + _seeded("cifar100", 0.7596, {1: 0.7570, 2: 0.7611}),
     recipe=TrainingRecipe(epochs=100),
+    layers=WRN_LAYERS,
     description="Wide ResNet 40-2 (dropout 0.3), the backbone of the MIM, OE and Energy papers; pre-trained CIFAR weights via pytorch-ood",
     citation=WRN_CITATION,
 )
@@ -62,6 +67,7 @@ WRN_16_2 = BackboneSpec(
     std=CIFAR_STD,
     feature_dim=128,
     recipe=TrainingRecipe(epochs=25, warmup_epochs=1.0),
+    layers=WRN_LAYERS,
     description="Wide ResNet 16-2: CPU-sized (0.7M parameters, 128-d features like WRN-40-2), trained by oodbench",
     citation=WRN_CITATION,
 )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from oodbench.api import EVERY_LAYER
 from oodbench.attacks import parse_attack
 from oodbench.errors import ConfigError
 from oodbench.params import CLEAN, declared_protocols
@@ -122,8 +123,7 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     variants = dict(variants or {})
     for spec in attacks:
         parse_attack(spec)  # a wrong spec is an error now, not after hours of training
-    post_hoc = [n for n, cls in registry.methods.items() if not cls(cls.Params()).capabilities().trains]
-    default = sorted(post_hoc, key=lambda n: (registry.methods[n].table_order, n))  # paper order
+    default = default_methods(registry, registry.backbone(backbone or chosen.backbone), say if not methods else lambda _: None)
     entries = list(dict.fromkeys([*(methods or default), *variants]))
     for name in {variants.get(entry, (entry, {}))[0] for entry in entries} & set(registry.methods):
         unknown = declared_protocols(registry.methods[name]) - set(protocols)
@@ -154,6 +154,23 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
         variants=variants, aux=aux, attacks=tuple(attacks), protocol=protocol, tune=tune, tune_ood=tune_ood,
         full_spectrum=full_spectrum, **{k: v for k, v in environment.items() if v is not None},
     )
+
+
+def default_methods(registry, backbone, say: Callable[[str], None]) -> list[str]:
+    """Every post-hoc method that runs on ``backbone``, in paper order: those reading intermediate layers the
+    backbone does not expose are left out, and named."""
+    available = set(backbone.layers)
+    post_hoc, left_out = [], []
+    for name, cls in registry.methods.items():
+        caps = cls(cls.Params()).capabilities()
+        if caps.trains:
+            continue
+        runs = not caps.layers or (set(caps.layers) <= available if EVERY_LAYER not in caps.layers else bool(available))
+        (post_hoc if runs else left_out).append(name)
+    if left_out:
+        say(f"note: {', '.join(sorted(left_out))} left out: {'they read' if len(left_out) > 1 else 'it reads'} intermediate "
+            f"layers that backbone {backbone.name} does not expose")
+    return sorted(post_hoc, key=lambda n: (registry.methods[n].table_order, n))
 
 
 def resolve_grid(registry, *, id_datasets: Sequence[str] = (), backbones: Sequence[str] = (), say: Callable[[str], None] = print,

@@ -70,7 +70,7 @@ def write_plugin(directory: Path, name: str, score_body: str) -> Path:
     return path
 
 
-READS = {"logits": Reads.LOGITS, "features": Reads.FEATURES, "head": Reads.HEAD, "images": Reads.IMAGES}
+READS = {"logits": Reads.LOGITS, "features": Reads.FEATURES, "head": Reads.HEAD, "images": Reads.IMAGES, "layers": Reads.LAYERS}
 
 
 def score_with(method, num_classes: int = 10, **values):

@@ -144,12 +144,20 @@ def test_unknown_names_get_a_suggestion(tiny_catalog, tmp_path, capsys):
     assert "did you mean 'mahalanobis'" in capsys.readouterr().err
 
 
-def test_list_methods_shows_the_ten_builtins_with_capabilities(capsys):
+def test_list_methods_groups_the_builtins_by_what_they_need_with_citations(capsys):
     assert main(["list", "methods"]) == 0
-    out = capsys.readouterr().out
-    for name in ["msp", "odin", "energy", "mahalanobis", "entropy", "maxlogit", "klmatching", "dice", "rmd", "vim"]:
-        assert f"\n{name} " in out
-    assert "images" in out and "fit on ID train" in out and "ICLR 2018" in out
+    lines = capsys.readouterr().out.splitlines()
+    group = {line.split("  ")[0]: None for line in lines[1:]}
+    assert list(group) == ["logits only", "features", "layers", "images (re-runs the network)", "training",
+                           "training, auxiliary data"]
+    rows = {line.split()[-1]: line for line in lines[1:]}  # by source path
+    expected = {"msp": "logits only", "gen": "logits only", "mahalanobis": "features", "react": "features",
+                "rankfeat": "layers", "odin": "images (re-runs the network)", "mim": "training", "oe": "training, auxiliary data"}
+    for name, needs in expected.items():
+        row = next(line for path, line in rows.items() if path.endswith(f"/{name}.py"))
+        assert row.startswith(needs + " ") and f" {name} " in row
+    text = "\n".join(lines)
+    assert "fit on ID train" in text and "ICLR 2018" in text and "last_map(map)" in text
 
 
 def test_demo_runs_without_arguments(tmp_path, monkeypatch, capsys):

@@ -27,12 +27,14 @@ from oodbench.api.backbones import (
 )
 from oodbench.api.datasets import DatasetSpec
 from oodbench.api.inputs import (
+    EVERY_LAYER,
     EXTRACTED,
     Classifier,
     FitInputs,
     Head,
     ImageBatches,
     Reads,
+    Reduction,
     ScoreInputs,
     TrainingContext,
     UndeclaredRead,
@@ -44,6 +46,8 @@ from oodbench.api.protocols import Protocol
 __all__ = [
     "Reads",
     "EXTRACTED",
+    "EVERY_LAYER",
+    "Reduction",
     "Capabilities",
     "Head",
     "Classifier",

@@ -90,6 +90,9 @@ class BackboneSpec:
     weights (ImageNet models): their known checkpoint is used whatever the preset says.
     ``state_renames``: ``(prefix in released files, prefix here)`` pairs, the first that matches a
     key wins, for weights files in another naming (torchvision's ``heads.head.`` as ``fc.``).
+    ``layers``: the intermediate layers methods may read (:attr:`Capabilities.layers`), name -> dotted path
+    of the submodule of the built network whose output it is, in forward order; by convention
+    ``last_map`` is the last feature map before the global pooling.
     """
 
     name: str
@@ -109,6 +112,7 @@ class BackboneSpec:
     normalisation: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
     trainable: bool = True
     state_renames: tuple[tuple[str, str], ...] = ()
+    layers: Mapping[str, str] = field(default_factory=dict)
 
     def known_checkpoint(self, dataset: str, seed: int, label_space: str | None = None) -> KnownCheckpoint | None:
         """Published weights for exactly this dataset (a re-encoded copy has other pixels: none), or for the

@@ -31,10 +31,27 @@ class Reads(str, enum.Enum):
     HEAD = "head"
     #: the images themselves and the network, for methods that re-run it (input gradients)
     IMAGES = "images"
+    #: outputs of intermediate layers the backbone exposes (:attr:`Capabilities.layers` says which, and how
+    #: reduced), from the same shared forward pass
+    LAYERS = "layers"
 
 
 #: Representations that come from the one forward pass every method shares.
-EXTRACTED = frozenset({Reads.LOGITS, Reads.ALL_LOGITS, Reads.FEATURES})
+EXTRACTED = frozenset({Reads.LOGITS, Reads.ALL_LOGITS, Reads.FEATURES, Reads.LAYERS})
+
+
+class Reduction(str, enum.Enum):
+    """How a layer's output is kept per sample: what the extraction stores and the method is handed."""
+
+    #: the output itself, float32: ``N x C x H x W`` for a feature map (``N x T x C`` for tokens)
+    MAP = "map"
+    #: the mean over every axis after the channels, ``N x C``: channel-wise pooling, as feature-statistics
+    #: detectors (multi-layer Mahalanobis) read a map; small whatever the map's size
+    CHANNEL_MEAN = "channel_mean"
+
+
+#: a declared layer read meaning every layer the backbone exposes, in forward order
+EVERY_LAYER = "*"
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,7 @@ class UndeclaredRead(Exception):
 class _Inputs:
     """Representations of one batch (or split), handed out only as far as the method declared them."""
 
-    _PUBLIC: ClassVar[frozenset[str]] = frozenset({"logits", "all_logits", "features", "head", "images", "num_classes"})
+    _PUBLIC: ClassVar[frozenset[str]] = frozenset({"logits", "all_logits", "features", "head", "images", "layers", "num_classes"})
 
     def __init__(self, method: str, declared: frozenset[Reads], values: Mapping[Reads, Any], num_classes: int) -> None:
         object.__setattr__(self, "_method", method)
@@ -159,6 +176,12 @@ class _Inputs:
     def images(self) -> ImageBatches:
         """Pixel batches and the network (:attr:`Reads.IMAGES`)."""
         return self._read(Reads.IMAGES)
+
+    @property
+    def layers(self) -> Mapping[str, Tensor]:
+        """The declared layers' outputs by layer name, in the backbone's forward order, float32, each reduced as
+        declared (:class:`Reduction`) (:attr:`Reads.LAYERS`)."""
+        return self._read(Reads.LAYERS)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"inputs are read-only (tried to set '{name}')")

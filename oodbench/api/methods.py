@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-from oodbench.api.inputs import EXTRACTED, Classifier, FitInputs, Reads, ScoreInputs, TrainingContext
+from oodbench.api.inputs import EVERY_LAYER, EXTRACTED, Classifier, FitInputs, Reads, Reduction, ScoreInputs, TrainingContext
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -22,7 +22,9 @@ class Capabilities:
     network. ``aux`` means training needs auxiliary outliers. ``attack`` says how adversarial
     evaluation reaches the method: ``"score"`` (:meth:`Method.attack_score` is its own score,
     differentiable in the input), ``"surrogate"`` (a declared differentiable stand-in for it), or
-    ``None``: not attacked, and reported so.
+    ``None``: not attacked, and reported so. ``layers`` maps the intermediate layers the method reads
+    (names the backbone exposes, :attr:`BackboneSpec.layers`, or ``"*"`` for all of them) to their
+    :class:`Reduction`; declaring any adds :attr:`Reads.LAYERS` to ``reads``.
     """
 
     reads: frozenset[Reads]
@@ -30,11 +32,19 @@ class Capabilities:
     trains: bool = False
     aux: bool = False
     attack: str | None = None
+    layers: Mapping[str, Reduction] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reads", frozenset(Reads(r) for r in self.reads))
+        layers = {str(name): Reduction(reduction) for name, reduction in dict(self.layers).items()}
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "reads", frozenset(Reads(r) for r in self.reads) | ({Reads.LAYERS} if layers else set()))
         if self.attack not in (None, "score", "surrogate"):
             raise ValueError(f"attack must be 'score', 'surrogate' or None, not {self.attack!r}")
+        if EVERY_LAYER in layers and len(layers) > 1:
+            raise ValueError(f"layers: '{EVERY_LAYER}' (every layer) cannot be combined with named layers, got {sorted(layers)}")
+
+    def __hash__(self) -> int:
+        return hash((self.reads, self.fits, self.trains, self.aux, self.attack, tuple(sorted(self.layers.items()))))
 
     @property
     def extracted(self) -> frozenset[Reads]:
@@ -43,7 +53,9 @@ class Capabilities:
 
     def describe(self) -> str:
         order = [r for r in Reads if r in self.reads]
-        parts = ["+".join(r.value for r in order)]
+        parts = ["+".join(r.value if r is not Reads.LAYERS else
+                          "layers " + ",".join(f"{name}({reduction.value})" for name, reduction in self.layers.items())
+                          for r in order)]
         if self.trains:
             parts.append("fine-tunes the classifier" + (" with aux outliers" if self.aux else ""))
         if self.fits:
@@ -85,6 +97,8 @@ class Method:
     preset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     default_aux: ClassVar[str | None] = None
     reads: ClassVar[frozenset[Reads]] = frozenset()
+    #: intermediate layers read, by the backbone's layer name (or ``"*"``: all), with their :class:`Reduction`
+    layers: ClassVar[Mapping[str, Reduction]] = {}
     fits: ClassVar[bool] = False
     trains: ClassVar[bool] = False
     uses_aux: ClassVar[bool] = False
@@ -112,7 +126,7 @@ class Method:
     def capabilities(self) -> Capabilities:
         """What the engine must provide; override when it depends on the parameters."""
         return Capabilities(reads=self.reads, fits=self.fits, trains=self.trains, aux=self.uses_aux,
-                            attack=self.attacked_through)
+                            attack=self.attacked_through, layers=self.layers)
 
     def train(self, context: TrainingContext) -> dict:
         """Fine-tune ``context.model`` in place (only called when ``trains``); returns a summary."""

@@ -177,11 +177,13 @@ def _changes(model: torch.nn.Module, reference: torch.nn.Module) -> str:
 @dataclass(frozen=True)
 class Extraction:
     """Logits (``N x K``) and features (``N x D``) of one split, float32, and the network's top-1
-    accuracy on it when the split is labelled."""
+    accuracy on it when the split is labelled; the intermediate layers the run's methods read, by
+    :func:`~oodbench.models.layers.layer_key` (float32, memory-mapped)."""
 
     logits: np.ndarray
     features: np.ndarray
     accuracy: float | None
+    layers: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from oodbench.api import Capabilities, DatasetSpec, Method
 from oodbench.config import RunConfig
 from oodbench.errors import ConfigError
 from oodbench.hashing import code_closure, stable_hash
+from oodbench.models.layers import LayerRead, resolve_layers
 from oodbench.params import reduced_settings, resolve_params
 from oodbench.registry import Registry
 
@@ -34,6 +35,14 @@ class MethodEntry:
     fit_split: str = "train"
     #: the grid ``--tune`` searches under the run's protocol (empty: not tuned)
     search_space: Mapping[str, tuple] = dataclasses.field(default_factory=dict, hash=False)
+    #: the run's backbone and the intermediate layers it exposes, in forward order
+    backbone: str = ""
+    backbone_layers: tuple[str, ...] = ()
+
+    @property
+    def layer_reads(self) -> tuple[LayerRead, ...]:
+        """The intermediate layers the method reads on the run's backbone, each with its reduction."""
+        return resolve_layers(self.caps.layers, self.backbone_layers, self.label, self.backbone)
 
     def identity(self) -> dict:
         """What identifies its computation: the method (not a variant's label), parameters, the code of
@@ -58,8 +67,10 @@ class MethodEntry:
 
     def searching(self) -> "MethodEntry":
         """This entry as planned for tuning: it reads what any combination of its grid reads."""
-        reads = frozenset().union(*(self.with_params(values).caps.reads for values in self.grid()))
-        return dataclasses.replace(self, caps=dataclasses.replace(self.caps, reads=reads | self.caps.reads))
+        variants = [self.with_params(values).caps for values in self.grid()]
+        reads = frozenset().union(*(caps.reads for caps in variants))
+        layers = {name: reduction for caps in [*variants, self.caps] for name, reduction in caps.layers.items()}
+        return dataclasses.replace(self, caps=dataclasses.replace(self.caps, reads=reads | self.caps.reads, layers=layers))
 
     def tuned_by(self, tuned: Any) -> "MethodEntry":
         """This entry with the parameters a ``tune`` task chose (itself when it was not tuned)."""
@@ -88,6 +99,7 @@ def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) 
     if unknown:
         raise ConfigError(f"--param names method(s) {sorted(unknown)} that are not in --methods",
                           "add them to --methods or drop the parameter")
+    backbone = registry.backbone(config.backbone)
     entries = []
     for label in config.methods:
         base, overrides = config.variants.get(label, (label, {}))
@@ -101,6 +113,7 @@ def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) 
         aux = _aux(config, registry, cls, label) if caps.aux else None
         reduced = reduced_settings(cls, id_spec.stands_for, config.preset, params, config.protocol)
         space = cls.search_space_under.get(config.protocol, cls.search_space)
+        resolve_layers(caps.layers, tuple(backbone.layers), label, backbone.name)  # fails here, before any work
         entries.append(MethodEntry(label, cls, params, caps, aux, reduced, cls.fit_split_under.get(config.protocol, "train"),
-                                   {name: tuple(values) for name, values in space.items()}))
+                                   {name: tuple(values) for name, values in space.items()}, backbone.name, tuple(backbone.layers)))
     return entries

@@ -5,7 +5,7 @@ it declared them. (What it scores comes in mixed batches: :mod:`oodbench.engine.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -14,12 +14,13 @@ from oodbench.api import Capabilities, FitInputs, ImageBatches, Reads, TrainingC
 from oodbench.data.arrays import SplitArrays
 from oodbench.data.batches import pixel_batches, to_pixels
 from oodbench.engine.context import Extraction, Network
+from oodbench.models.layers import LAYER_PREFIX, LayerRead, layer_key
 from oodbench.models.training import optimizer_step
 from oodbench.progress import progress
 
 
 def _values(ctx, caps: Capabilities, network: Network, images: np.ndarray, extraction: Extraction | None,
-            rows: np.ndarray | None) -> dict[Reads, Any]:
+            rows: np.ndarray | None, layers: Sequence[LayerRead]) -> dict[Reads, Any]:
     device = ctx.compute.device
     pick = (lambda a: np.array(a)) if rows is None else (lambda a: np.asarray(a)[rows])
     values: dict[Reads, Any] = {}
@@ -31,6 +32,8 @@ def _values(ctx, caps: Capabilities, network: Network, images: np.ndarray, extra
             values[Reads.ALL_LOGITS] = logits
     if Reads.FEATURES in caps.reads:
         values[Reads.FEATURES] = torch.from_numpy(pick(extraction.features)).to(device)
+    if Reads.LAYERS in caps.reads:
+        values[Reads.LAYERS] = {read[0]: torch.from_numpy(pick(extraction.layers[layer_key(read)])).to(device) for read in layers}
     if Reads.HEAD in caps.reads:
         values[Reads.HEAD] = network.model.head()
     if Reads.IMAGES in caps.reads:
@@ -50,7 +53,7 @@ def held_out(train: SplitArrays, holdout: SplitArrays | None) -> np.ndarray | No
 
 
 def fit_arrays(caps: Capabilities, network: Network, train: SplitArrays, extraction: Extraction | None,
-               rows: np.ndarray | None) -> dict[str, np.ndarray]:
+               rows: np.ndarray | None, layers: Sequence[LayerRead] = ()) -> dict[str, np.ndarray]:
     """What a sealed worker needs to build :func:`fit_inputs` (the declared representations of ``train``,
     only ``rows`` of it when given, and its labels) as host arrays."""
     pick = (lambda a: np.asarray(a)) if rows is None else (lambda a: np.asarray(a)[rows])
@@ -59,6 +62,8 @@ def fit_arrays(caps: Capabilities, network: Network, train: SplitArrays, extract
         arrays["logits"] = pick(extraction.logits)
     if Reads.FEATURES in caps.reads:
         arrays["features"] = pick(extraction.features)
+    for read in layers:
+        arrays[LAYER_PREFIX + read[0]] = pick(extraction.layers[layer_key(read)])
     if Reads.HEAD in caps.reads:
         head = network.model.head()
         arrays.update(head_weight=head.weight.cpu().numpy(), head_bias=head.bias.cpu().numpy())
@@ -68,10 +73,10 @@ def fit_arrays(caps: Capabilities, network: Network, train: SplitArrays, extract
 
 
 def fit_inputs(ctx, method: str, caps: Capabilities, network: Network, train: SplitArrays, extraction: Extraction | None,
-               seed: int, scratch: Path, rows: np.ndarray | None = None) -> FitInputs:
-    """The ID training split's declared representations with labels, seed, scratch and progress
-    (``rows``: only these rows of it)."""
-    values = _values(ctx, caps, network, train.images, extraction, rows)
+               seed: int, scratch: Path, rows: np.ndarray | None = None, layers: Sequence[LayerRead] = ()) -> FitInputs:
+    """The ID training split's declared representations (``layers``: the intermediate layers it reads) with
+    labels, seed, scratch and progress (``rows``: only these rows of it)."""
+    values = _values(ctx, caps, network, train.images, extraction, rows, layers)
     labels = torch.as_tensor(np.asarray(train.labels if rows is None else train.labels[rows])).to(ctx.compute.device)
     return FitInputs(method, caps.reads, values, network.model.num_classes, labels, seed, scratch, progress)
 

@@ -35,6 +35,7 @@ from oodbench.engine.stages.overlap import plan_overlap
 from oodbench.engine.stages.score import plan_score
 from oodbench.engine.stages.tune import plan_tune
 from oodbench.models.checkpoints import build_classifier
+from oodbench.models.layers import LayerRead
 from oodbench.registry import Registry
 
 #: ID training images held out as the ID side of --tune's validation data (a fifth of a smaller training split)
@@ -94,6 +95,8 @@ class _Planner:
         self.plan, self.splits, self.overlaps = shared.plan, shared.splits, shared.overlaps
         #: the covariate-shifted ID sets' test splits under --full-spectrum (planned in build)
         self.shifted: list[PlannedSplit] = []
+        #: the intermediate layers any method of the run reads, extracted with every split (set in build)
+        self.layer_reads: tuple[LayerRead, ...] = ()
 
     def split(self, spec: DatasetSpec, split: str, limit: int | None) -> PlannedSplit:
         where = (spec.name, split, self.fmt, limit)
@@ -144,7 +147,8 @@ class _Planner:
         return tuple(self.overlaps[pair] for pair in pairs)
 
     def extract(self, network: Task, name: str, split: PlannedSplit, group: str | None = None, announce=None) -> Task:
-        task = plan_extract(self.ctx, network, name, split, self.backbone, self.id_spec.num_classes, self.model_mb, group)
+        task = plan_extract(self.ctx, network, name, split, self.backbone, self.id_spec.num_classes, self.model_mb, group,
+                            self.layer_reads)
         task.announce = task.announce or announce
         return self.plan.tasks[self.plan.add(task)]
 
@@ -246,6 +250,9 @@ class _Planner:
         config = self.config
         entries = [e.searching() if config.tune and e.search_space and not e.caps.trains else e
                    for e in method_entries(config, self.registry, self.id_spec)]
+        order = list(self.backbone.layers)
+        self.layer_reads = tuple(sorted({read for e in entries for read in e.layer_reads},
+                                        key=lambda read: (order.index(read[0]), read[1].value)))
         id_test = self.split(self.id_spec, evaluation_split(self.id_spec), config.limit)
         if config.full_spectrum:
             self.shifted = [self.split(spec, evaluation_split(spec), config.limit)

@@ -61,6 +61,17 @@ def cluster_size(address: str | None) -> tuple[str, int, int]:
     return "a local Ray instance", os.cpu_count() or 1, torch.cuda.device_count()
 
 
+def _partly_cached(task, cache) -> str:
+    """For a task that writes several artifacts (a split's logits and layers, a round's scores per split) of
+    which some are cached: which ones it computes."""
+    if not task.artifacts or task.key is None:
+        return ""
+    missing = [name for name, key in task.artifacts.items() if not cache.exists(task.kind, key)]
+    if not missing or len(missing) == len(task.artifacts):
+        return ""
+    return f"computes only {', '.join(missing)} (the rest cached)"
+
+
 @dataclass
 class PlanView:
     plan: Plan
@@ -81,7 +92,8 @@ class PlanView:
                          "estimate_s": 0.0 if cached else ctx.throughput.seconds(task.work),
                          "memory_mb": task.resources.memory_mb, "device": task.resources.device,
                          "cpus": task.resources.cpus, "gpus": task.resources.gpus,
-                         "needs": task.needs or ("its inputs' downloads" if waits else ""), "depends_on": len(task.inputs)})
+                         "needs": task.needs or ("its inputs' downloads" if waits else _partly_cached(task, ctx.cache)),
+                         "depends_on": len(task.inputs)})
         return cls(plan, pd.DataFrame(rows), ctx.compute.describe(), cluster_size(address) if executor == "ray" else None)
 
     def remaining_seconds(self) -> tuple[float, int]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,40 +28,46 @@ from oodbench.engine.entries import MethodEntry
 from oodbench.engine.mixing import Check, Part, Rows, batch_size, score_round
 from oodbench.engine.stages.fit import decode_state
 from oodbench.hashing import stable_hash
+from oodbench.models.layers import LAYER_PREFIX, LayerRead, captured, layer_key
 from oodbench.progress import progress
 
 
 @dataclass(frozen=True)
 class RowSource:
     """Where one part's rows come from: uint8 ``N x H x W x C`` images (a split) or float pixels
-    ``N x C x H x W`` on the device (attacked images), and their logits and features when extracted."""
+    ``N x C x H x W`` on the device (attacked images), and their logits, features and layers (by
+    :func:`~oodbench.models.layers.layer_key`) when extracted."""
 
     images: Any = None
     logits: Any = None
     features: Any = None
+    layers: Mapping[str, Any] = field(default_factory=dict)
 
 
 def split_rows(split: SplitArrays, extraction: Extraction | None) -> RowSource:
-    """A split's images and, when the method reads them, its extraction's logits and features."""
-    return RowSource(split.images, None if extraction is None else extraction.logits,
-                     None if extraction is None else extraction.features)
+    """A split's images and, when the method reads them, its extraction's logits, features and layers."""
+    if extraction is None:
+        return RowSource(split.images)
+    return RowSource(split.images, extraction.logits, extraction.features, extraction.layers)
 
 
 @torch.no_grad()
-def forwarded_rows(ctx, network: Network, pixels: torch.Tensor, caps: Capabilities) -> RowSource:
+def forwarded_rows(ctx, network: Network, pixels: torch.Tensor, caps: Capabilities, layers: Sequence[LayerRead] = ()) -> RowSource:
     """Float pixels on the device (attacked images) and, when the method reads extracted representations,
-    their logits and features from one pass through the network."""
-    logits = features = None
-    if caps.extracted:
-        outputs, pooled = [], []
+    their logits, features and ``layers`` from one pass through the network."""
+    if not caps.extracted:
+        return RowSource(pixels)
+    outputs, pooled, kept = [], [], {layer_key(read): [] for read in layers}
+    with captured(network.model.net, network.model.layer_paths, layers) as values:
         for chunk in pixels.split(ctx.batch_for(network)):
             with ctx.compute.autocast():
                 out, feats = network.model.forward_with_features(chunk)
             outputs.append(out.float())
             pooled.append(feats.float())
+            for key, value in values.items():
+                kept[key].append(value)
             ctx.forwarded(len(chunk))
-        logits, features = torch.cat(outputs), torch.cat(pooled)
-    return RowSource(pixels, logits, features)
+    return RowSource(pixels, torch.cat(outputs), torch.cat(pooled), {key: torch.cat(parts) for key, parts in kept.items()})
 
 
 def _gather(arrays: Sequence[Any], parts: np.ndarray, local: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -81,15 +87,18 @@ def _gather(arrays: Sequence[Any], parts: np.ndarray, local: np.ndarray, device:
 
 
 def batch_values(caps: Capabilities, sources: Sequence[RowSource], parts: np.ndarray, local: np.ndarray,
-                 device: torch.device) -> dict[str, torch.Tensor]:
+                 device: torch.device, layers: Sequence[LayerRead] = ()) -> dict[str, torch.Tensor]:
     """The rows of one batch (``parts``: each row's part; ``local``: its row there) of what the method
-    reads: ``logits`` (every output) and ``features`` on ``device``, and ``images``: uint8 ``B x H x W x C``
-    on the CPU, or float pixels ``B x C x H x W`` on ``device`` when attacked images are among them."""
+    reads: ``logits`` (every output), ``features`` and each of ``layers`` (``"layers.<name>"``) on
+    ``device``, and ``images``: uint8 ``B x H x W x C`` on the CPU, or float pixels ``B x C x H x W`` on
+    ``device`` when attacked images are among them."""
     values: dict[str, torch.Tensor] = {}
     if Reads.LOGITS in caps.reads or Reads.ALL_LOGITS in caps.reads:
         values["logits"] = _gather([s.logits for s in sources], parts, local, device).float()
     if Reads.FEATURES in caps.reads:
         values["features"] = _gather([s.features for s in sources], parts, local, device).float()
+    for read in layers:
+        values[LAYER_PREFIX + read[0]] = _gather([s.layers[layer_key(read)] for s in sources], parts, local, device).float()
     if Reads.IMAGES in caps.reads:
         floats = [isinstance(s.images, torch.Tensor) and s.images.is_floating_point() for s in sources]
         if not any(floats):
@@ -118,6 +127,8 @@ def declared(reads: frozenset[Reads], values: dict[str, torch.Tensor], model, nu
             out[Reads.ALL_LOGITS] = values["logits"]
     if "features" in values and Reads.FEATURES in reads:
         out[Reads.FEATURES] = values["features"]
+    if Reads.LAYERS in reads:
+        out[Reads.LAYERS] = {name[len(LAYER_PREFIX):]: value for name, value in values.items() if name.startswith(LAYER_PREFIX)}
     if Reads.HEAD in reads:
         out[Reads.HEAD] = Head(values["head_weight"], values["head_bias"]) if "head_weight" in values else model.head()
     if "images" in values and Reads.IMAGES in reads:
@@ -161,7 +172,7 @@ def score_parts(ctx, entry: MethodEntry, network: Network, state_blob: bytes | N
 
     def values_of(batch: np.ndarray) -> dict[str, torch.Tensor]:
         scored[0] += len(batch)
-        return batch_values(entry.caps, sources, *rows.local(batch), device)
+        return batch_values(entry.caps, sources, *rows.local(batch), device, entry.layer_reads)
 
     def in_process(index: int, batch: np.ndarray) -> np.ndarray:
         data = ScoreInputs(entry.label, entry.caps.reads, declared(entry.caps.reads, values_of(batch), network.model,

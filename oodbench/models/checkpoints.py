@@ -30,7 +30,7 @@ STAGE = "checkpoint"
 def build_classifier(backbone: BackboneSpec, num_classes: int, dataset: str | None = None) -> ImageClassifier:
     """The backbone with ``num_classes`` outputs and the input normalisation of ID set ``dataset`` (the name it stands for)."""
     mean, std = backbone.statistics(dataset)
-    return ImageClassifier(backbone.build(num_classes, backbone.channels), mean, std)
+    return ImageClassifier(backbone.build(num_classes, backbone.channels), mean, std, backbone.layers)
 
 
 def _strip_prefixes(state: dict) -> dict:

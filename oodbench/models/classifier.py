@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ class ImageClassifier(nn.Module):
     on the CPU: up to 0.003 AUROC against float32), at the cost of one small matrix product.
     """
 
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], layers: Mapping[str, str] | None = None) -> None:
         super().__init__()
         if not hasattr(net, "features") or not isinstance(getattr(net, "fc", None), nn.Linear):
             raise TypeError(f"{type(net).__name__} needs a features(x) method and a linear 'fc' layer")
@@ -31,6 +31,8 @@ class ImageClassifier(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         #: the ID classes are the first ``num_classes`` outputs; a method may add outputs after them
         self.num_classes = net.fc.out_features
+        #: the intermediate layers methods may read: name -> dotted path of the submodule of ``net`` (:attr:`BackboneSpec.layers`)
+        self.layer_paths = dict(layers or {})
 
     @property
     def num_outputs(self) -> int:

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import pandas as pd
 
+from oodbench.api import Capabilities, Reads
 from oodbench.data.source import ImageFormat
 from oodbench.registry import Registry
+
+#: the groups of ``oodbench list methods``, from the least a method needs to the most
+NEEDS = ("logits only", "features", "layers", "images (re-runs the network)", "training", "training, auxiliary data")
+
+
+def needs(caps: Capabilities) -> str:
+    """The group of a method by the most it needs: training with auxiliary outliers, training, the images (input
+    gradients), intermediate layers, penultimate features or the head, else logits only."""
+    if caps.trains:
+        return NEEDS[5] if caps.aux else NEEDS[4]
+    if Reads.IMAGES in caps.reads:
+        return NEEDS[3]
+    if Reads.LAYERS in caps.reads:
+        return NEEDS[2]
+    return NEEDS[1] if caps.reads & {Reads.FEATURES, Reads.HEAD} else NEEDS[0]
 
 
 def _methods(registry: Registry) -> pd.DataFrame:
     rows = []
-    for name in sorted(registry.methods):
-        cls = registry.method(name)
+    for name, cls in registry.methods.items():
         caps = cls(cls.Params()).capabilities()
-        rows.append({"method": name, "reads": caps.describe(), "summary": cls.summary,
-                     "citation": cls.citation, "source": registry.origins[("methods", name)]})
-    return pd.DataFrame(rows)
+        rows.append({"needs": needs(caps), "method": name, "reads": caps.describe(), "summary": cls.summary,
+                     "citation": cls.citation, "source": registry.origins[("methods", name)], "order": cls.table_order})
+    frame = pd.DataFrame(rows)
+    frame["group"] = frame["needs"].map(NEEDS.index)
+    return frame.sort_values(["group", "order", "method"]).drop(columns=["group", "order"]).reset_index(drop=True)
 
 
 def _datasets(registry: Registry) -> pd.DataFrame:
@@ -35,8 +52,9 @@ def _backbones(registry: Registry) -> pd.DataFrame:
         spec = registry.backbone(name)
         weights = ", ".join(f"{c.dataset}/s{c.seed}" for c in spec.checkpoints) or "trained by oodbench"
         rows.append({"backbone": name, "input": ImageFormat.of(spec).describe(),
-                     "features": spec.feature_dim, "weights": weights, "description": spec.description})
-    rows += [{"backbone": f"{prefix}<model>", "input": "the model's own", "features": "", "weights": "the model's own",
+                     "features": spec.feature_dim, "layers": ", ".join(spec.layers) or "-", "weights": weights,
+                     "description": spec.description})
+    rows += [{"backbone": f"{prefix}<model>", "input": "the model's own", "features": "", "layers": "-", "weights": "the model's own",
               "description": family.description} for prefix, family in sorted(registry.families.items())]
     return pd.DataFrame(rows)
 

@@ -57,7 +57,7 @@ def _attack(ctx, entry: MethodEntry, network, split, others: dict, extractions: 
         role = "id" if toward_ood else "ood"
         parts = [Part(split.label, len(split), role, True)] + [Part(label, len(other), roles[label], False)
                                                                for label, other in others.items()]
-        sources = [forwarded_rows(ctx, network, attacked, entry.caps)] + [split_rows(other, extractions.get(label))
+        sources = [forwarded_rows(ctx, network, attacked, entry.caps, entry.layer_reads)] + [split_rows(other, extractions.get(label))
                                                                          for label, other in others.items()]
         scored = score_parts(ctx, entry, network, fitted.blob if fitted is not None else None, parts, sources, key, False,
                              f"score {entry.label} (attacked)")

@@ -67,14 +67,14 @@ def fit_method(ctx, entry: MethodEntry, network, train, extraction, rows: np.nda
     given): computed on the plugin thread of this process, or under ``--sealed`` in a fresh sandboxed
     worker (which gets the inputs and a scratch directory of its own, and returns the state as bytes)."""
     if ctx.sealed is None:
-        inputs = fit_inputs(ctx, entry.label, entry.caps, network, train, extraction, seed, scratch, rows)
+        inputs = fit_inputs(ctx, entry.label, entry.caps, network, train, extraction, seed, scratch, rows, entry.layer_reads)
         torch.manual_seed(seed)
         with network.handed_to(f"method {entry.label}"):
             return plugin_call(ctx.compute.device, entry.cls(entry.params).fit, inputs)
     from oodbench.engine.scoring import sealed_job
 
     with ctx.sealed.worker(*sealed_job(ctx, entry, network, None, "fit")) as worker:
-        blob = worker.call({"seed": seed}, fit_arrays(entry.caps, network, train, extraction, rows))["state"]
+        blob = worker.call({"seed": seed}, fit_arrays(entry.caps, network, train, extraction, rows, entry.layer_reads))["state"]
     return decode_state(blob.tobytes(), torch.device("cpu"))
 
 

@@ -1,0 +1,75 @@
+"""Intermediate layers' outputs: which ones a method reads on a backbone, and capturing them, reduced, during
+the forward pass that also gives logits and features (forward hooks on the submodules the backbone names)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Sequence
+
+from torch import Tensor, nn
+
+from oodbench.api import EVERY_LAYER, Reduction
+from oodbench.errors import ConfigError
+
+#: a layer read: the layer's name and how its output is reduced
+LayerRead = tuple[str, Reduction]
+#: the prefix of a layer's values among a batch's (or a sealed worker's) arrays: ``"layers.last_map"``
+LAYER_PREFIX = "layers."
+
+
+def layer_key(read: LayerRead) -> str:
+    """The name a layer read's values go by in extractions and batches: ``"last_map:map"``."""
+    return f"{read[0]}:{read[1].value}"
+
+
+def resolve_layers(declared: Mapping[str, Reduction], available: Sequence[str], method: str, backbone: str) -> tuple[LayerRead, ...]:
+    """The layers ``declared`` by ``method`` among the ``available`` ones of ``backbone`` (in its forward order):
+    ``"*"`` is every one of them. A name the backbone does not expose is a configuration error."""
+    if not declared:
+        return ()
+    if EVERY_LAYER in declared:
+        if not available:
+            raise ConfigError(f"method {method} reads every intermediate layer, and backbone {backbone} exposes none",
+                              "choose a backbone that declares layers (oodbench list backbones)")
+        return tuple((name, declared[EVERY_LAYER]) for name in available)
+    missing = sorted(set(declared) - set(available))
+    if missing:
+        raise ConfigError(f"method {method} reads layer(s) {missing}, which backbone {backbone} does not expose "
+                          f"(it exposes {list(available) or 'none'})", "choose a backbone that declares them, or another method")
+    return tuple((name, declared[name]) for name in available if name in declared)
+
+
+def reduce(output: Tensor, reduction: Reduction) -> Tensor:
+    """``output`` (``N x C x ...``) reduced as declared, float32, detached and not sharing memory with it."""
+    output = output.detach()
+    if reduction is Reduction.CHANNEL_MEAN:
+        return output.float().flatten(2).mean(2) if output.dim() > 2 else output.float().clone()
+    return output.float().clone()
+
+
+def _keeper(values: dict[str, Tensor], read: LayerRead):
+    """A forward hook that keeps the reduced output of the layer of ``read`` in ``values``."""
+    key = layer_key(read)
+
+    def hook(module: nn.Module, _inputs, output) -> None:
+        if not isinstance(output, Tensor):
+            raise TypeError(f"layer {read[0]} ({type(module).__name__}) returns a {type(output).__name__}, not a tensor; "
+                            "a backbone's layers must name modules that return one")
+        values[key] = reduce(output, read[1])
+
+    return hook
+
+
+@contextmanager
+def captured(net: nn.Module, paths: Mapping[str, str], reads: Sequence[LayerRead]) -> Iterator[dict[str, Tensor]]:
+    """While open, every forward pass of ``net`` leaves in the yielded dict, under :func:`layer_key`, the reduced
+    output of each read layer (``paths``: layer name -> dotted submodule path in ``net``)."""
+    values: dict[str, Tensor] = {}
+    handles = []
+    try:
+        for read in reads:
+            handles.append(net.get_submodule(paths[read[0]]).register_forward_hook(_keeper(values, read)))
+        yield values
+    finally:
+        for handle in handles:
+            handle.remove()
