@@ -79,6 +79,7 @@ CASES = [
     ("nnguide", {}, lambda m: pood.NNGuide(encoder=m.features, head=m.net.fc, k=100)),
     ("she", {}, lambda m: pood.SHE(encoder=m.features, head=m.net.fc)),
     ("gradnorm", {}, lambda m: pood.GradNorm(m, param_filter=lambda name: name == "net.fc.weight")),
+    ("dice", {}, lambda m: pood.DICE(encoder=m.features, w=m.net.fc.weight, b=m.net.fc.bias, p=0.9)),
 ]
 
 
