@@ -1,12 +1,12 @@
 """oodbench: a comparative benchmark suite for out-of-distribution detection on image classifiers.
 
-The Python API (``oodbench.run``, ``oodbench.plan``, ``oodbench.outputs``, ``oodbench.load_results``) is loaded on first
-use, so ``import oodbench.api`` (the plugin contract) stays cheap.
+The Python API (``oodbench.run``, ``oodbench.plan``, ``oodbench.outputs``, ``oodbench.representations``,
+``oodbench.load_results``) is loaded on first use, so ``import oodbench.api`` (the plugin contract) stays cheap.
 """
 
 __version__ = "0.1.0"
 
-_API = {"run", "plan", "outputs", "load_results", "RunResult"}
+_API = {"run", "plan", "outputs", "representations", "load_results", "RunResult"}
 
 
 def __getattr__(name: str):

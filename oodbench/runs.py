@@ -1,4 +1,5 @@
-"""The Python API: ``oodbench.run``, ``oodbench.plan``, ``oodbench.outputs`` and ``oodbench.load_results``.
+"""The Python API: ``oodbench.run``, ``oodbench.plan``, ``oodbench.outputs``, ``oodbench.representations`` and
+``oodbench.load_results``.
 
 The command line is a thin layer over these functions, so a notebook and ``oodbench run`` go
 through the same engine and give the same records::
@@ -180,6 +181,62 @@ def outputs(wanted: Callable[[Any], bool], methods: Sequence[str] | None = None,
     configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results="results", cache_dir=cache_dir,
                       data_root=data_root, command=None, **options)
     return task_outputs(configs, registry, wanted, say)
+
+
+@dataclass(frozen=True)
+class SplitRepresentations:
+    """What the shared forward pass gave for one split, as methods read it (host arrays, float32, memory-mapped
+    from the cache): ``logits`` ``N x O`` (the ID classes first), ``features`` ``N x D`` (the pooled penultimate
+    features the head reads), ``layers`` by ``"<layer>:<reduction>"`` (those the run's methods declared), and
+    ``labels`` (``N``, int) for the ID splits only; None for OOD sets."""
+
+    logits: np.ndarray
+    features: np.ndarray
+    layers: Mapping[str, np.ndarray]
+    labels: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Representations:
+    """A run's representations per split (``"<dataset>/<split>"``), from the network of one seed, with its head."""
+
+    #: the checkpoint key of the network
+    network: str
+    #: the final linear layer over the ID classes: ``logits[:, :K] = features @ head.weight.T + head.bias`` (float32, CPU)
+    head: Any
+    splits: dict[str, SplitRepresentations]
+
+    def __getitem__(self, split: str) -> SplitRepresentations:
+        return self.splits[split]
+
+
+def representations(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,
+                    preset: str | None = None, *, seed: int = 0, catalogs: Sequence[str | Path] = (),
+                    plugins: Sequence[str | Path] = (), cache_dir: str | Path | None = None, data_root: str | Path | None = None,
+                    quiet: bool = False, **overrides: Any) -> Representations:
+    """The logits, features, declared layers and ID labels of every split the run of the same arguments extracts
+    with its base network (the ID test split, the OOD sets, and the splits methods fit on), and the network's
+    head: from the cache when a run made them, else computed. For checking a method against a reference
+    implementation on exactly what the engine hands it."""
+    from oodbench.engine.stages.extract import KIND
+
+    def wanted(task) -> bool:
+        return task.kind == KIND and task.group is None
+
+    plan, values = outputs(wanted, methods, id, ood, preset, seeds=(seed,), catalogs=catalogs, plugins=plugins,
+                           cache_dir=cache_dir, data_root=data_root, quiet=quiet, **overrides)
+    splits, network = {}, None
+    for task in plan.tasks.values():
+        if wanted(task) and task.id in values:
+            network = values[task.inputs["network"]]
+            split, extraction = values[task.inputs["split"]], values[task.id]
+            labelled = len(split) > 0 and int(np.asarray(split.labels).min()) >= 0
+            splits[split.label] = SplitRepresentations(extraction.logits, extraction.features, dict(extraction.layers),
+                                                       np.asarray(split.labels) if labelled else None)
+    if network is None:
+        raise ValueError("the run extracts nothing: none of its methods reads logits, features or layers")
+    head = network.model.head()
+    return Representations(network.key, type(head)(head.weight.cpu(), head.bias.cpu()), splits)
 
 
 def load_results(path: str | Path = "results", run_id: str | None = None) -> pd.DataFrame:

@@ -100,3 +100,28 @@ def test_a_backbone_without_the_layer_is_refused_when_named_and_left_out_by_defa
     plan = ["plan", "--preset", "smoke", "--id", "tiny", "--catalog", str(catalog), "--backbone", "cnn-digits"]
     assert main([*plan, "--methods", "rankfeat"]) == 2
     assert "does not expose" in capsys.readouterr().err
+
+
+def test_a_runs_representations_reproduce_its_scores_through_pytorch_ood(tmp_path):
+    """``oodbench.representations`` hands out what the run's methods read (per split: logits, features, declared
+    layers, ID labels; the head), so a reference implementation run on them gives the run's own scores."""
+    import oodbench
+
+    catalog = make_tiny_catalog(tmp_path / "data")
+    options = dict(methods=["energy", "rankfeat", "knn"], id="tiny", preset="smoke", catalogs=[catalog],
+                   cache_dir=tmp_path / "cache", quiet=True)
+    result = oodbench.run(**options, results=tmp_path / "results")
+    reps = oodbench.representations(**options)
+    assert set(reps.splits) == {"tiny/test", "tiny-ood/test", "tiny/train"}
+    test, ood = reps["tiny/test"], reps["tiny-ood/test"]
+    assert test.labels is not None and ood.labels is None and len(reps["tiny/train"].labels) == 200
+    assert test.logits.shape == (50, 10) and test.features.shape == (50, 64) and test.logits.dtype == np.float32
+    assert set(test.layers) == {"last_map:map"} and test.layers["last_map:map"].shape[:2] == (50, 64)
+    head = reps.head
+    torch.testing.assert_close(torch.from_numpy(np.array(test.features)) @ head.weight.T + head.bias,
+                               torch.from_numpy(np.array(test.logits)), rtol=1e-4, atol=1e-4)
+    reference = pood.RankFeat(backbone=None, head=lambda maps: maps.mean(dim=(2, 3)) @ head.weight.T + head.bias)
+    id_scores, ood_scores = result.scores("rankfeat", "tiny-ood")
+    for scores, split in ((id_scores, test), (ood_scores, ood)):
+        expected = reference.predict_feature_maps(torch.from_numpy(np.array(split.layers["last_map:map"])))
+        np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-4, atol=1e-4)
