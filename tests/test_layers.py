@@ -16,7 +16,7 @@ from oodbench.models.checkpoints import build_classifier
 from oodbench.models.layers import captured, resolve_layers
 from oodbench.registry import build_registry
 
-LAYERED = ["cnn-small", "wrn-16-2", "resnet18-32x32", "resnet18-224x224", "resnet50"]
+LAYERED = ["cnn-small", "wrn-16-2", "resnet18-32x32", "resnet18-224x224", "resnet50", "efficientnet-lite0"]
 
 
 @pytest.mark.parametrize("name", LAYERED)

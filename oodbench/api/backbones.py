@@ -91,8 +91,8 @@ class BackboneSpec:
     ``state_renames``: ``(prefix in released files, prefix here)`` pairs, the first that matches a
     key wins, for weights files in another naming (torchvision's ``heads.head.`` as ``fc.``).
     ``layers``: the intermediate layers methods may read (:attr:`Capabilities.layers`), name -> dotted path
-    of the submodule of the built network whose output it is, in forward order; by convention
-    ``last_map`` is the last feature map before the global pooling.
+    of the submodule of the built network whose output it is (``"path:input"``: what that module receives),
+    in forward order; by convention ``last_map`` is the last feature map before the global pooling.
     """
 
     name: str

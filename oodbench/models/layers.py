@@ -13,6 +13,8 @@ from oodbench.errors import ConfigError
 
 #: a layer read: the layer's name and how its output is reduced
 LayerRead = tuple[str, Reduction]
+#: a layer path ending in this names the input of the module, not its output
+INPUT = ":input"
 #: the prefix of a layer's values among a batch's (or a sealed worker's) arrays: ``"layers.last_map"``
 LAYER_PREFIX = "layers."
 
@@ -63,12 +65,19 @@ def _keeper(values: dict[str, Tensor], read: LayerRead):
 @contextmanager
 def captured(net: nn.Module, paths: Mapping[str, str], reads: Sequence[LayerRead]) -> Iterator[dict[str, Tensor]]:
     """While open, every forward pass of ``net`` leaves in the yielded dict, under :func:`layer_key`, the reduced
-    output of each read layer (``paths``: layer name -> dotted submodule path in ``net``)."""
+    output of each read layer (``paths``: layer name -> dotted submodule path in ``net``; a path ending in
+    ``":input"`` takes what that module receives instead)."""
     values: dict[str, Tensor] = {}
     handles = []
     try:
         for read in reads:
-            handles.append(net.get_submodule(paths[read[0]]).register_forward_hook(_keeper(values, read)))
+            path = paths[read[0]]
+            if path.endswith(INPUT):  # the tensor a module receives (a map that only a functional op produced)
+                module = net.get_submodule(path[: -len(INPUT)])
+                keep = _keeper(values, read)
+                handles.append(module.register_forward_pre_hook(lambda module, inputs, keep=keep: keep(module, inputs, inputs[0])))
+            else:
+                handles.append(net.get_submodule(path).register_forward_hook(_keeper(values, read)))
         yield values
     finally:
         for handle in handles:
