@@ -75,24 +75,26 @@ def test_rankfeat_matches_pytorch_ood_on_the_networks_last_map():
 
 def test_a_method_reading_a_new_layer_extracts_only_that_layer(tmp_path, capsys):
     """Added to a finished run, a method that reads a layer no other method read: the plan says the extraction
-    computes only that layer; the run loads the cached logits and features and writes the layer beside them;
-    run again, everything is cached. Under --sealed the method gets the same layer in its worker."""
+    computes only that layer; the run loads the cached logits and features and writes the layer beside them,
+    for the splits it scores (not for the training split KNN fits on); run again, everything is cached. Under
+    --sealed the method gets the same layer in its worker."""
     catalog = make_tiny_catalog(tmp_path / "data")
     cache = ["--cache-dir", str(tmp_path / "cache")]
-    assert run_tiny(catalog, tmp_path / "results", "--methods", "msp", *cache) == 0
+    assert run_tiny(catalog, tmp_path / "results", "--methods", "msp,knn", *cache) == 0
     capsys.readouterr()
-    assert main(["plan", "--preset", "smoke", "--id", "tiny", "--catalog", str(catalog), "--methods", "msp,rankfeat", *cache]) == 0
+    assert main(["plan", "--preset", "smoke", "--id", "tiny", "--catalog", str(catalog), "--methods", "msp,knn,rankfeat", *cache]) == 0
     plan = capsys.readouterr().out
     extract_rows = [line for line in plan.splitlines() if line.startswith("extract")]
-    assert len(extract_rows) == 2 and all("computes only last_map:map (the rest cached)" in row for row in extract_rows)
+    assert len(extract_rows) == 3 and sum("computes only last_map:map (the rest cached)" in row for row in extract_rows) == 2
+    assert " cached " in next(row for row in extract_rows if "tiny/train" in row)
     assert " cached " in [line for line in plan.splitlines() if line.startswith("score") and "msp" in line][0]
-    assert run_tiny(catalog, tmp_path / "results", "--methods", "msp,rankfeat", *cache) == 0
-    assert "extract: 2 cached, 2 computed" in capsys.readouterr().out
+    assert run_tiny(catalog, tmp_path / "results", "--methods", "msp,knn,rankfeat", *cache) == 0
+    assert "extract: 3 cached, 2 computed" in capsys.readouterr().out
     layer_files = sorted((tmp_path / "cache" / "extract").glob("*/values.npy"))
     assert len(layer_files) == 2 and {np.load(f, mmap_mode="r").ndim for f in layer_files} == {4}
-    assert run_tiny(catalog, tmp_path / "results", "--methods", "msp,rankfeat", "--sealed", *cache) == 0
+    assert run_tiny(catalog, tmp_path / "results", "--methods", "msp,knn,rankfeat", "--sealed", *cache) == 0
     out = capsys.readouterr().out
-    assert "extract: 4 cached, 0 computed" in out and "2/2 cells ok" in out
+    assert "extract: 5 cached, 0 computed" in out and "3/3 cells ok" in out
 
 
 def test_a_backbone_without_the_layer_is_refused_when_named_and_left_out_by_default(tmp_path, capsys):

@@ -95,8 +95,11 @@ class _Planner:
         self.plan, self.splits, self.overlaps = shared.plan, shared.splits, shared.overlaps
         #: the covariate-shifted ID sets' test splits under --full-spectrum (planned in build)
         self.shifted: list[PlannedSplit] = []
-        #: the intermediate layers any method of the run reads, extracted with every split (set in build)
+        #: the intermediate layers any method of the run reads, extracted with the splits it scores, and those
+        #: that methods fitted or tuned on other splits read there (set in build)
         self.layer_reads: tuple[LayerRead, ...] = ()
+        self.support_layer_reads: tuple[LayerRead, ...] = ()
+        self.scored: set[str] = set()
 
     def split(self, spec: DatasetSpec, split: str, limit: int | None) -> PlannedSplit:
         where = (spec.name, split, self.fmt, limit)
@@ -147,8 +150,8 @@ class _Planner:
         return tuple(self.overlaps[pair] for pair in pairs)
 
     def extract(self, network: Task, name: str, split: PlannedSplit, group: str | None = None, announce=None) -> Task:
-        task = plan_extract(self.ctx, network, name, split, self.backbone, self.id_spec.num_classes, self.model_mb, group,
-                            self.layer_reads)
+        layers = self.layer_reads if split.ident in self.scored else self.support_layer_reads  # no maps of a training split no one reads
+        task = plan_extract(self.ctx, network, name, split, self.backbone, self.id_spec.num_classes, self.model_mb, group, layers)
         task.announce = task.announce or announce
         return self.plan.tasks[self.plan.add(task)]
 
@@ -245,19 +248,25 @@ class _Planner:
                               self.registry.protocol(self.config.protocol), self.ctx.compute.precision, self.config.sealed,
                               [split.label for split in self.shifted])
 
+    def ordered(self, reads) -> tuple[LayerRead, ...]:
+        """Distinct layer reads in the backbone's forward order."""
+        order = list(self.backbone.layers)
+        return tuple(sorted(set(reads), key=lambda read: (order.index(read[0]), read[1].value)))
+
     def build(self) -> dict:
         """Plan this part's tasks and cells; returns its description."""
         config = self.config
         entries = [e.searching() if config.tune and e.search_space and not e.caps.trains else e
                    for e in method_entries(config, self.registry, self.id_spec)]
-        order = list(self.backbone.layers)
-        self.layer_reads = tuple(sorted({read for e in entries for read in e.layer_reads},
-                                        key=lambda read: (order.index(read[0]), read[1].value)))
+        self.layer_reads = self.ordered(read for e in entries for read in e.layer_reads)
+        self.support_layer_reads = self.ordered(read for e in entries if e.caps.fits or (config.tune and e.search_space)
+                                                for read in e.layer_reads)
         id_test = self.split(self.id_spec, evaluation_split(self.id_spec), config.limit)
         if config.full_spectrum:
             self.shifted = [self.split(spec, evaluation_split(spec), config.limit)
                             for spec in map(self.registry.dataset, self.id_spec.covariate_shift)]
         oods = [self.split(spec, evaluation_split(spec), config.limit) for spec in map(self.registry.dataset, config.ood)]
+        self.scored = {split.ident for split in [id_test, *self.shifted, *oods]}
         self.hygiene(entries, id_test, oods)
         for seed in config.seeds:
             published = published_weights(config, self.backbone, self.id_spec, seed) is not None
