@@ -295,3 +295,18 @@ def test_she_gives_a_class_without_a_correctly_classified_training_sample_confid
     torch.testing.assert_close(fitted.state["patterns"], torch.tensor([[2.0, 0, 0], [0, 3.0, 0], [0, 0, 0]]))
     test = torch.tensor([[1.0, 0, 0], [0, 0, 5.0]])
     torch.testing.assert_close(score_with(fitted, 3, features=test, head=head), torch.tensor([-2.0, 0.0]))
+
+
+def test_residual_is_the_norm_outside_the_principal_subspace_around_the_heads_origin(method, tmp_path):
+    """Features spread in the x-y plane around the origin u = -W^+ b = (1, 1, 1): with d = 2 the residual space is
+    the z axis, so a sample's score is its distance from the plane z = 1."""
+    generator = torch.Generator().manual_seed(0)
+    spread = torch.randn(300, 2, generator=generator) * torch.tensor([3.0, 2.0])
+    features = torch.cat([spread, torch.zeros(300, 1)], dim=1) + 1
+    weight = torch.eye(3)
+    head = Head(weight, -weight @ torch.ones(3))
+    fitted = fit_with(method("residual", d="2"), torch.arange(300) % 3, tmp_path, num_classes=3, features=features, head=head)
+    test = torch.tensor([[1.0, 1.0, 1.0], [5.0, -2.0, 1.0], [0.0, 0.0, 4.0], [2.0, 3.0, -1.5]])
+    torch.testing.assert_close(score_with(fitted, 3, features=test, head=head), torch.tensor([0.0, 0.0, 3.0, 2.5]),
+                               rtol=1e-4, atol=1e-4)
+    assert method("residual").capabilities() == method("vim").capabilities()
