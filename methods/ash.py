@@ -6,8 +6,9 @@ all activations spread over the ``k`` kept ones (ASH-B), ``s`` multiplies them b
 the sum of the kept ones (ASH-S); the energy of the logits of the shaped features is the outlier score
 (:class:`pytorch_ood.detector.ASH`).
 
-Where: the paper shapes the last feature map before pooling; this shapes the pooled penultimate features,
-as OpenOOD v1.5 does (its ``ASHNet.forward_threshold``). The default ASH-S at 0.9 is the paper's ImageNet
+Where: ``on="features"`` (the default) shapes the pooled penultimate features, as OpenOOD v1.5 does (its
+``ASHNet.forward_threshold``); ``on="last_map"`` shapes the last feature map before pooling, as the paper
+does, on backbones that expose it (``--variant ash-map=ash:on=last_map`` runs both in one table). The default ASH-S at 0.9 is the paper's ImageNet
 setting; under ``--protocol openood-v1.5`` ASH-B at 0.9, OpenOOD's, with its sweep of the percentile for
 ``--tune``. Nothing is fitted.
 """
@@ -18,7 +19,7 @@ from typing import Literal
 from pytorch_ood.detector import ASH as ASHDetector
 from torch import Tensor
 
-from oodbench.api import Method, Reads, ScoreInputs
+from oodbench.api import Capabilities, Method, Reads, Reduction, ScoreInputs
 from oodbench.methods._shaping import as_maps, head_on_maps
 
 
@@ -28,6 +29,8 @@ class AshParams:
     variant: Literal["p", "b", "s"] = "s"
     #: the per-sample percentile (a fraction) below which activations are pruned
     percentile: float = 0.9
+    #: what is shaped: the pooled penultimate features, or the last feature map before pooling (the paper's place)
+    on: Literal["features", "last_map"] = "features"
 
 
 class ASH(Method):
@@ -40,7 +43,13 @@ class ASH(Method):
     protocol_defaults = {"openood-v1.5": {"variant": "b"}}
     search_space = {"percentile": (0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)}
 
+    def capabilities(self) -> Capabilities:
+        if self.params.on == "last_map":
+            return Capabilities(reads={Reads.HEAD}, layers={"last_map": Reduction.MAP})
+        return super().capabilities()
+
     def score(self, data: ScoreInputs) -> Tensor:
         detector = ASHDetector(backbone=None, head=head_on_maps(data.head), variant=f"ash-{self.params.variant}",
                                percentile=self.params.percentile)
-        return detector.predict_feature_maps(as_maps(data.features))
+        maps = data.layers["last_map"] if self.params.on == "last_map" else as_maps(data.features)
+        return detector.predict_feature_maps(maps)

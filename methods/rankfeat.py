@@ -9,11 +9,11 @@ the backbone's ``last_map`` layer, so it runs on backbones that declare one (CNN
 nothing is fitted.
 """
 
-import torch.nn.functional as F
 from pytorch_ood.detector import RankFeat as RankFeatDetector
 from torch import Tensor
 
 from oodbench.api import Method, Reads, Reduction, ScoreInputs
+from oodbench.methods._shaping import head_on_maps
 
 
 class RankFeat(Method):
@@ -25,6 +25,5 @@ class RankFeat(Method):
     layers = {"last_map": Reduction.MAP}
 
     def score(self, data: ScoreInputs) -> Tensor:
-        head = data.head
-        detector = RankFeatDetector(backbone=None, head=lambda maps: F.linear(maps.mean(dim=(2, 3)), head.weight, head.bias))
+        detector = RankFeatDetector(backbone=None, head=head_on_maps(data.head))
         return detector.predict_feature_maps(data.layers["last_map"].float())

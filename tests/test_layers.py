@@ -14,6 +14,7 @@ from oodbench.cli import main
 from oodbench.errors import ConfigError
 from oodbench.models.checkpoints import build_classifier
 from oodbench.models.layers import captured, resolve_layers
+from oodbench.params import resolve_params
 from oodbench.registry import build_registry
 
 LAYERED = ["cnn-small", "wrn-16-2", "resnet18-32x32", "resnet18-224x224", "resnet50", "efficientnet-lite0"]
@@ -55,19 +56,33 @@ def test_declaring_layers_adds_the_layers_read():
         Capabilities(reads=set(), layers={"*": "map", "last_map": "map"})
 
 
-def test_rankfeat_matches_pytorch_ood_on_the_networks_last_map():
+#: methods that shape the last feature map, with their settings and pytorch-ood's detector on the network's parts
+MAP_SHAPERS = [
+    ("rankfeat", {}, lambda backbone, head: pood.RankFeat(backbone=backbone, head=head)),
+    ("ash", {"on": "last_map"}, lambda backbone, head: pood.ASH(backbone=backbone, head=head, variant="ash-s", percentile=0.9)),
+    ("ash", {"on": "last_map", "variant": "b", "percentile": "0.65"},
+     lambda backbone, head: pood.ASH(backbone=backbone, head=head, variant="ash-b", percentile=0.65)),
+]
+
+
+@pytest.mark.parametrize(("name", "settings", "make_reference"), MAP_SHAPERS, ids=["rankfeat", "ash-s", "ash-b"])
+def test_map_shaping_matches_pytorch_ood_on_the_networks_last_map(name, settings, make_reference):
     spec = build_registry().backbone("cnn-small")
     model = build_classifier(spec, 5).eval()
     generator = torch.Generator().manual_seed(0)
     x = torch.cat([torch.rand(60, 3, 32, 32, generator=generator), torch.rand(60, 3, 32, 32, generator=generator) * 0.3])
     net = model.net
-    reference = pood.RankFeat(backbone=lambda pixels: net.body(model.normalize(pixels)),
-                              head=lambda maps: net.fc(net.pool(maps).flatten(1)))
+    reference = make_reference(lambda pixels: net.body(model.normalize(pixels)), lambda maps: net.fc(net.pool(maps).flatten(1)))
     with torch.no_grad(), captured(net, model.layer_paths, [("last_map", Reduction.MAP)]) as outputs:
         model(x)
         expected = reference.predict(x)
-    registry = build_registry()
-    ours = score_with(registry.method("rankfeat")(), 5, head=model.head(), layers={"last_map": outputs["last_map:map"]})
+    cls = build_registry().method(name)
+    method = cls(resolve_params(cls, "any", "none", settings))
+    assert method.capabilities().layers == {"last_map": Reduction.MAP}
+    maps = outputs["last_map:map"]
+    before = maps.clone()
+    ours = score_with(method, 5, head=model.head(), layers={"last_map": maps})
+    assert torch.equal(maps, before)  # the handed map is left as it was (OpenOOD's ASH shapes in place; pytorch-ood's must not)
     assert np.corrcoef(ours.numpy(), expected.numpy())[0, 1] >= 0.9999
     is_ood = np.r_[np.zeros(60), np.ones(60)]
     assert round(roc_auc_score(is_ood, ours.numpy()), 4) == round(roc_auc_score(is_ood, expected.numpy()), 4)
