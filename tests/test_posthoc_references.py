@@ -80,6 +80,7 @@ CASES = [
     ("she", {}, lambda m: pood.SHE(encoder=m.features, head=m.net.fc)),
     ("gradnorm", {}, lambda m: pood.GradNorm(m, param_filter=lambda name: name == "net.fc.weight")),
     ("dice", {}, lambda m: pood.DICE(encoder=m.features, w=m.net.fc.weight, b=m.net.fc.bias, p=0.9)),
+    ("openmax", {}, lambda m: pood.OpenMax(m, tailsize=20, alpha=10, euclid_weight=1 / 201)),
 ]
 
 
