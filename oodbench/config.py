@@ -123,7 +123,8 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     variants = dict(variants or {})
     for spec in attacks:
         parse_attack(spec)  # a wrong spec is an error now, not after hours of training
-    default = default_methods(registry, registry.backbone(backbone or chosen.backbone), say if not methods else lambda _: None)
+    default = default_methods(registry, registry.backbone(backbone or chosen.backbone), id_spec, protocol,
+                              say if not methods else lambda _: None)
     entries = list(dict.fromkeys([*(methods or default), *variants]))
     for name in {variants.get(entry, (entry, {}))[0] for entry in entries} & set(registry.methods):
         unknown = declared_protocols(registry.methods[name]) - set(protocols)
@@ -156,20 +157,28 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     )
 
 
-def default_methods(registry, backbone, say: Callable[[str], None]) -> list[str]:
-    """Every post-hoc method that runs on ``backbone``, in paper order: those reading intermediate layers the
-    backbone does not expose are left out, and named."""
+def default_methods(registry, backbone, id_spec, protocol: str, say: Callable[[str], None]) -> list[str]:
+    """Every post-hoc method that runs on ``backbone`` and ``id_spec`` under ``protocol``, in paper order: those reading
+    intermediate layers the backbone does not expose, and those fitting on an ID split the set does not have, are left
+    out, and named."""
     available = set(backbone.layers)
-    post_hoc, left_out = [], []
+    post_hoc, no_layers, no_split = [], [], []
     for name, cls in registry.methods.items():
         caps = cls(cls.Params()).capabilities()
         if caps.trains:
             continue
-        runs = not caps.layers or (set(caps.layers) <= available if EVERY_LAYER not in caps.layers else bool(available))
-        (post_hoc if runs else left_out).append(name)
-    if left_out:
-        say(f"note: {', '.join(sorted(left_out))} left out: {'they read' if len(left_out) > 1 else 'it reads'} intermediate "
+        if caps.layers and not (set(caps.layers) <= available if EVERY_LAYER not in caps.layers else bool(available)):
+            no_layers.append(name)
+        elif caps.fits and cls.fits_on(protocol) not in id_spec.splits:
+            no_split.append(name)
+        else:
+            post_hoc.append(name)
+    if no_layers:
+        say(f"note: {', '.join(sorted(no_layers))} left out: {'they read' if len(no_layers) > 1 else 'it reads'} intermediate "
             f"layers that backbone {backbone.name} does not expose")
+    if no_split:
+        say(f"note: {', '.join(sorted(no_split))} left out: {'they fit' if len(no_split) > 1 else 'it fits'} on an ID split "
+            f"that {id_spec.name} does not have ({', '.join(sorted({registry.methods[n].fits_on(protocol) for n in no_split}))})")
     return sorted(post_hoc, key=lambda n: (registry.methods[n].table_order, n))
 
 

@@ -26,20 +26,23 @@ def store_rows(results: Path, table: str = "results") -> list[sqlite3.Row]:
         return connection.execute(f"SELECT * FROM {table}").fetchall()
 
 
-def make_tiny_catalog(data: Path) -> Path:
-    """A catalog of small zip archives: a 10-class ID set ``tiny``, an OOD set ``tiny-ood`` and
-    auxiliary outliers ``tiny-aux`` (48x48 images, resized like the real auxiliary sets)."""
+def make_tiny_catalog(data: Path, val: bool = False) -> Path:
+    """A catalog of small zip archives: a 10-class ID set ``tiny`` (with a 40-image ``val`` split if ``val``), an OOD
+    set ``tiny-ood`` and auxiliary outliers ``tiny-aux`` (48x48 images, resized like the real auxiliary sets)."""
     data.mkdir(parents=True, exist_ok=True)
     classes = [f"class{i}" for i in range(10)]
     fakes.zip_folder(data / "train.zip", 200, classes, seed=1)
     fakes.zip_folder(data / "test.zip", 50, classes, seed=2)
     fakes.zip_folder(data / "ood.zip", 40, None, seed=3)
     fakes.zip_folder(data / "aux.zip", 60, None, size=48, seed=4)
+    if val:
+        fakes.zip_folder(data / "val.zip", 40, classes, seed=5)
     catalog = data / "catalog.toml"
     catalog.write_text(
         '[datasets.tiny]\nrole = "id"\nnum_classes = 10\n'
         f'[datasets.tiny.splits.train]\npath = "train.zip"\nsha256 = "{sha256(data / "train.zip")}"\ncount = 200\n'
         f'[datasets.tiny.splits.test]\npath = "test.zip"\nsha256 = "{sha256(data / "test.zip")}"\ncount = 50\n'
+        + (f'[datasets.tiny.splits.val]\npath = "val.zip"\nsha256 = "{sha256(data / "val.zip")}"\ncount = 40\n' if val else '') +
         '[datasets.tiny-ood]\nrole = "ood"\n'
         f'[datasets.tiny-ood.splits.test]\npath = "ood.zip"\nsha256 = "{sha256(data / "ood.zip")}"\ncount = 40\n'
         '[datasets.tiny-aux]\nrole = "aux"\n'

@@ -310,3 +310,25 @@ def test_residual_is_the_norm_outside_the_principal_subspace_around_the_heads_or
     torch.testing.assert_close(score_with(fitted, 3, features=test, head=head), torch.tensor([0.0, 0.0, 3.0, 2.5]),
                                rtol=1e-4, atol=1e-4)
     assert method("residual").capabilities() == method("vim").capabilities()
+
+
+def test_vra_is_the_papers_piecewise_function_with_per_dimension_quantile_thresholds(method, registry, tmp_path):
+    """Two feature dimensions, ID values 0..10 and 0..100: the 0.6 / 0.9 quantiles are (6, 9) and (60, 90). An
+    activation below alpha becomes 0, one between gains gamma, one above beta becomes beta; with the identity head
+    the score is minus the log-sum-exp of the rectified features."""
+    train = torch.stack([torch.arange(11.0), torch.arange(0.0, 101.0, 10.0)], dim=1)
+    head = Head(torch.eye(2), torch.zeros(2))
+    test = torch.tensor([[5.0, 70.0], [7.0, 95.0], [12.0, 55.0]])
+    for gamma, rectified in ((0.0, [[0.0, 70.0], [7.0, 90.0], [9.0, 0.0]]), (0.5, [[0.0, 70.5], [7.5, 90.0], [9.0, 0.0]])):
+        fitted = fit_with(method("vra", gamma=str(gamma)), torch.zeros(11, dtype=torch.long), tmp_path, num_classes=2,
+                          features=train, head=head)
+        torch.testing.assert_close(fitted.state["alpha"], torch.tensor([6.0, 60.0]))
+        torch.testing.assert_close(fitted.state["beta"], torch.tensor([9.0, 90.0]))
+        torch.testing.assert_close(score_with(fitted, 2, features=test, head=head),
+                                   -torch.logsumexp(torch.tensor(rectified), dim=1))
+    openood = registry.method("vra")(resolve_params(registry.method("vra"), "cifar10", "", protocol="openood-v1.5"))
+    fitted = fit_with(openood, torch.zeros(11, dtype=torch.long), tmp_path, num_classes=2, features=train, head=head)
+    low, high = np.percentile(train.numpy(), [10, 90])  # one pair over every activation, low ones raised to it
+    torch.testing.assert_close(fitted.rectify(test), test.clamp(float(low), float(high)))
+    assert resolve_params(registry.method("vra"), "cifar100", "").upper == 0.95
+

@@ -81,6 +81,9 @@ CASES = [
     ("gradnorm", {}, lambda m: pood.GradNorm(m, param_filter=lambda name: name == "net.fc.weight")),
     ("dice", {}, lambda m: pood.DICE(encoder=m.features, w=m.net.fc.weight, b=m.net.fc.bias, p=0.9)),
     ("openmax", {}, lambda m: pood.OpenMax(m, tailsize=20, alpha=10, euclid_weight=1 / 201)),
+    ("tempscale", {"exact": "false"}, lambda m: pood.TemperatureScaling(m)),
+    ("vra", {"below": "clip", "lower": "0.05", "upper": "0.95"},
+     lambda m: pood.VRA(backbone=_maps(m), head=_head(m), lower_percentile=0.05, upper_percentile=0.95)),
 ]
 
 

@@ -206,7 +206,8 @@ class ScoreInputs(_Inputs):
 
 
 class FitInputs(_Inputs):
-    """What :meth:`Method.fit` sees: the ID training split's declared representations and labels.
+    """What :meth:`Method.fit` sees: the declared representations and labels of the ID split it fits on (the training
+    split unless the method's :attr:`~oodbench.api.Method.fit_split` names another).
 
     ``scratch`` is a directory kept across interruptions (save state between epochs there with
     :class:`oodbench.models.training.EpochState`); ``progress`` wraps an iterable in the engine's

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 class Capabilities:
     """What a configured method needs from the engine.
 
-    ``fits`` means the method is fitted on the ID **training** split, reading there the same
-    representations it reads at scoring time. ``trains`` means the method fine-tunes the
+    ``fits`` means the method is fitted on an ID split (the training split unless the method names
+    another, :attr:`Method.fit_split`), reading there the same representations it reads at scoring time. ``trains`` means the method fine-tunes the
     classifier (:meth:`Method.train`); it then reads its representations from the fine-tuned
     network. ``aux`` means training needs auxiliary outliers. ``attack`` says how adversarial
     evaluation reaches the method: ``"score"`` (:meth:`Method.attack_score` is its own score,
@@ -86,7 +86,8 @@ class Method:
     only to that ID dataset), ``fit_split_under`` (the ID split the method fits on under a
     protocol, when not the training split) and ``search_space_under`` (the grid ``--tune`` searches
     under a protocol instead of ``search_space``; an empty grid: not tuned). The protocol ``clean`` is every method's own paper
-    setting, fitted on the ID training split.
+    setting, fitted on ``fit_split``: the ID training split, or ``"val"`` for a method that must fit on ID data the
+    network was not trained on (calibration); an ID set without that split does not run the method.
     """
 
     name: ClassVar[str] = ""
@@ -108,6 +109,8 @@ class Method:
     #: how adversarial evaluation reaches the method (see :class:`Capabilities`); None: not attacked
     attacked_through: ClassVar[str | None] = None
     protocol_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: the ID split :meth:`fit` reads under the protocol ``clean`` (and every protocol ``fit_split_under`` leaves alone)
+    fit_split: ClassVar[str] = "train"
     fit_split_under: ClassVar[Mapping[str, str]] = {}
     #: the values ``--tune`` tries per parameter (every combination), chosen on validation data
     search_space: ClassVar[Mapping[str, Sequence[Any]]] = {}
@@ -123,6 +126,11 @@ class Method:
         self.params = params if params is not None else self.Params()
         self.state = state
 
+    @classmethod
+    def fits_on(cls, protocol: str) -> str:
+        """The ID split :meth:`fit` reads under ``protocol``."""
+        return cls.fit_split_under.get(protocol, cls.fit_split)
+
     def capabilities(self) -> Capabilities:
         """What the engine must provide; override when it depends on the parameters."""
         return Capabilities(reads=self.reads, fits=self.fits, trains=self.trains, aux=self.uses_aux,
@@ -137,7 +145,7 @@ class Method:
         return int(getattr(self.params, "epochs", 1)) * n_id
 
     def fit(self, train: FitInputs) -> dict:
-        """Fit on the ID training split (only called when ``fits``); returns the fitted state."""
+        """Fit on the ID split :attr:`fit_split` names (only called when ``fits``); returns the fitted state."""
         raise NotImplementedError(f"{type(self).__name__} declares fits=True but does not implement fit()")
 
     def score(self, data: ScoreInputs) -> Tensor:

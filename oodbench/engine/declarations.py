@@ -29,7 +29,7 @@ from oodbench.api import BackboneFamily, BackboneSpec, Capabilities, DatasetSpec
 
 #: class attributes of a method that its declaration carries, as they are (JSON values)
 ATTRIBUTES = ("name", "citation", "summary", "dataset_defaults", "preset_defaults", "default_aux", "fits", "trains", "uses_aux",
-              "distributed", "attacked_through", "protocol_defaults", "fit_split_under", "search_space", "search_space_under", "transductive",
+              "distributed", "attacked_through", "protocol_defaults", "fit_split", "fit_split_under", "search_space", "search_space_under", "transductive",
               "table_order")
 _SCALARS: dict[str, Any] = {"bool": bool, "int": int, "float": float, "str": str, "Any": Any, "None": type(None)}
 

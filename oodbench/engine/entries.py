@@ -114,6 +114,11 @@ def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) 
         reduced = reduced_settings(cls, id_spec.stands_for, config.preset, params, config.protocol)
         space = cls.search_space_under.get(config.protocol, cls.search_space)
         resolve_layers(caps.layers, tuple(backbone.layers), label, backbone.name)  # fails here, before any work
-        entries.append(MethodEntry(label, cls, params, caps, aux, reduced, cls.fit_split_under.get(config.protocol, "train"),
+        fit_split = cls.fits_on(config.protocol)
+        if caps.fits and fit_split not in id_spec.splits:
+            raise ConfigError(f"method {label} fits on the ID '{fit_split}' split and {id_spec.name} has none "
+                              f"(its splits: {', '.join(sorted(id_spec.splits))})",
+                              "leave the method out, or use an ID set with that split (oodbench list datasets)")
+        entries.append(MethodEntry(label, cls, params, caps, aux, reduced, fit_split,
                                    {name: tuple(values) for name, values in space.items()}, backbone.name, tuple(backbone.layers)))
     return entries
