@@ -9,8 +9,13 @@ softmax probability is the outlier score (the paper's Alg. 2). ``tailsize = 20``
 the paper's ImageNet settings (``alpha`` at most the number of classes); the distance is the paper's
 ``eucos`` (Euclidean / 200 + cosine), as pytorch-ood's weighted sum with ``euclid_weight = 1/201``
 (the same up to the factor 200/201). A class without training samples (a set in a large label space) has
-no model, and a sample's top classes without one are not revised, as in pytorch-ood.
-Fitted state: the classes' MAVs and Weibull parameters.
+no model, and a sample's top classes without one are revised as if certainly beyond their MAV, as in pytorch-ood.
+
+Alg. 2 is computed here, not by pytorch-ood's ``predict``: that one measures distances only to the classes some
+sample of the batch predicts and takes 0 for the others, so a sample's score depended on its batch; here every
+sample's distance to each of its top classes' MAVs is measured (pytorch-ood's distance and Weibull models), which
+agrees with pytorch-ood on a batch in which every class is predicted. Fitted state: the classes' MAVs and Weibull
+parameters.
 """
 
 from dataclasses import dataclass
@@ -55,11 +60,21 @@ class OpenMax(Method):
 
     def score(self, data: ScoreInputs) -> Tensor:
         layer = self._layer()
-        layer.n_dims, layer.alpha, layer.is_fitted = self.state["n_dims"], self.state["alpha"], True
+        logits = data.logits.float().cpu().numpy()
+        alpha = self.state["alpha"]
+        top = np.argsort(logits, axis=1)[:, -alpha:][:, ::-1]  # each sample's alpha top classes, largest first
+        rows = np.arange(len(logits))[:, None]
+        ranked = np.zeros_like(logits, dtype=np.float64)
+        ranked[rows, top] = (alpha + 1 - np.arange(1, alpha + 1)) / alpha
+        outside = np.ones_like(ranked)  # the Weibull probability of lying beyond a top class's MAV; 1 without a model
         for clazz, center, (min_val, c, scale) in zip(self.state["classes"].tolist(), self.state["centers"].cpu().numpy(),
                                                        self.state["weibull"].tolist(), strict=True):
             model = LibNotMR(tailsize=self.params.tailsize)
             model.min_val, model.c, model.scale = min_val, c, scale
-            layer.centers[clazz], layer.distributions[clazz] = center, model
-        unknown = layer.predict(data.logits.float().cpu().numpy())[:, 0]
-        return torch.from_numpy(unknown).float().to(data.logits.device)
+            layer.centers[clazz] = center
+            on_top = ranked[:, clazz] > 0
+            outside[on_top, clazz] = model.w_score(layer._get_dists_to_center(clazz, logits[on_top]))
+        kept = 1 - outside * ranked
+        revised = np.concatenate([(logits * (1 - kept)).sum(axis=1, keepdims=True), logits * kept], axis=1)
+        unknown = torch.from_numpy(np.minimum(revised, 709.0)).softmax(dim=1)[:, 0]  # pytorch-ood's cap against overflow
+        return unknown.float().to(data.logits.device)

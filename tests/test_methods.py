@@ -332,3 +332,14 @@ def test_vra_is_the_papers_piecewise_function_with_per_dimension_quantile_thresh
     torch.testing.assert_close(fitted.rectify(test), test.clamp(float(low), float(high)))
     assert resolve_params(registry.method("vra"), "cifar100", "").upper == 0.95
 
+
+def test_openmax_scores_each_sample_alike_whatever_else_its_batch_predicts(method, tmp_path):
+    """A sample's top classes are revised by their own distances, also for classes no other sample of its batch
+    predicts (pytorch-ood's predict measures only those and takes 0 for the rest)."""
+    logits, labels = gaussian_features(n_per_class=60, classes=4, dim=4)
+    fitted = fit_with(method("openmax", alpha="3"), labels, tmp_path, num_classes=4, logits=logits)
+    test = logits[::7] + torch.randn(len(logits[::7]), 4, generator=torch.Generator().manual_seed(1))
+    whole = score_with(fitted, 4, logits=test)
+    one_by_one = torch.cat([score_with(fitted, 4, logits=row[None]) for row in test])
+    torch.testing.assert_close(one_by_one, whole)
+    assert whole.std() > 0
