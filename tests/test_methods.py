@@ -343,3 +343,21 @@ def test_openmax_scores_each_sample_alike_whatever_else_its_batch_predicts(metho
     one_by_one = torch.cat([score_with(fitted, 4, logits=row[None]) for row in test])
     torch.testing.assert_close(one_by_one, whole)
     assert whole.std() > 0
+
+
+def test_neco_is_the_share_of_the_standardised_norm_inside_the_principal_subspace(method, tmp_path):
+    """Training features (t, t, s) with t, s = +-1 uncorrelated, unit variance and zero mean: standardising changes
+    nothing, and the first principal component is (1, 1, 0) / sqrt(2). With d = 1 a sample's confidence is the norm of
+    its projection on it over its norm."""
+    t, s = torch.tensor([1.0, 1.0, -1.0, -1.0]).repeat(50), torch.tensor([1.0, -1.0, 1.0, -1.0]).repeat(50)
+    train = torch.stack([t, t, s], dim=1)
+    fitted = fit_with(method("neco", d="1"), torch.arange(200) % 3, tmp_path, num_classes=3, features=train, logits=train)
+    test = torch.tensor([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 2.0]])
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 4.0]])
+    expected = -torch.tensor([1.0, 0.0, 3 ** -0.5])
+    torch.testing.assert_close(score_with(fitted, 3, features=test, logits=logits), expected, atol=1e-5, rtol=1e-5)
+    times = type(fitted)(resolve_params(type(fitted), "any", "none", {"d": "1", "times_maxlogit": "true"}), fitted.state)
+    torch.testing.assert_close(score_with(times, 3, features=test, logits=logits), expected * torch.tensor([2.0, 3.0, 4.0]),
+                               atol=1e-5, rtol=1e-5)
+    default = fit_with(method("neco"), torch.arange(200) % 3, tmp_path, num_classes=3, features=train, logits=train)
+    assert default.state["components"].shape == (2, 3)  # K - 1 components by default

@@ -112,3 +112,49 @@ def test_scores_match_pytorch_ood_on_the_same_network(name, settings, make_refer
     r = np.corrcoef(ours.numpy(), expected.numpy())[0, 1]
     assert r >= 0.9999, f"{name}: Pearson r {r:.6f} against pytorch-ood"
     assert round(roc_auc_score(is_ood, ours.numpy()), 4) == round(roc_auc_score(is_ood, expected.numpy()), 4)
+
+
+class ConvNet(nn.Module):
+    """Two convolution stages (the layers a Gram detector reads) and a linear head on their pooled output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stages = nn.ModuleList([nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()),
+                                     nn.Sequential(nn.Conv2d(8, 12, 3, stride=2, padding=1), nn.ReLU())])
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, CLASSES))
+
+    def maps(self, x):
+        first = self.stages[0](x)
+        return first, self.stages[1](first)
+
+
+def test_gram_matches_pytorch_ood_on_the_same_network(tmp_path):
+    """Gram statistics of the stages, fitted with the same held-out draw (the run's seed seeds pytorch-ood's global
+    generator), give pytorch-ood's deviations."""
+    from oodbench.models.layers import gram_row_sums
+
+    net = ConvNet().eval()
+    generator = torch.Generator().manual_seed(2)
+    train = torch.rand(300, 3, 8, 8, generator=generator)
+    x = torch.cat([torch.rand(60, 3, 8, 8, generator=generator), torch.rand(60, 3, 8, 8, generator=generator) ** 3])
+    with torch.no_grad():
+        labels = torch.randint(0, CLASSES, (300,), generator=generator)  # the bounds' classes; scoring uses predictions
+
+        def values(images):
+            first, second = net.maps(images)
+            return {"logits": net.head(second), "layers": {"first": gram_row_sums(first), "second": gram_row_sums(second)}}
+
+        fitting, scoring = values(train), values(x)
+    cls = build_registry().method("gram")
+    fitted = fit_with(cls(), labels, tmp_path, num_classes=CLASSES, seed=7, **fitting)
+    ours = score_with(fitted, CLASSES, **scoring)
+
+    torch.manual_seed(7)  # batches as a list: a DataLoader's iterator would draw from the global generator first
+    reference = pood.Gram(head=net.head, feature_layers=list(net.stages), num_classes=CLASSES, num_poles_list=range(1, 11))
+    reference.fit([(train[start:start + 100], labels[start:start + 100]) for start in range(0, 300, 100)])
+    expected = reference.predict(x).detach()
+    r = np.corrcoef(ours.numpy(), expected.numpy())[0, 1]
+    assert r >= 0.9999, f"gram: Pearson r {r:.6f} against pytorch-ood"
+    is_ood = np.r_[np.zeros(60), np.ones(60)]
+    assert round(roc_auc_score(is_ood, ours.numpy()), 4) == round(roc_auc_score(is_ood, expected.numpy()), 4)

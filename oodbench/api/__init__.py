@@ -29,6 +29,7 @@ from oodbench.api.datasets import DatasetSpec
 from oodbench.api.inputs import (
     EVERY_LAYER,
     EXTRACTED,
+    GRAM_ORDERS,
     Classifier,
     FitInputs,
     Head,
@@ -47,6 +48,7 @@ __all__ = [
     "Reads",
     "EXTRACTED",
     "EVERY_LAYER",
+    "GRAM_ORDERS",
     "Reduction",
     "Capabilities",
     "Head",

@@ -48,6 +48,14 @@ class Reduction(str, enum.Enum):
     #: the mean over every axis after the channels, ``N x C``: channel-wise pooling, as feature-statistics
     #: detectors (multi-layer Mahalanobis) read a map; small whatever the map's size
     CHANNEL_MEAN = "channel_mean"
+    #: the row sums of the higher-order Gram matrices of the map, ``N x P x C`` for the orders ``p = 1..P``
+    #: (:data:`GRAM_ORDERS`): with ``F`` the ``C x HW`` map, row ``c`` of ``(F^p F^p^T)`` summed, then its signed
+    #: ``p``-th root (``F^p`` elementwise); the channel correlations Gram-matrix detectors compare
+    GRAM = "gram"
+
+
+#: the orders ``p = 1..GRAM_ORDERS`` of :attr:`Reduction.GRAM` (the Gram-matrix paper's 10)
+GRAM_ORDERS = 10
 
 
 #: a declared layer read meaning every layer the backbone exposes, in forward order

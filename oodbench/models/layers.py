@@ -6,9 +6,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Sequence
 
+import torch
 from torch import Tensor, nn
 
-from oodbench.api import EVERY_LAYER, Reduction
+from oodbench.api import EVERY_LAYER, GRAM_ORDERS, Reduction
 from oodbench.errors import ConfigError
 
 #: a layer read: the layer's name and how its output is reduced
@@ -46,7 +47,22 @@ def reduce(output: Tensor, reduction: Reduction) -> Tensor:
     output = output.detach()
     if reduction is Reduction.CHANNEL_MEAN:
         return output.float().flatten(2).mean(2) if output.dim() > 2 else output.float().clone()
+    if reduction is Reduction.GRAM:
+        return gram_row_sums(output)
     return output.float().clone()
+
+
+def gram_row_sums(maps: Tensor, orders: int = GRAM_ORDERS) -> Tensor:
+    """:attr:`Reduction.GRAM` of ``N x C x ...`` maps: ``N x orders x C``. A row sum of ``F^p F^p^T`` is
+    ``F^p`` times the channel sum of ``F^p`` at each position, so no ``C x C`` matrix is formed; float64 inside,
+    as ``F^10`` of large activations leaves float32's range."""
+    flat = maps.detach().double().flatten(2)
+    rows = []
+    for p in range(1, orders + 1):
+        powered = flat ** p
+        summed = (powered * powered.sum(dim=1, keepdim=True)).sum(dim=2)
+        rows.append(summed.sign() * summed.abs() ** (1 / p))
+    return torch.stack(rows, dim=1).float()
 
 
 def _keeper(values: dict[str, Tensor], read: LayerRead):
