@@ -361,3 +361,26 @@ def test_neco_is_the_share_of_the_standardised_norm_inside_the_principal_subspac
                                atol=1e-5, rtol=1e-5)
     default = fit_with(method("neco"), torch.arange(200) % 3, tmp_path, num_classes=3, features=train, logits=train)
     assert default.state["components"].shape == (2, 3)  # K - 1 components by default
+
+
+def test_multi_layer_mahalanobis_on_one_layer_is_mahalanobis_with_its_preprocessing(method, tmp_path):
+    """On a network exposing one layer (its features), the ensemble is plain Mahalanobis, with and without the
+    preprocessing step, which it takes through the layer's output; two layers add their distances."""
+    model = ImageClassifier(TinyNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), layers={"hidden": "body.1", "act": "body"}).eval()
+    train, test = torch.rand(60, 3, 4, 4), torch.rand(12, 3, 4, 4)
+    labels = torch.arange(60) % 4
+    with torch.no_grad():
+        layers = {name: model.layer_outputs(train, [name])[name] for name in ("hidden", "act")}
+        test_layers = {name: model.layer_outputs(test, [name])[name] for name in ("hidden", "act")}
+    torch.testing.assert_close(layers["act"], model.features(train))
+    for eps in ("0", "0.002"):
+        single = fit_with(method("mdsens", eps=eps), labels, tmp_path, layers={"act": layers["act"]})
+        plain = fit_with(method("mahalanobis", eps=eps), labels, tmp_path, features=layers["act"])
+        expected = score_with(plain, features=test_layers["act"], images=image_batches(model, test))
+        ours = score_with(single, layers={"act": test_layers["act"]}, images=image_batches(model, test))
+        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+    both = fit_with(method("mdsens", eps="0"), labels, tmp_path, layers=layers)
+    parts = [score_with(fit_with(method("mdsens", eps="0"), labels, tmp_path, layers={name: layers[name]}), layers={name: test_layers[name]})
+             for name in ("hidden", "act")]
+    torch.testing.assert_close(score_with(both, layers=test_layers), parts[0] + parts[1])
+    assert method("mdsens").capabilities().reads == {Reads.IMAGES, Reads.LAYERS}

@@ -158,3 +158,27 @@ def test_gram_matches_pytorch_ood_on_the_same_network(tmp_path):
     assert r >= 0.9999, f"gram: Pearson r {r:.6f} against pytorch-ood"
     is_ood = np.r_[np.zeros(60), np.ones(60)]
     assert round(roc_auc_score(is_ood, ours.numpy()), 4) == round(roc_auc_score(is_ood, expected.numpy()), 4)
+
+
+def test_multi_layer_mahalanobis_matches_pytorch_ood_on_the_same_network(tmp_path):
+    """Without preprocessing: the stages' channel means give pytorch-ood's MultiMahalanobis on the stages."""
+    from oodbench.models.layers import channel_means
+
+    net = ConvNet().eval()
+    generator = torch.Generator().manual_seed(3)
+    train = torch.rand(300, 3, 8, 8, generator=generator)
+    x = torch.cat([torch.rand(60, 3, 8, 8, generator=generator), torch.rand(60, 3, 8, 8, generator=generator) ** 3])
+    labels = torch.arange(300) % CLASSES
+    with torch.no_grad():
+        fitting, scoring = ({"layers": dict(zip(("first", "second"), map(channel_means, net.maps(images)), strict=True))}
+                            for images in (train, x))
+    cls = build_registry().method("mdsens")
+    fitted = fit_with(cls(resolve_params(cls, "any", "none", {"eps": "0"})), labels, tmp_path, num_classes=CLASSES, **fitting)
+    ours = score_with(fitted, CLASSES, **scoring)
+    reference = pood.MultiMahalanobis(list(net.stages))
+    reference.fit(DataLoader(TensorDataset(train, labels), batch_size=100))
+    expected = reference.predict(x).detach()
+    r = np.corrcoef(ours.numpy(), expected.numpy())[0, 1]
+    assert r >= 0.9999, f"mdsens: Pearson r {r:.6f} against pytorch-ood"
+    is_ood = np.r_[np.zeros(60), np.ones(60)]
+    assert round(roc_auc_score(is_ood, ours.numpy()), 4) == round(roc_auc_score(is_ood, expected.numpy()), 4)

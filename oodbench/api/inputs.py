@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Iterable, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Iterable, Iterator, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,7 +74,9 @@ class Classifier(Protocol):
     """The network every stage works with: pixels in ``[0, 1]`` in (normalisation inside), logits out.
 
     ``num_classes`` ID classes are the first outputs; ``num_outputs`` may be larger when a training
-    method added outputs (``add_outputs``), e.g. ATOM's outlier class.
+    method added outputs (``add_outputs``), e.g. ATOM's outlier class. ``layer_outputs(pixels, names)`` gives the
+    outputs of intermediate layers the backbone exposes (by the names ``ScoreInputs.layers`` uses), unreduced and
+    differentiable in ``pixels``.
     """
 
     num_classes: int
@@ -96,6 +98,8 @@ class Classifier(Protocol):
     def forward_with_features(self, pixels: Tensor) -> tuple[Tensor, Tensor]: ...
 
     def class_logits(self, pixels: Tensor) -> Tensor: ...
+
+    def layer_outputs(self, pixels: Tensor, names: Sequence[str]) -> dict[str, Tensor]: ...
 
     def head(self) -> Head: ...
 

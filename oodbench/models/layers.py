@@ -42,14 +42,22 @@ def resolve_layers(declared: Mapping[str, Reduction], available: Sequence[str], 
     return tuple((name, declared[name]) for name in available if name in declared)
 
 
-def reduce(output: Tensor, reduction: Reduction) -> Tensor:
-    """``output`` (``N x C x ...``) reduced as declared, float32, detached and not sharing memory with it."""
+def reduce(output: Tensor, reduction: Reduction, keep_graph: bool = False) -> Tensor:
+    """``output`` (``N x C x ...``) reduced as declared, float32, not sharing memory with it; detached unless
+    ``keep_graph`` (the maps themselves then, differentiable: only for :attr:`Reduction.MAP`)."""
+    if keep_graph:
+        return output.float()
     output = output.detach()
     if reduction is Reduction.CHANNEL_MEAN:
-        return output.float().flatten(2).mean(2) if output.dim() > 2 else output.float().clone()
+        return channel_means(output).clone()
     if reduction is Reduction.GRAM:
         return gram_row_sums(output)
     return output.float().clone()
+
+
+def channel_means(output: Tensor) -> Tensor:
+    """:attr:`Reduction.CHANNEL_MEAN` of ``output``, float32, ``N x C`` (in the graph when ``output`` is)."""
+    return output.float().flatten(2).mean(2) if output.dim() > 2 else output.float()
 
 
 def gram_row_sums(maps: Tensor, orders: int = GRAM_ORDERS) -> Tensor:
@@ -65,7 +73,7 @@ def gram_row_sums(maps: Tensor, orders: int = GRAM_ORDERS) -> Tensor:
     return torch.stack(rows, dim=1).float()
 
 
-def _keeper(values: dict[str, Tensor], read: LayerRead):
+def _keeper(values: dict[str, Tensor], read: LayerRead, keep_graph: bool):
     """A forward hook that keeps the reduced output of the layer of ``read`` in ``values``."""
     key = layer_key(read)
 
@@ -73,16 +81,17 @@ def _keeper(values: dict[str, Tensor], read: LayerRead):
         if not isinstance(output, Tensor):
             raise TypeError(f"layer {read[0]} ({type(module).__name__}) returns a {type(output).__name__}, not a tensor; "
                             "a backbone's layers must name modules that return one")
-        values[key] = reduce(output, read[1])
+        values[key] = reduce(output, read[1], keep_graph)
 
     return hook
 
 
 @contextmanager
-def captured(net: nn.Module, paths: Mapping[str, str], reads: Sequence[LayerRead]) -> Iterator[dict[str, Tensor]]:
+def captured(net: nn.Module, paths: Mapping[str, str], reads: Sequence[LayerRead],
+             keep_graph: bool = False) -> Iterator[dict[str, Tensor]]:
     """While open, every forward pass of ``net`` leaves in the yielded dict, under :func:`layer_key`, the reduced
     output of each read layer (``paths``: layer name -> dotted submodule path in ``net``; a path ending in
-    ``":input"`` takes what that module receives instead)."""
+    ``":input"`` takes what that module receives instead); with ``keep_graph``, the unreduced maps in the graph."""
     values: dict[str, Tensor] = {}
     handles = []
     try:
@@ -90,10 +99,10 @@ def captured(net: nn.Module, paths: Mapping[str, str], reads: Sequence[LayerRead
             path = paths[read[0]]
             if path.endswith(INPUT):  # the tensor a module receives (a map that only a functional op produced)
                 module = net.get_submodule(path[: -len(INPUT)])
-                keep = _keeper(values, read)
+                keep = _keeper(values, read, keep_graph)
                 handles.append(module.register_forward_pre_hook(lambda module, inputs, keep=keep: keep(module, inputs, inputs[0])))
             else:
-                handles.append(net.get_submodule(path).register_forward_hook(_keeper(values, read)))
+                handles.append(net.get_submodule(path).register_forward_hook(_keeper(values, read, keep_graph)))
         yield values
     finally:
         for handle in handles:
