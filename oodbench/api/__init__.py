@@ -16,9 +16,11 @@ is cheap to import.
 """
 
 from oodbench.api.backbones import (
+    ANY_DATASET,
     BackboneFamily,
     BackboneSpec,
     KnownCheckpoint,
+    OpenClipWeights,
     PackageWeights,
     PytorchOodWeights,
     TimmWeights,
@@ -45,6 +47,7 @@ from oodbench.api.presets import Preset
 from oodbench.api.protocols import Protocol
 
 __all__ = [
+    "ANY_DATASET",
     "Reads",
     "EXTRACTED",
     "EVERY_LAYER",
@@ -67,6 +70,7 @@ __all__ = [
     "PytorchOodWeights",
     "TorchvisionWeights",
     "PackageWeights",
+    "OpenClipWeights",
     "TimmWeights",
     "TrainingRecipe",
     "Preset",

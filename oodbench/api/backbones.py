@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
     from torch import nn
@@ -40,19 +40,39 @@ class TimmWeights:
 
 
 @dataclass(frozen=True)
+class OpenClipWeights:
+    """open_clip's pretrained weights of a CLIP architecture: ``name`` is ``MODEL@TAG`` (``ViT-B-32@openai``)."""
+
+    name: str
+
+    @property
+    def model(self) -> str:
+        return self.name.partition("@")[0]
+
+    @property
+    def tag(self) -> str:
+        return self.name.partition("@")[2]
+
+
+#: a :attr:`KnownCheckpoint.dataset` meaning every ID set (weights of a zero-shot backbone, whose last layer is made
+#: from the ID set's class names)
+ANY_DATASET = "*"
+
+
+@dataclass(frozen=True)
 class KnownCheckpoint:
     """Published weights of a backbone and where they come from (``weights``: one of the sources above;
     :mod:`oodbench.models.weights` fetches them).
 
     ``dataset`` is the ID dataset the weights were trained on, or the label space they classify into
     (``"imagenet-1k"``: any ID set whose labels are ImageNet-1K's class indices,
-    :attr:`DatasetSpec.label_space`). ``expected_accuracy`` is the ID test accuracy the weights should
+    :attr:`DatasetSpec.label_space`), or :data:`ANY_DATASET` for a zero-shot backbone's. ``expected_accuracy`` is the ID test accuracy the weights should
     reach on ``dataset``; the engine checks it whenever that dataset's test split is evaluated.
     """
 
     dataset: str
     seed: int
-    weights: PytorchOodWeights | TorchvisionWeights | PackageWeights | TimmWeights
+    weights: PytorchOodWeights | TorchvisionWeights | PackageWeights | TimmWeights | OpenClipWeights
     expected_accuracy: float | None = None
     tolerance: float = 0.01
     accuracy_source: str = ""
@@ -93,6 +113,9 @@ class BackboneSpec:
     ``layers``: the intermediate layers methods may read (:attr:`Capabilities.layers`), name -> dotted path
     of the submodule of the built network whose output it is (``"path:input"``: what that module receives),
     in forward order; by convention ``last_map`` is the last feature map before the global pooling.
+    ``class_head``: for a zero-shot backbone (a vision-language model), ``class_head(net, class_names)`` sets the
+    final layer from the ID set's class names after the weights are loaded; the weights then need no ``fc``, and
+    the class names are part of the network's identity.
     """
 
     name: str
@@ -113,12 +136,13 @@ class BackboneSpec:
     trainable: bool = True
     state_renames: tuple[tuple[str, str], ...] = ()
     layers: Mapping[str, str] = field(default_factory=dict)
+    class_head: Callable[[nn.Module, Sequence[str]], None] | None = None
 
     def known_checkpoint(self, dataset: str, seed: int, label_space: str | None = None) -> KnownCheckpoint | None:
         """Published weights for exactly this dataset (a re-encoded copy has other pixels: none), or for the
         label space it declares."""
         for checkpoint in self.checkpoints:
-            if checkpoint.dataset in {dataset, label_space} and checkpoint.seed == seed:
+            if checkpoint.dataset in {dataset, label_space, ANY_DATASET} and checkpoint.seed == seed:
                 return checkpoint
         return None
 

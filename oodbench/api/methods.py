@@ -51,7 +51,8 @@ class Capabilities:
         """The representations that come from the shared extraction pass."""
         return self.reads & EXTRACTED
 
-    def describe(self) -> str:
+    def describe(self, fit_split: str = "train") -> str:
+        """What is read, whether the classifier is fine-tuned, and the ID split a fitted method fits on."""
         order = [r for r in Reads if r in self.reads]
         parts = ["+".join(r.value if r is not Reads.LAYERS else
                           "layers " + ",".join(f"{name}({reduction.value})" for name, reduction in self.layers.items())
@@ -59,7 +60,7 @@ class Capabilities:
         if self.trains:
             parts.append("fine-tunes the classifier" + (" with aux outliers" if self.aux else ""))
         if self.fits:
-            parts.append("fit on ID train")
+            parts.append(f"fit on ID {fit_split}")
         return ", ".join(parts)
 
 

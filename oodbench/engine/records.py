@@ -40,7 +40,7 @@ def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: Datase
         "table_order": entry.cls.table_order, "reduced": entry.reduced, "aux_dataset": entry.aux, "seed": seed, "attack": "",
         "transductive": entry.cls.transductive,
         "protocol": {"name": protocol.name, **protocol.record(), "fit_split": fit_split,
-                     "reads": caps.describe(), "id_split": id_test.label, "precision": precision,
+                     "reads": caps.describe(entry.fit_split), "id_split": id_test.label, "precision": precision,
                      "trained_on": f"{id_spec.name}/train" if caps.trains else None, "aux_split": aux.label if aux else None,
                      "sealed": sealed, **({"full_spectrum": list(shifted)} if shifted else {})},
     }

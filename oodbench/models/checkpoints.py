@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -50,15 +50,21 @@ def renamed(state: dict, renames: tuple[tuple[str, str], ...]) -> dict:
     return {rename(key): value for key, value in state.items()}
 
 
-def load_state(model: ImageClassifier, state: dict, where: str, renames: tuple[tuple[str, str], ...] = ()) -> None:
+def load_state(model: ImageClassifier, state: dict, where: str, renames: tuple[tuple[str, str], ...] = (),
+               derived: tuple[str, ...] = ()) -> None:
     """Load a state dict of the wrapper (``net.*`` keys), of the bare network, or of the network in the
-    naming of its released files (``renames``: :attr:`BackboneSpec.state_renames`)."""
+    naming of its released files (``renames``: :attr:`BackboneSpec.state_renames`). Keys of the network starting
+    with a ``derived`` prefix may be missing (a zero-shot backbone's final layer, made from class names)."""
     state = _strip_prefixes(state)
     if renames and not state.keys() <= model.net.state_dict().keys() and not any(k.startswith("net.") for k in state):
         state = renamed(state, renames)
     target = model if any(k.startswith("net.") for k in state) else model.net
+    prefix = "net." if target is model else ""
     try:
-        target.load_state_dict(state)
+        missing, unexpected = target.load_state_dict(state, strict=False)
+        missing = [key for key in missing if not key.startswith(tuple(prefix + d for d in derived))]
+        if missing or unexpected:
+            raise RuntimeError(f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise ConfigError(
@@ -67,11 +73,29 @@ def load_state(model: ImageClassifier, state: dict, where: str, renames: tuple[t
         ) from None
 
 
-def load_published(backbone: BackboneSpec, weights, num_classes: int, dataset: str | None) -> ImageClassifier:
-    """A classifier with published ``weights`` (:mod:`oodbench.models.weights`), normalised for ID set ``dataset``."""
-    model = build_classifier(backbone, num_classes, dataset)
-    load_state(model, published.state_dict(weights), published.origin(weights), backbone.state_renames)
+#: what a zero-shot backbone's weights may leave out: its final layer, made from the class names
+CLASS_HEAD = ("fc.",)
+
+
+def with_class_head(backbone: BackboneSpec, model: ImageClassifier, classes: Sequence[str] | None) -> ImageClassifier:
+    """``model`` with its final layer made from ``classes`` when ``backbone`` is zero-shot (:attr:`BackboneSpec.class_head`)."""
+    if backbone.class_head is not None:
+        if not classes:
+            raise ConfigError(f"backbone {backbone.name} makes its classifier from the ID set's class names, and the ID set declares none",
+                              "use an ID set that declares its classes (DatasetSpec.classes)")
+        with torch.no_grad():
+            backbone.class_head(model.net, list(classes))
     return model
+
+
+def load_published(backbone: BackboneSpec, weights, num_classes: int, dataset: str | None,
+                   classes: Sequence[str] | None = None) -> ImageClassifier:
+    """A classifier with published ``weights`` (:mod:`oodbench.models.weights`), normalised for ID set ``dataset``
+    (``classes``: its class names, for a zero-shot backbone)."""
+    model = build_classifier(backbone, num_classes, dataset)
+    load_state(model, published.state_dict(weights), published.origin(weights), backbone.state_renames,
+               CLASS_HEAD if backbone.class_head else ())
+    return with_class_head(backbone, model, classes)
 
 
 def weights_file(reference: str) -> Path:
@@ -88,14 +112,15 @@ def file_hash(path: Path, digests: DigestMemo) -> str:
     return digests.digest(path)[:24]
 
 
-def load_file(backbone: BackboneSpec, path: Path, num_classes: int, dataset: str | None = None) -> ImageClassifier:
+def load_file(backbone: BackboneSpec, path: Path, num_classes: int, dataset: str | None = None,
+              classes: Sequence[str] | None = None) -> ImageClassifier:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch format errors
         raise ConfigError(f"cannot read checkpoint {path}: {error}", "save it with torch.save(model.state_dict(), path)") from None
     model = build_classifier(backbone, num_classes, dataset)
-    load_state(model, state, str(path), backbone.state_renames)
-    return model
+    load_state(model, state, str(path), backbone.state_renames, CLASS_HEAD if backbone.class_head else ())
+    return with_class_head(backbone, model, classes)
 
 
 def trained_key(backbone: BackboneSpec, num_classes: int, train_key: str, recipe: TrainingRecipe, seed: int,

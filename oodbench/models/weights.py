@@ -12,7 +12,9 @@ naming:
 - :class:`PackageWeights`: a weights file an installed package ships (the key is its sha256; without
   the package, planning stops with the pip command);
 - :class:`TimmWeights`: timm's pretrained weights of a model (the key names the model, its pretrained
-  tag and file, and timm's version: timm publishes no checksum to key on).
+  tag and file, and timm's version: timm publishes no checksum to key on);
+- :class:`OpenClipWeights`: open_clip's pretrained weights of a CLIP architecture (the key names the model, the
+  tag, where open_clip fetches it from and open_clip's version).
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from oodbench.api import PackageWeights, PytorchOodWeights, TimmWeights, TorchvisionWeights
+from oodbench.api import OpenClipWeights, PackageWeights, PytorchOodWeights, TimmWeights, TorchvisionWeights
 from oodbench.errors import ConfigError, DataError
 from oodbench.hashing import DigestMemo, stable_hash
 
 #: ``--checkpoint SCHEME:NAME`` schemes
-SCHEMES = {"pytorch-ood": PytorchOodWeights, "torchvision": TorchvisionWeights, "timm": TimmWeights}
-Weights = PytorchOodWeights | TorchvisionWeights | PackageWeights | TimmWeights
+SCHEMES = {"pytorch-ood": PytorchOodWeights, "torchvision": TorchvisionWeights, "timm": TimmWeights, "open_clip": OpenClipWeights}
+Weights = PytorchOodWeights | TorchvisionWeights | PackageWeights | TimmWeights | OpenClipWeights
 
 
 def parse(reference: str) -> Weights | None:
@@ -93,6 +95,22 @@ def _timm_cfg(name: str):
     return timm, cfg
 
 
+def open_clip_module():
+    """open_clip, or a ConfigError naming the extra that installs it."""
+    try:
+        import open_clip
+    except ImportError:
+        raise ConfigError("CLIP backbones need open_clip", "pip install 'oodbench[clip]'") from None
+    return open_clip
+
+
+def _open_clip_cfg(weights: OpenClipWeights) -> dict:
+    config = open_clip_module().get_pretrained_cfg(weights.model, weights.tag)
+    if not config:
+        raise ConfigError(f"open_clip has no pretrained weights '{weights.name}'", "see open_clip.list_pretrained()")
+    return config
+
+
 def content_key(weights: Weights, digests: DigestMemo) -> str:
     """The weights' identity before loading them."""
     if isinstance(weights, PytorchOodWeights):
@@ -101,6 +119,10 @@ def content_key(weights: Weights, digests: DigestMemo) -> str:
         return f"torchvision-{Path(_torchvision(weights.name).url).name}"
     if isinstance(weights, PackageWeights):
         return digests.digest(_package_file(weights))[:24]
+    if isinstance(weights, OpenClipWeights):
+        config = _open_clip_cfg(weights)
+        return stable_hash({"open_clip": weights.name, "hub": config.get("hf_hub"), "url": config.get("url"),
+                            "version": open_clip_module().__version__})
     timm, cfg = _timm_cfg(weights.name)
     return stable_hash({"timm": weights.name, "tag": getattr(cfg, "tag", None), "hub": getattr(cfg, "hf_hub_id", None),
                         "url": getattr(cfg, "url", None), "version": timm.__version__})
@@ -140,6 +162,9 @@ def state_dict(weights: Weights) -> dict:
             return _torchvision(weights.name).get_state_dict(progress=True, check_hash=True)
         if isinstance(weights, PackageWeights):
             return torch.load(_package_file(weights), map_location="cpu", weights_only=True)
+        if isinstance(weights, OpenClipWeights):
+            _open_clip_cfg(weights)
+            return open_clip_module().create_model(weights.model, pretrained=weights.tag).state_dict()
         timm, _ = _timm_cfg(weights.name)
         return timm.create_model(weights.name, pretrained=True).state_dict()
     except ConfigError:

@@ -28,7 +28,7 @@ def _methods(registry: Registry) -> pd.DataFrame:
     rows = []
     for name, cls in registry.methods.items():
         caps = cls(cls.Params()).capabilities()
-        rows.append({"needs": needs(caps), "method": name, "reads": caps.describe(), "summary": cls.summary,
+        rows.append({"needs": needs(caps), "method": name, "reads": caps.describe(cls.fit_split), "summary": cls.summary,
                      "citation": cls.citation, "source": registry.origins[("methods", name)], "order": cls.table_order})
     frame = pd.DataFrame(rows)
     frame["group"] = frame["needs"].map(NEEDS.index)

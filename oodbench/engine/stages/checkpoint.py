@@ -19,6 +19,7 @@ from oodbench.engine.estimate import Work
 from oodbench.engine.plan import TRAINING_COPIES, Resources, Task
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.errors import ConfigError
+from oodbench.hashing import stable_hash
 from oodbench.models import checkpoints as ckpt
 from oodbench.models import weights as published
 
@@ -38,6 +39,16 @@ def _no_checkpoint(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int) -> C
     )
 
 
+def _with_classes(backbone: BackboneSpec, id_spec: DatasetSpec, key: str) -> str:
+    """A network's key: its weights', and for a zero-shot backbone also the class names its final layer is made from."""
+    if backbone.class_head is None:
+        return key
+    if not id_spec.classes:
+        raise ConfigError(f"backbone {backbone.name} makes its classifier from the ID set's class names, and {id_spec.name} "
+                          "declares none", "use an ID set that declares its classes (DatasetSpec.classes)")
+    return stable_hash({"weights": key, "classes": list(id_spec.classes)}, 24)
+
+
 def task_id(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int) -> str:
     """The checkpoint task's id: one network per backbone, ID dataset and seed of a grid."""
     return f"checkpoint:{backbone.name}/{id_spec.name}:seed{seed}"
@@ -46,10 +57,10 @@ def task_id(backbone: BackboneSpec, id_spec: DatasetSpec, seed: int) -> str:
 def _published_task(ctx, backbone: BackboneSpec, id_spec: DatasetSpec, seed: int, weights, known, resources: Resources) -> Task:
     """The network with published ``weights`` (a :class:`KnownCheckpoint`'s, or ``--checkpoint SCHEME:NAME``)."""
     origin = published.origin(weights)
-    key = published.content_key(weights, ctx.sources.digests)
+    key = _with_classes(backbone, id_spec, published.content_key(weights, ctx.sources.digests))
 
     def run(ctx, inputs):
-        model = ckpt.load_published(backbone, weights, id_spec.num_classes, id_spec.stands_for)
+        model = ckpt.load_published(backbone, weights, id_spec.num_classes, id_spec.stands_for, id_spec.classes)
         return _network(ctx, backbone, model, key, origin, known)
 
     return Task(task_id(backbone, id_spec, seed), KIND, f"{origin} (seed {seed})", key, run, needs=published.needs(weights),
@@ -72,10 +83,10 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
         return _published_task(ctx, backbone, id_spec, seed, named, None, loaded)
     if config.checkpoint:
         path = ckpt.weights_file(config.checkpoint)
-        key, origin = ckpt.file_hash(path, ctx.sources.digests), f"file:{path.resolve()}"
+        key, origin = _with_classes(backbone, id_spec, ckpt.file_hash(path, ctx.sources.digests)), f"file:{path.resolve()}"
         return Task(task_id(backbone, id_spec, seed), KIND, f"{origin} (seed {seed})", key,
-                    lambda ctx, inputs: _network(ctx, backbone, ckpt.load_file(backbone, path, id_spec.num_classes, id_spec.stands_for),
-                                                 key, origin),
+                    lambda ctx, inputs: _network(ctx, backbone, ckpt.load_file(backbone, path, id_spec.num_classes, id_spec.stands_for,
+                                                                               id_spec.classes), key, origin),
                     resources=loaded)
     known = published_weights(config, backbone, id_spec, seed)
     if known is not None:
