@@ -66,7 +66,7 @@ class MdsEns(Method):
         images, total = data.images, 0
         model = images.model
         for name in names:
-            pooled = lambda pixels, name=name: channel_means(model.layer_outputs(pixels, [name])[name])  # noqa: E731
+            pooled = lambda pixels, name=name: channel_means(model.forward_with_layers(pixels, [name])[1][name])  # noqa: E731
             detector = MahalanobisODIN(pooled, eps=self.params.eps, norm_std=step_std(model, self.params.eps_units))
             # pytorch-ood keeps the fitted Gaussian in the wrapped detector
             detector._base.mu, detector._base.precision = self.state["mu"][name], self.state["precision"][name]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import fakes
 
-from oodbench.api import FitInputs, Reads, ScoreInputs
+from oodbench.api import FitInputs, ImageBatches, Reads, ScoreInputs
 from oodbench.cli import main
 
 
@@ -96,3 +96,10 @@ def fit_with(method, labels, scratch: Path, num_classes: int | None = None, seed
                        labels, seed, scratch, progress)
     state = decode_state(encode_state(method.fit(inputs), method.name), torch.device("cpu"))
     return type(method)(method.params, state=state)
+
+
+def image_batches(model, images, batch: int = 8):
+    """:class:`ImageBatches` of ``images`` (pixels in [0, 1]) in batches of ``batch``, at full precision."""
+    import contextlib
+
+    return ImageBatches(model, lambda: iter(images.split(batch)), len(images), precision=contextlib.nullcontext)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 import torch
-from helpers import fit_with, score_with
+from helpers import fit_with, image_batches, score_with
 from torch import nn
 
-from oodbench.api import Head, ImageBatches, Reads
+from oodbench.api import Head, Reads
 from oodbench.engine.context import Network
 from oodbench.errors import ConfigError
 from oodbench.models.classifier import ImageClassifier
@@ -79,10 +77,6 @@ class TinyNet(nn.Module):
 
     def features(self, x):
         return self.body(x)
-
-
-def image_batches(model, images):
-    return ImageBatches(model, lambda: iter(images.split(8)), len(images), precision=contextlib.nullcontext)
 
 
 def test_odin_step_raises_confidence_and_eps_zero_is_temperature_msp(method):
@@ -370,8 +364,8 @@ def test_multi_layer_mahalanobis_on_one_layer_is_mahalanobis_with_its_preprocess
     train, test = torch.rand(60, 3, 4, 4), torch.rand(12, 3, 4, 4)
     labels = torch.arange(60) % 4
     with torch.no_grad():
-        layers = {name: model.layer_outputs(train, [name])[name] for name in ("hidden", "act")}
-        test_layers = {name: model.layer_outputs(test, [name])[name] for name in ("hidden", "act")}
+        layers = model.forward_with_layers(train, ["hidden", "act"])[1]
+        test_layers = model.forward_with_layers(test, ["hidden", "act"])[1]
     torch.testing.assert_close(layers["act"], model.features(train))
     for eps in ("0", "0.002"):
         single = fit_with(method("mdsens", eps=eps), labels, tmp_path, layers={"act": layers["act"]})
@@ -384,3 +378,15 @@ def test_multi_layer_mahalanobis_on_one_layer_is_mahalanobis_with_its_preprocess
              for name in ("hidden", "act")]
     torch.testing.assert_close(score_with(both, layers=test_layers), parts[0] + parts[1])
     assert method("mdsens").capabilities().reads == {Reads.IMAGES, Reads.LAYERS}
+
+
+def test_nac_uniform_intervals_split_zero_to_one_equally_and_fit_a_class_balanced_subset(method):
+    from oodbench.methods.nac import _balanced
+
+    nac = method("nac")
+    states = torch.tensor([[0.0, 0.019, 0.02, 0.5, 0.999, 1.0]])
+    assert nac._interval(states).tolist() == [[0, 0, 1, 25, 49, 49]]
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    chosen = _balanced(labels, 30, seed=0)
+    assert torch.bincount(labels[chosen]).tolist() == [10, 10, 10] and chosen.tolist() == sorted(set(chosen.tolist()))
+    assert _balanced(labels, 0, seed=0).tolist() == list(range(100))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import fit_with, score_with
+from helpers import fit_with, image_batches, score_with
 from pytorch_ood import detector as pood
 from sklearn.metrics import roc_auc_score
 from torch import nn
@@ -180,5 +180,40 @@ def test_multi_layer_mahalanobis_matches_pytorch_ood_on_the_same_network(tmp_pat
     expected = reference.predict(x).detach()
     r = np.corrcoef(ours.numpy(), expected.numpy())[0, 1]
     assert r >= 0.9999, f"mdsens: Pearson r {r:.6f} against pytorch-ood"
+    is_ood = np.r_[np.zeros(60), np.ones(60)]
+    assert round(roc_auc_score(is_ood, ours.numpy()), 4) == round(roc_auc_score(is_ood, expected.numpy()), 4)
+
+
+class StagedNet(nn.Module):
+    """:class:`ConvNet`'s stages with the ``features`` / ``fc`` split the engine's classifier wraps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        convnet = ConvNet()
+        self.stages, self.fc = convnet.stages, convnet.head[-1]
+
+    def features(self, x):
+        return self.stages[1](self.stages[0](x)).mean(dim=(2, 3))
+
+
+def test_nac_matches_pytorch_ood_with_its_geometric_intervals(tmp_path):
+    """NAC-UE's states through the engine's classifier (gradients of the KL divergence at the exposed layers), with
+    pytorch-ood's intervals and every training image, give pytorch-ood's NACUE scores."""
+    model = ImageClassifier(StagedNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), layers={"first": "stages.0", "second": "stages.1"}).eval()
+    generator = torch.Generator().manual_seed(4)
+    train = torch.rand(200, 3, 8, 8, generator=generator)
+    x = torch.cat([torch.rand(60, 3, 8, 8, generator=generator), torch.rand(60, 3, 8, 8, generator=generator) ** 3])
+    with torch.no_grad():
+        names = {name: torch.zeros(len(train), width) for name, width in (("first", 8), ("second", 12))}
+    cls = build_registry().method("nac")
+    method = cls(resolve_params(cls, "any", "none", {"spacing": "geometric", "fit_images": "0"}))
+    fitted = fit_with(method, torch.arange(200) % CLASSES, tmp_path, num_classes=CLASSES, layers=names,
+                      images=image_batches(model, train))
+    ours = score_with(fitted, CLASSES, images=image_batches(model, x))
+    reference = pood.NACUE(model, layers=[model.net.stages[0], model.net.stages[1]])
+    reference.fit(DataLoader(TensorDataset(train), batch_size=50))
+    expected = reference.predict(x)
+    r = np.corrcoef(ours.numpy(), expected.numpy())[0, 1]
+    assert r >= 0.9999, f"nac: Pearson r {r:.6f} against pytorch-ood"
     is_ood = np.r_[np.zeros(60), np.ones(60)]
     assert round(roc_auc_score(is_ood, ours.numpy()), 4) == round(roc_auc_score(is_ood, expected.numpy()), 4)

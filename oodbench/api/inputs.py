@@ -74,9 +74,9 @@ class Classifier(Protocol):
     """The network every stage works with: pixels in ``[0, 1]`` in (normalisation inside), logits out.
 
     ``num_classes`` ID classes are the first outputs; ``num_outputs`` may be larger when a training
-    method added outputs (``add_outputs``), e.g. ATOM's outlier class. ``layer_outputs(pixels, names)`` gives the
-    outputs of intermediate layers the backbone exposes (by the names ``ScoreInputs.layers`` uses), unreduced and
-    differentiable in ``pixels``.
+    method added outputs (``add_outputs``), e.g. ATOM's outlier class. ``forward_with_layers(pixels, names)`` gives
+    the logits and the outputs of intermediate layers the backbone exposes (by the names ``ScoreInputs.layers`` uses),
+    unreduced and in the graph.
     """
 
     num_classes: int
@@ -99,7 +99,7 @@ class Classifier(Protocol):
 
     def class_logits(self, pixels: Tensor) -> Tensor: ...
 
-    def layer_outputs(self, pixels: Tensor, names: Sequence[str]) -> dict[str, Tensor]: ...
+    def forward_with_layers(self, pixels: Tensor, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]: ...
 
     def head(self) -> Head: ...
 

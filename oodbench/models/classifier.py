@@ -72,14 +72,14 @@ class ImageClassifier(nn.Module):
     def forward(self, pixels: Tensor) -> Tensor:
         return self.logits(self.features(pixels))
 
-    def layer_outputs(self, pixels: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
-        """The outputs of the named intermediate layers (:attr:`layer_paths`) on ``pixels``, as they are (not reduced)
-        and differentiable in ``pixels``: for input-space steps on an intermediate layer's statistic."""
+    def forward_with_layers(self, pixels: Tensor, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The logits and the outputs of the named intermediate layers (:attr:`layer_paths`) on ``pixels``, the outputs
+        as they are (not reduced) and in the graph: for gradients with respect to them, or in input space through them."""
         from oodbench.models.layers import captured
 
         with captured(self.net, self.layer_paths, [(name, Reduction.MAP) for name in names], keep_graph=True) as values:
-            self(pixels)
-        return {name: values[f"{name}:{Reduction.MAP.value}"] for name in names}
+            logits = self(pixels)
+        return logits, {name: values[f"{name}:{Reduction.MAP.value}"] for name in names}
 
     def class_logits(self, pixels: Tensor) -> Tensor:
         """The logits of the ID classes only (the first ``num_classes`` outputs)."""

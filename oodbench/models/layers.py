@@ -43,10 +43,10 @@ def resolve_layers(declared: Mapping[str, Reduction], available: Sequence[str], 
 
 
 def reduce(output: Tensor, reduction: Reduction, keep_graph: bool = False) -> Tensor:
-    """``output`` (``N x C x ...``) reduced as declared, float32, not sharing memory with it; detached unless
-    ``keep_graph`` (the maps themselves then, differentiable: only for :attr:`Reduction.MAP`)."""
+    """``output`` (``N x C x ...``) reduced as declared, float32, not sharing memory with it; unless ``keep_graph``:
+    then the output itself, in its dtype and in the graph (a cast would be a copy no gradient flows through to)."""
     if keep_graph:
-        return output.float()
+        return output
     output = output.detach()
     if reduction is Reduction.CHANNEL_MEAN:
         return channel_means(output).clone()
