@@ -243,6 +243,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.rates:
         print("images per second: " + ", ".join(f"{kind} {rate:.0f}" for kind, rate in result.rates.items())
               + " (checkpoint / finetune: training images; score: methods that read images; attack: gradient steps)")
+    if result.computed:
+        print("computed, per stage: " + ", ".join(f"{kind} {count} task(s) in {seconds:.0f} s"
+                                                   for kind, (count, seconds) in result.computed.items())
+              + " (an extract task is one pass of a split through a network, with every layer its methods read)")
     print(f"images through the classifier: {result.images_forwarded}")
     print(f"results: {result.config.results_dir / 'oodbench.sqlite'}")
     if args.report:

@@ -43,6 +43,9 @@ class RunResult:
     rates: dict[str, float] = field(default_factory=dict)
     #: this process's rank under ``torchrun``; only rank 0 records, the others' records are empty
     rank: int = 0
+    #: per task kind, the tasks computed (not cached) and their seconds; each ``extract`` task is one pass of a split
+    #: through a network, whatever number of layers the methods read
+    computed: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def config(self) -> RunConfig:
@@ -141,7 +144,7 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
                       device=device, precision=precision, compile=compile, download=download, sealed=sealed)
     outcome = run_engine(configs, registry, say, executor, ray_address)
     return RunResult(outcome.run_id, outcome.results, configs, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
-                     outcome.notes, outcome.rates, outcome.rank)
+                     outcome.notes, outcome.rates, outcome.rank, outcome.computed)
 
 
 def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,

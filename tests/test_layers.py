@@ -146,3 +146,18 @@ def test_a_runs_representations_reproduce_its_scores_through_pytorch_ood(tmp_pat
     for scores, split in ((id_scores, test), (ood_scores, ood)):
         expected = reference.predict_feature_maps(torch.from_numpy(np.array(split.layers["last_map:map"])))
         np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_one_extraction_pass_per_split_however_many_layers_and_reductions_are_read(tmp_path, capsys):
+    """Methods reading every layer (two reductions), the last map and the features: still one pass per split."""
+    import oodbench
+
+    catalog = make_tiny_catalog(tmp_path / "data")
+    result = oodbench.run(methods=["msp", "knn", "rankfeat", "gram", "mdsens"], params={"mdsens": {"eps": 0.0}}, id="tiny",
+                          preset="smoke", catalogs=[catalog], cache_dir=tmp_path / "cache", results=tmp_path / "results", quiet=True)
+    assert result.ok
+    passes, _seconds = result.computed["extract"]
+    assert passes == 3  # tiny/test, tiny-ood/test and tiny/train (the fitted methods' split)
+    assert main(["run", "--preset", "smoke", "--id", "tiny", "--catalog", str(catalog), "--methods", "energy,gram",
+                 "--cache-dir", str(tmp_path / "cache"), "--results", str(tmp_path / "results")]) == 0
+    assert "computed, per stage:" in capsys.readouterr().out

@@ -49,6 +49,9 @@ class RunOutcome:
     rates: dict[str, float] = field(default_factory=dict)
     #: this process's rank under torchrun; only rank 0 records (the others' outcome is empty)
     rank: int = 0
+    #: per task kind, the tasks this run computed and their seconds (an ``extract`` task is one pass of a split
+    #: through a network, however many layers it keeps)
+    computed: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 def achieved_rates(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, float]:
@@ -62,6 +65,18 @@ def achieved_rates(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, float]
             items, seconds = totals.setdefault(task.kind, [0.0, 0.0])
             totals[task.kind] = [items + task.work.items, seconds + outcome.seconds]
     return {kind: items / seconds for kind, (items, seconds) in totals.items()}
+
+
+def computed_work(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, tuple[int, float]]:
+    """Per task kind, in plan order: how many tasks this run computed (not loaded from the cache) and their seconds."""
+    totals: dict[str, tuple[int, float]] = {}
+    for task in plan.tasks.values():
+        outcome = outcomes.get(task.id)
+        if task.id in plan.cached or outcome is None or not outcome.ok:
+            continue
+        count, seconds = totals.get(task.kind, (0, 0.0))
+        totals[task.kind] = (count + 1, seconds + outcome.seconds)
+    return totals
 
 
 def plan_run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], None] = print,
@@ -165,4 +180,4 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
         ctx.close()
         recorder.finish(status, wall)
     return RunOutcome(recorder.run_id, store.results(recorder.run_id), ctx.forwarded.images, wall, ctx.cache.summary(), ctx.notes,
-                      achieved_rates(plan, outcomes))
+                      achieved_rates(plan, outcomes), computed=computed_work(plan, outcomes))
