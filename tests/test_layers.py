@@ -119,8 +119,9 @@ def test_a_backbone_without_the_layer_is_refused_when_named_and_left_out_by_defa
     assert "does not expose" in capsys.readouterr().err
     assert main(["plan", "--preset", "demo"]) == 0  # the demo's cnn-digits exposes no layers
     out = capsys.readouterr().out
-    assert "note: rankfeat left out: it reads intermediate layers that backbone cnn-digits does not expose" in out
-    assert "rankfeat" not in out.split("note:")[1].split("\n", 1)[1]
+    assert "note: gram, mdsens, nac, rankfeat left out: they read intermediate layers that backbone cnn-digits does not expose" in out
+    planned = out.split("note:")[-1].split("\n", 1)[1]
+    assert not any(f" {name} " in planned for name in ("gram", "mdsens", "nac", "rankfeat"))
 
 
 def test_a_runs_representations_reproduce_its_scores_through_pytorch_ood(tmp_path):
