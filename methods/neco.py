@@ -6,7 +6,8 @@ deviation of the ID training features, ``z``) and projected on the first ``d`` p
 standardised training features; the confidence is ``||P z|| / ||z||`` (the paper's Eq. 6), times the maximum logit
 for the transformer backbones the authors evaluate (``times_maxlogit``; their ResNet runs use the ratio alone). The
 outlier score is its negative. ``d`` is a per-case choice in the paper; ``d = 0`` (the default) takes ``K - 1``, the
-dimension of the simplex the class means of a collapsed network span, capped at the feature dimension, and ``--tune``
+dimension of the simplex the class means of a collapsed network span, capped at the feature dimension (and the number
+of training samples), and ``--tune``
 searches fixed sizes. The authors' code divides by the raw feature norm for DeiT and Swin; this uses ``z`` for
 every backbone. Fitted state: the standardisation and the ``d`` components.
 """
@@ -42,7 +43,7 @@ class NECO(Method):
     def fit(self, train: FitInputs) -> dict:
         features = train.features.float().cpu().numpy()
         scaler = StandardScaler().fit(features)
-        dims = min(self.params.d or train.num_classes - 1, features.shape[1])
+        dims = min(self.params.d or train.num_classes - 1, *features.shape)  # PCA has at most min(N, D) components
         pca = PCA(n_components=dims).fit(scaler.transform(features))
         as_tensor = lambda values: torch.from_numpy(values).float()  # noqa: E731
         return {"mean": as_tensor(scaler.mean_), "scale": as_tensor(scaler.scale_), "center": as_tensor(pca.mean_),
