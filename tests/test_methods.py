@@ -380,12 +380,21 @@ def test_multi_layer_mahalanobis_on_one_layer_is_mahalanobis_with_its_preprocess
     assert method("mdsens").capabilities().reads == {Reads.IMAGES, Reads.LAYERS}
 
 
-def test_nac_uniform_intervals_split_zero_to_one_equally_and_fit_a_class_balanced_subset(method):
-    from oodbench.methods.nac import _balanced
+def test_nac_intervals_and_a_class_balanced_fit_subset(method):
+    from oodbench.methods.nac import _balanced, authors_edges
 
-    nac = method("nac")
     states = torch.tensor([[0.0, 0.019, 0.02, 0.5, 0.999, 1.0]])
-    assert nac._interval(states).tolist() == [[0, 0, 1, 25, 49, 49]]
+    assert method("nac", spacing="uniform")._interval(states, 50).tolist() == [[0, 0, 1, 25, 49, 49]]
+    # the authors' 50 edges: log_1000 of 25 points on [1, sqrt(1000)], mirrored about 0.5, 1.01 and 1.2 last
+    edges = authors_edges(50)
+    step = (1000 ** 0.5 - 1) / 24
+    assert len(edges) == 50 and edges[0] == 0 and edges[24] == pytest.approx(0.5)
+    assert edges[1].item() == pytest.approx(np.log(1 + step) / np.log(1000), abs=1e-6)
+    assert edges[48].item() == pytest.approx(1.01) and edges[49].item() == pytest.approx(1.2)
+    assert method("nac")._interval(states, 50).tolist() == [[0, 0, 0, 24, 47, 47]]
+    with pytest.raises(ConfigError, match="name:O:M:alpha"):
+        method("nac", layers="features:50:50").capabilities()
+    assert set(method("nac", layers="features:50:50:100;block2:5:50:0.001").capabilities().layers) == {"last_map", "block2"}
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
     chosen = _balanced(labels, 30, seed=0)
     assert torch.bincount(labels[chosen]).tolist() == [10, 10, 10] and chosen.tolist() == sorted(set(chosen.tolist()))

@@ -184,6 +184,33 @@ def test_multi_layer_mahalanobis_matches_pytorch_ood_on_the_same_network(tmp_pat
     assert round(roc_auc_score(is_ood, ours.numpy()), 4) == round(roc_auc_score(is_ood, expected.numpy()), 4)
 
 
+def test_nac_features_state_is_the_pooled_feature_times_its_kl_gradient():
+    """The authors' ``avgpool`` state, from the backbone's last map: sigmoid(alpha * f * dKL/df) with the gradient
+    taken at the pooled features themselves; a stage's state sums output and gradient over positions apart."""
+    model = ImageClassifier(StagedNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25),
+                            layers={"first": "stages.0", "last_map": "stages.1"}).eval()
+    x = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    cls = build_registry().method("nac")
+    nac = cls(resolve_params(cls, "any", "none", {"layers": "features:50:50:100;first:5:500:0.5"}))
+    states = nac._states(image_batches(model, x), x)
+    net = model.net
+    with torch.enable_grad():
+        first = net.stages[0]((x - 0.5) / 0.25)
+        features = net.stages[1](first).mean(dim=(2, 3))
+        loss = -torch.log_softmax(net.fc(features), dim=1).mean(dim=1).sum()
+        d_first, d_features = torch.autograd.grad(loss, [first, features])
+    from oodbench.methods.nac import authors_edges
+
+    def intervals(state, m):
+        edges = authors_edges(m).tolist()
+        return [[max(i for i, edge in enumerate(edges[:-1]) if edge <= v) for v in row] for row in state.tolist()]
+
+    expected_features = torch.sigmoid(100 * features.detach() * d_features)
+    expected_first = torch.sigmoid(0.5 * first.detach().sum(dim=(2, 3)) * d_first.sum(dim=(2, 3)))
+    assert states["features"].tolist() == intervals(expected_features, 50)
+    assert states["first"].tolist() == intervals(expected_first, 500)
+
+
 class StagedNet(nn.Module):
     """:class:`ConvNet`'s stages with the ``features`` / ``fc`` split the engine's classifier wraps."""
 
@@ -198,7 +225,7 @@ class StagedNet(nn.Module):
 
 def test_nac_matches_pytorch_ood_with_its_geometric_intervals(tmp_path):
     """NAC-UE's states through the engine's classifier (gradients of the KL divergence at the exposed layers), with
-    pytorch-ood's intervals and every training image, give pytorch-ood's NACUE scores."""
+    pytorch-ood's intervals and channel means and every training image, give pytorch-ood's NACUE scores."""
     model = ImageClassifier(StagedNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), layers={"first": "stages.0", "second": "stages.1"}).eval()
     generator = torch.Generator().manual_seed(4)
     train = torch.rand(200, 3, 8, 8, generator=generator)
@@ -206,7 +233,8 @@ def test_nac_matches_pytorch_ood_with_its_geometric_intervals(tmp_path):
     with torch.no_grad():
         names = {name: torch.zeros(len(train), width) for name, width in (("first", 8), ("second", 12))}
     cls = build_registry().method("nac")
-    method = cls(resolve_params(cls, "any", "none", {"spacing": "geometric", "fit_images": "0"}))
+    method = cls(resolve_params(cls, "any", "none", {"spacing": "geometric", "pooling": "mean", "fit_images": "0",
+                                                     "layers": "first:50:50:100;second:50:50:100"}))
     fitted = fit_with(method, torch.arange(200) % CLASSES, tmp_path, num_classes=CLASSES, layers=names,
                       images=image_batches(model, train))
     ours = score_with(fitted, CLASSES, images=image_batches(model, x))
