@@ -80,6 +80,9 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--limit", type=_limit, default=argparse.SUPPRESS, help="images per test split, or 'all'")
     run.add_argument("--train-limit", type=_limit, default=argparse.SUPPRESS, help="images of the ID train split, or 'all'")
     run.add_argument("--epochs", type=int, help="epochs when the backbone is trained")
+    run.add_argument("--time-budget", metavar="DURATION",
+                     help="how long the whole run may take (20m, 1h30m): the backbone trains for as many epochs as fit, "
+                          "chosen from this device's measured rates; the cells are marked as reduced settings")
     run.add_argument("--train", dest="train", action="store_true", default=None, help="train the backbone when no checkpoint is known")
     run.add_argument("--no-train", dest="train", action="store_false", help="never train the backbone")
     run.add_argument("--batch-size", type=int, help="inference batch size")
@@ -218,7 +221,7 @@ def _api_options(args: argparse.Namespace) -> dict:
         "aux": args.aux, "attacks": args.attacks, "protocol": args.protocol, "tune": args.tune, "tune_ood": args.tune_ood, "epochs": args.epochs, "train": args.train, "batch_size": args.batch_size, "device": args.device,
         "precision": args.precision, "compile": args.compile, "catalogs": args.catalog, "plugins": args.plugins,
         "results": args.results, "cache_dir": args.cache_dir, "data_root": args.data_root, "sealed": args.sealed,
-        "full_spectrum": args.full_spectrum,
+        "full_spectrum": args.full_spectrum, "time_budget": args.time_budget,
         **{name: getattr(args, name) for name in ("limit", "train_limit") if hasattr(args, name)},
     }
 

@@ -38,6 +38,10 @@ class RunConfig:
     pretrained: bool = False
     train: bool = True
     epochs: int | None = None
+    #: seconds the whole run should take: the backbone's epochs are chosen to fit (``engine/budget.py``)
+    time_budget_s: float | None = None
+    #: a reduction of the whole run (the epochs a time budget chose), named in every cell's ``reduced``
+    reduced_note: str = ""
     limit: int | None = None
     train_limit: int | None = None
     #: inference batch size; None: measured on the device
@@ -103,7 +107,7 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
     """Merge a preset's defaults with the given options (``...`` for limits means "the preset's").
 
     ``environment`` holds the options that do not depend on the preset: ``device``, ``precision``,
-    ``compile``, ``results_dir``, ``cache_dir``, ``data_root``, ``download``, ``command``, ``sealed``.
+    ``compile``, ``results_dir``, ``cache_dir``, ``data_root``, ``download``, ``command``, ``sealed``, ``time_budget_s``.
     """
     import torch
 

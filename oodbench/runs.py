@@ -116,7 +116,7 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
         precision: str = "auto", compile: bool = True, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
         results: str | Path = "results", cache_dir: str | Path | None = None, data_root: str | Path | None = None,
         download: bool = True, executor: str = "local", ray_address: str | None = None, quiet: bool = False,
-        command: str | None = None, sealed: bool = False) -> RunResult:
+        command: str | None = None, sealed: bool = False, time_budget: str | float | None = None) -> RunResult:
     """Run detectors and return the records.
 
     ``methods``, ``id``, ``ood`` and ``preset`` as on the command line (``None``: the preset's or
@@ -131,8 +131,10 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
     against ``tune_ood``. ``full_spectrum``: the ID set's covariate-shifted sets count as ID (OpenOOD v1.5's
     full-spectrum evaluation). ``executor``: ``"local"`` (this process) or ``"ray"`` (a local Ray instance, or
     the cluster at ``ray_address``). ``sealed``: run the methods' ``fit()`` and ``score()`` in sandboxed
-    worker processes (``oodbench.engine.sealed``).
+    worker processes (``oodbench.engine.sealed``). ``time_budget``: how long the whole run may take (``"20m"``, or
+    seconds): the backbone trains for as many epochs as fit, and every cell names the reduction.
     """
+    from oodbench.engine.budget import parse_duration
     from oodbench.engine.runner import run as run_engine
 
     say = _say(quiet)
@@ -141,9 +143,10 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
                       data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
                       checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, tune=tune, tune_ood=tune_ood,
                       full_spectrum=full_spectrum, limit=limit, train_limit=train_limit, epochs=epochs, train=train, batch_size=batch_size,
-                      device=device, precision=precision, compile=compile, download=download, sealed=sealed)
+                      device=device, precision=precision, compile=compile, download=download, sealed=sealed,
+                      time_budget_s=parse_duration(time_budget) if isinstance(time_budget, str) else time_budget)
     outcome = run_engine(configs, registry, say, executor, ray_address)
-    return RunResult(outcome.run_id, outcome.results, configs, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
+    return RunResult(outcome.run_id, outcome.results, outcome.configs or configs, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
                      outcome.notes, outcome.rates, outcome.rank, outcome.computed)
 
 
@@ -156,15 +159,20 @@ def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Seque
     a :class:`~oodbench.engine.planview.PlanView` (``.tasks`` as a DataFrame, ``str()`` as text). With
     ``executor="ray"`` it also shows each task's CPUs and GPUs and the parallelism on the Ray cluster
     at ``ray_address`` (default: a local instance of this machine)."""
+    from oodbench.engine.budget import parse_duration
     from oodbench.engine.planview import PlanView
-    from oodbench.engine.runner import plan_run
+    from oodbench.engine.runner import plan_run, settle_time
 
     say = _say(quiet)
     registry = _registry(catalogs, plugins, bool(overrides.get("sealed")))
-    options = {"limit": DEFAULT, "train_limit": DEFAULT, **overrides}
+    budget = overrides.pop("time_budget", None)
+    options = {"limit": DEFAULT, "train_limit": DEFAULT, **overrides,
+               "time_budget_s": parse_duration(budget) if isinstance(budget, str) else budget}
     configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
                       data_root=data_root, command=command, **options)
     planned, ctx = plan_run(configs, registry, say)
+    if configs[0].time_budget_s is not None:
+        _, planned = settle_time(configs, planned, ctx, registry, say, fetch=False)
     return PlanView.of(planned, ctx, registry, executor, ray_address)
 
 

@@ -20,11 +20,12 @@ def test_auto_precision_follows_the_device_capabilities(device, cpu_bf16, cuda_b
     assert auto_precision(device, cpu_bf16, cuda_bf16) == expected
 
 
-def test_fast_paths_on_gpus_and_bf16_cpus_only():
+def test_fast_paths_on_gpus_and_cpus_in_every_precision():
     assert fast_paths("cuda", "bf16", compile=True) == (True, True)
     assert fast_paths("cuda", "fp32", compile=False) == (True, False)
     assert fast_paths("cpu", "bf16", compile=True) == (True, True)
-    assert fast_paths("cpu", "fp32", compile=True) == (False, False)
+    assert fast_paths("cpu", "fp32", compile=True) == (True, True)
+    assert fast_paths("cpu", "fp32", compile=False) == (True, False)
     assert fast_paths("mps", "fp32", compile=True) == (False, False)
 
 

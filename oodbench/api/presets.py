@@ -33,4 +33,7 @@ class Preset:
     #: None: measured on the device (``engine/batching.py``)
     batch_size: int | None = None
     default_for: frozenset[str] = frozenset()
+    #: how long a run is meant to take on the machines the preset is for, in seconds: ``oodbench run`` warns,
+    #: naming shorter ways, when its estimate on this device is longer (None: no promise)
+    expected_s: float | None = None
     origin: str = "built-in"

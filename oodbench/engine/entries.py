@@ -111,7 +111,8 @@ def method_entries(config: RunConfig, registry: Registry, id_spec: DatasetSpec) 
             raise ConfigError(f"--sealed: method {label} fine-tunes the classifier, and train() runs in the engine's process",
                               "seal post-hoc methods (fit and score), or evaluate training methods without --sealed")
         aux = _aux(config, registry, cls, label) if caps.aux else None
-        reduced = reduced_settings(cls, id_spec.stands_for, config.preset, params, config.protocol)
+        reduced = ", ".join(filter(None, [reduced_settings(cls, id_spec.stands_for, config.preset, params, config.protocol),
+                                          config.reduced_note]))
         space = cls.search_space_under.get(config.protocol, cls.search_space)
         resolve_layers(caps.layers, tuple(backbone.layers), label, backbone.name)  # fails here, before any work
         fit_split = cls.fits_on(config.protocol)

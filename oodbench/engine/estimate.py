@@ -35,6 +35,8 @@ class Work:
     rate: str
     items: int | None
     fallback: str | None = None
+    #: passes over the data the items count (a training's epochs)
+    passes: int = 1
 
 
 def device_label(compute) -> str:

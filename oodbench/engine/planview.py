@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from oodbench.engine.budget import clock
 from oodbench.engine.estimate import calibrate
 from oodbench.engine.plan import Plan
 from oodbench.engine.schedule import parallelism
@@ -25,15 +26,10 @@ from oodbench.report.listing import left_aligned
 def _clock(seconds: float | None) -> str:
     if seconds is None or pd.isna(seconds):
         return "?"
-    if seconds < 1:
-        return "<1s"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
+    return "<1s" if seconds < 1 else clock(seconds)
 
 
-def _calibrate(plan: Plan, ctx, registry) -> None:
+def calibrate_plan(plan: Plan, ctx, registry) -> None:
     """Measure each backbone's forward (and, when a pending task trains, training) throughput here if never
     measured and needed."""
     pending = {t.work.rate for t in plan.pending() if t.work is not None}
@@ -82,7 +78,7 @@ class PlanView:
 
     @classmethod
     def of(cls, plan: Plan, ctx, registry, executor: str = "local", address: str | None = None) -> "PlanView":
-        _calibrate(plan, ctx, registry)
+        calibrate_plan(plan, ctx, registry)
         rows = []
         for task in plan.tasks.values():
             cached = task.id in plan.cached

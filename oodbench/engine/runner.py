@@ -13,6 +13,7 @@ return without recording anything.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -21,13 +22,16 @@ import pandas as pd
 
 from oodbench.config import RunConfig
 from oodbench.engine.batching import inference_batch_size
+from oodbench.engine.budget import budget_epochs, clock, estimate, slow_warning
 from oodbench.engine.context import EngineContext
 from oodbench.engine.execution import Outcome
 from oodbench.engine.executors import get_executor
 from oodbench.engine.plan import Plan, Task
 from oodbench.engine.planner import build_plan
+from oodbench.engine.planview import calibrate_plan
 from oodbench.engine.records import Recorder
 from oodbench.engine.sealed import attach as attach_sandbox
+from oodbench.errors import ConfigError
 from oodbench.models.checkpoints import build_classifier
 from oodbench.models.distributed import World, join_from_environment
 from oodbench.registry import Registry
@@ -52,6 +56,8 @@ class RunOutcome:
     #: per task kind, the tasks this run computed and their seconds (an ``extract`` task is one pass of a split
     #: through a network, however many layers it keeps)
     computed: dict[str, tuple[int, float]] = field(default_factory=dict)
+    #: the configurations that ran (a time budget sets their epochs); empty under torchrun's other ranks
+    configs: tuple[RunConfig, ...] = ()
 
 
 def achieved_rates(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, float]:
@@ -85,6 +91,38 @@ def plan_run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[st
     (``fetch``: download missing data now)."""
     ctx = EngineContext.for_run(configs[0], say)
     return build_plan(configs, registry, ctx, fetch), ctx
+
+
+def settle_time(configs: Sequence[RunConfig], plan: Plan, ctx: EngineContext, registry: Registry, say: Callable[[str], None],
+                fetch: bool) -> tuple[Sequence[RunConfig], Plan]:
+    """Say what the plan will cost on this device before work starts. With a time budget, plan again with the backbone
+    epochs that fit it (the cells then name the reduction); without one, warn when the preset's promise is broken."""
+    config = configs[0]
+    calibrate_plan(plan, ctx, registry)
+    found = estimate(plan, ctx.throughput)
+    budget = config.time_budget_s
+    if budget is not None:
+        epochs = budget_epochs(found, budget)
+        if epochs is None:
+            say(f"--time-budget {clock(budget)}: no backbone trains in this run (its checkpoint is given, published or "
+                "cached), so nothing is fitted to it")
+        elif epochs < found.epochs:
+            note = f"backbone epochs {epochs} (planned {found.epochs}; --time-budget {clock(budget)})"
+            say(f"--time-budget {clock(budget)}: the backbone trains {epochs} of {found.epochs} epochs ({clock(found.epoch_s)} "
+                f"each here) beside {clock(found.rest_s)} of other work; every cell is marked as reduced settings")
+            configs = tuple(dataclasses.replace(c, epochs=epochs, reduced_note=note) for c in configs)
+            plan = build_plan(configs, registry, ctx, fetch)
+            found = estimate(plan, ctx.throughput)
+        else:
+            say(f"--time-budget {clock(budget)}: all {found.epochs} planned epochs fit")
+        if found.seconds > budget:
+            say(f"warning: even so the run is estimated at {clock(found.seconds)}, over the budget of {clock(budget)}")
+    say(found.describe(ctx.compute.describe()))
+    expected = registry.preset(config.preset).expected_s
+    warning = slow_warning(found, config.preset, expected, ctx.compute.describe()) if expected and budget is None else None
+    if warning:
+        say(warning)
+    return configs, plan
 
 
 def _materialise(plan: Plan, ctx: EngineContext, registry: Registry, runner, needed: set[str] | None,
@@ -144,6 +182,9 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
     started = time.time()
     config = configs[0]
     world = join_from_environment()
+    if config.time_budget_s is not None and world.size > 1:
+        raise ConfigError("--time-budget under torchrun: each process would choose the epochs from its own measurement",
+                          "pass --epochs N to every process instead")
     if not world.writer:
         return _train_beside(configs, registry, world)
     store = ResultStore(config.results_dir / "oodbench.sqlite").check()
@@ -153,11 +194,14 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
             attach_sandbox(ctx, registry.sandbox)
             ctx.sealed.start()  # the sandbox sets itself up (seconds) while the engine plans and loads the data
         plan = build_plan(configs, registry, ctx, fetch=True)
+        configs, plan = settle_time(configs, plan, ctx, registry, say, fetch=True)
+        config = configs[0]
         plan.header["world_size"] = world.size
         for label, aux in plan.header["aux"].items():
             say(f"aux: {label} trains with {aux}" + ("" if config.aux else " (the method's default; --aux NAME to change)"))
         for label, reduced in plan.header["reduced"].items():
-            say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
+            if reduced != config.reduced_note:  # the run's own reduction was said once
+                say(f"reduced: {label} runs with {reduced} under preset {config.preset}; its cells are marked")
         runner = get_executor(executor, address)
         data = _materialise(plan, ctx, registry, runner, None, say)
         if ctx.sealed is not None:
@@ -180,4 +224,4 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
         ctx.close()
         recorder.finish(status, wall)
     return RunOutcome(recorder.run_id, store.results(recorder.run_id), ctx.forwarded.images, wall, ctx.cache.summary(), ctx.notes,
-                      achieved_rates(plan, outcomes), computed=computed_work(plan, outcomes))
+                      achieved_rates(plan, outcomes), computed=computed_work(plan, outcomes), configs=tuple(configs))

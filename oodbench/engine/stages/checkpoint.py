@@ -112,5 +112,5 @@ def plan_checkpoint(ctx, config: RunConfig, backbone: BackboneSpec, id_spec: Dat
 
     items = None if train.count is None else recipe.epochs * train.count
     return Task(task_id(backbone, id_spec, seed), KIND, f"train {backbone.name} on {train.label}, {recipe.epochs} epochs (seed {seed})",
-                key, run, inputs={"train": train.task}, work=Work(rate, items),
+                key, run, inputs={"train": train.task}, work=Work(rate, items, passes=recipe.epochs),
                 resources=Resources(ctx.compute.device.type, TRAINING_COPIES * model_mb), collective=True)
