@@ -115,7 +115,7 @@ class MIM(Method):
         steps = math.ceil(n / p.batch_size)
         order = np.arange(n) if p.fixed_order else torch.randperm(n, generator=torch.Generator().manual_seed(context.seed)).numpy()
         losses = extra.get("losses", [])
-        forward = world.wrap(model, context.device)
+        forward = context.forward_for(world.wrap(model, context.device), p.epochs * steps)
         for epoch in range(start, p.epochs):
             generator = torch.Generator().manual_seed(context.seed * 7919 + epoch)
             total = RunningLoss()

@@ -65,7 +65,7 @@ def test_only_long_trainings_on_a_compiling_device_are_compiled():
 
 
 def test_a_failed_compilation_falls_back_to_the_eager_module(monkeypatch, capsys):
-    def broken_compile(module):
+    def broken_compile(module, **options):
         def call(*args):
             raise RuntimeError("no C compiler")
         return call

@@ -376,3 +376,26 @@ def test_an_outlier_training_epoch_covers_every_id_image_including_the_last_part
     method.train(_context(model, n=70, scratch=tmp_path))
     assert shown == [(16, 8)] * 4 + [(6, 8)]
     assert method.training_images(70, 48) == 70 + 5 * 8
+
+
+def test_a_compiled_finetune_gives_the_eager_losses_and_compiles_one_graph(tmp_path):
+    """OE's loop through torch.compile (dynamo's capture, eager kernels: equal numbers): the short last batch
+    (6 + 8 images against 16 + 8) runs eagerly, without compiling a second graph."""
+    import dataclasses
+
+    from torch._dynamo.utils import counters
+
+    from oodbench.engine.inputs import finetune_forward
+
+    params = resolve_params(oe.OutlierExposure, "x", "smoke", {"epochs": "2", "batch_size": "16", "aux_batch_size": "8"})
+    losses = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        counters.clear()
+        model = ImageClassifier(Tiny(), (0.5,) * 3, (0.25,) * 3)
+        context = dataclasses.replace(_context(model, n=70, scratch=tmp_path / str(compiled)),
+                                      forward_for=lambda module, steps, on=compiled: finetune_forward(module, on, backend="eager"))
+        losses[compiled] = oe.OutlierExposure(params).train(context)["loss_per_epoch"]
+        graphs = counters["stats"]["unique_graphs"]
+    assert losses[True] == losses[False]
+    assert graphs == 1

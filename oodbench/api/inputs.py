@@ -249,7 +249,8 @@ class TrainingContext:
     normalisation inside), in training mode unless the method switches it. Images are uint8
     ``N x H x W x C`` arrays in the backbone's format; :meth:`pixels` turns a batch of them into
     the model's input. ``backward_step(loss, optimizer)`` zeroes the gradients, back-propagates
-    (with loss scaling when the engine trains in float16) and steps. ``scratch`` survives an
+    (with loss scaling when the engine trains in float16) and steps. ``forward_for(module, steps)`` is what a
+    training of ``steps`` steps calls for its forward passes (compiled when long enough). ``scratch`` survives an
     interruption: save state there between epochs (:class:`oodbench.models.training.EpochState`)
     and the stage resumes on the next run.
     """
@@ -267,6 +268,9 @@ class TrainingContext:
     to_pixels: Callable[[np.ndarray], Tensor]
     progress_display: Callable[..., Iterable]
     backward_step: Callable[[Tensor, torch.optim.Optimizer], None]
+    #: ``forward_for(module, steps)``: what to call for the forward passes of a training of ``steps`` steps (the
+    #: module itself, or compiled for the full batches where the engine compiles trainings that long)
+    forward_for: Callable[[torch.nn.Module, int], Callable[..., Tensor]] = lambda module, steps: module
     on_images: Callable[[int], None] = lambda count: None
 
     def pixels(self, images: np.ndarray) -> Tensor:

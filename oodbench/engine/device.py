@@ -102,15 +102,23 @@ class Compute:
 class CompiledModule:
     """Calls ``torch.compile(module)``; if compilation fails, says so once and runs ``module`` eagerly.
 
-    Compilation happens at the first call, so a failure there leaves no partial state behind.
+    Compilation happens at the first call, so a failure there leaves no partial state behind. ``one_batch_size``:
+    only batches of the first call's size (the first argument's first dimension) go through the compiled graph;
+    any other size (a short last batch) runs eagerly instead of compiling a second graph. A graph compiled with a
+    variable batch size would serve every size but gives away most of the gain: WRN-16-2 in bf16 on 2 CPU cores
+    trains at 443 img/s eager, 696 compiled for one size, 519 with the batch dimension marked dynamic.
+    ``backend``: torch.compile's.
     """
 
-    def __init__(self, module: torch.nn.Module, enabled: bool) -> None:
+    def __init__(self, module: torch.nn.Module, enabled: bool, one_batch_size: bool = False, backend: str = "inductor") -> None:
         self.module = module
-        self.compiled = torch.compile(module) if enabled else None
+        self.batch_size: int | None = None if one_batch_size else -1
+        self.compiled = torch.compile(module, backend=backend) if enabled else None
 
     def __call__(self, *args, **kwargs):
-        if self.compiled is not None:
+        if self.compiled is not None and self.batch_size is None:
+            self.batch_size = len(args[0])
+        if self.compiled is not None and self.batch_size in (-1, len(args[0])):
             try:
                 return self.compiled(*args, **kwargs)
             except Exception as error:  # inductor / dynamo failures differ by platform and compiler

@@ -14,8 +14,9 @@ from oodbench.api import Capabilities, FitInputs, ImageBatches, Reads, TrainingC
 from oodbench.data.arrays import SplitArrays
 from oodbench.data.batches import pixel_batches, to_pixels
 from oodbench.engine.context import Extraction, Network
+from oodbench.engine.device import CompiledModule
 from oodbench.models.layers import LAYER_PREFIX, LayerRead, layer_key
-from oodbench.models.training import optimizer_step
+from oodbench.models.training import COMPILE_MIN_STEPS, optimizer_step
 from oodbench.progress import progress
 
 
@@ -81,6 +82,12 @@ def fit_inputs(ctx, method: str, caps: Capabilities, network: Network, train: Sp
     return FitInputs(method, caps.reads, values, network.model.num_classes, labels, seed, scratch, progress)
 
 
+def finetune_forward(module: torch.nn.Module, compiled: bool, backend: str = "inductor") -> CompiledModule:
+    """The forward passes of a fine-tune: compiled (``compiled``) for its full batches, the short last batch of an
+    epoch eager (no second compilation)."""
+    return CompiledModule(module, compiled, one_batch_size=True, backend=backend)
+
+
 def training_context(ctx, model, train: SplitArrays, aux: SplitArrays | None, seed: int, scratch: Path,
                      desc: str) -> TrainingContext:
     """The data and helpers :meth:`Method.train` fine-tunes ``model`` with."""
@@ -92,4 +99,5 @@ def training_context(ctx, model, train: SplitArrays, aux: SplitArrays | None, se
         precision=ctx.compute.autocast, scratch=scratch, desc=desc,
         to_pixels=lambda images: to_pixels(images, device, channels_last), progress_display=progress,
         backward_step=lambda loss, optimizer: optimizer_step(loss, optimizer, scaler), on_images=ctx.forwarded,
+        forward_for=lambda module, steps: finetune_forward(module, ctx.compute.compile and steps >= COMPILE_MIN_STEPS),
     )

@@ -92,7 +92,7 @@ class OutlierTraining:
         start, extra = state.restore(model=model, optimizer=optimizer, schedule=schedule)
         labels = to_device(torch.as_tensor(context.id_labels, dtype=torch.long), context.device)
         losses, epochs = extra.get("losses", []), extra.get("epochs", [])
-        forward = world.wrap(model, context.device)
+        forward = context.forward_for(world.wrap(model, context.device), p.epochs * steps)
         for epoch in range(start, p.epochs):
             generator = torch.Generator().manual_seed(context.seed * 7919 + epoch)
             pool, pool_facts = self.epoch_pool(context, epoch, generator)
