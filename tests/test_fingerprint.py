@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from oodbench.data.fingerprint import CORRELATION, THRESHOLD, fingerprints, hash_distance, near_duplicates
@@ -98,3 +99,60 @@ def test_empty_sets_have_no_pairs():
     some = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     assert len(near_duplicates(fingerprints(none), fingerprints(some), none, some)) == 0
     assert len(near_duplicates(fingerprints(some), fingerprints(none), some, none)) == 0
+
+
+# -- the accelerator paths, run on the CPU against the CPU paths ---------------------------------------------------
+
+def test_the_accelerator_hashes_are_the_cpu_hashes_bit_for_bit(photographs, monkeypatch):
+    from oodbench.data import fingerprint
+
+    blocks = torch.randint(-3, 4, (500, 19, 64)).float()  # many ties with the median
+    blocks[:, :, 0] = torch.randn(500, 19) * 100  # and the top bit both ways
+    assert np.array_equal(fingerprint._hashes_torch(blocks), fingerprint._hashes_numpy(blocks))
+    plain = fingerprints(photographs)
+    monkeypatch.setattr(fingerprint, "_hashes_numpy", fingerprint._hashes_torch)
+    assert np.array_equal(fingerprints(photographs).hashes, plain.hashes)
+
+
+def _pairs(candidates) -> set[tuple[int, int]]:
+    return set(zip(candidates[0].tolist(), candidates[1].tolist(), strict=True))
+
+
+def test_the_accelerator_search_finds_the_cpu_candidates(photographs, monkeypatch):
+    from oodbench.data import fingerprint
+
+    rng = np.random.default_rng(3)
+    first = photographs[:1600]
+    copies = np.stack([copy_of(first[i], KINDS[i % 4], rng) for i in range(0, 1600, 8)])
+    second = np.concatenate([photographs[1600:], copies])
+    base, queries = fingerprints(first), fingerprints(second)
+    batched = fingerprint._candidates_batched(queries.descriptors, base, torch.device("cpu"))
+    looped = fingerprint._candidates(queries.descriptors, base)
+    assert len(looped[0]) == len(queries) * fingerprint.NEIGHBOURS and _pairs(batched) == _pairs(looped)
+    noise = fingerprints(rng.integers(0, 256, (3000, 32, 32, 3), dtype=np.uint8))  # lists of every size
+    assert _pairs(fingerprint._candidates_batched(base.descriptors[:300], noise, torch.device("cpu"))) == \
+        _pairs(fingerprint._candidates(base.descriptors[:300], noise))
+    plain = near_duplicates(base, queries, first, second)
+    monkeypatch.setattr(fingerprint, "_candidates", lambda q, b: fingerprint._candidates_batched(q, b, torch.device("cpu")))
+    found = near_duplicates(base, queries, first, second)
+    assert len(plain) >= len(copies) * 0.9 and all(np.array_equal(getattr(found, f), getattr(plain, f)) for f in ("first", "second", "distance"))
+
+
+def _decoded(archive_path, limit=None) -> np.ndarray:
+    with zipfile.ZipFile(archive_path) as archive:
+        names = sorted(n for n in archive.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png")))[:limit]
+        return np.stack([np.array(Image.open(io.BytesIO(archive.read(n))).convert("RGB").resize((32, 32))) for n in names])
+
+
+def test_the_accelerator_paths_on_the_quick_splits(catalog, monkeypatch):
+    """CIFAR-10's 50,000 training images against the TinyImageNet auxiliary set (the largest pair a quick run checks):
+    the same hashes and candidates from both paths."""
+    from oodbench.data import fingerprint
+
+    train, aux = _decoded(catalog.parent / "cifar10-jpeg-train.zip"), _decoded(catalog.parent / "tin-train-aux.zip")
+    prints = [fingerprints(train), fingerprints(aux)]
+    queries, base = prints if len(train) < len(aux) else prints[::-1]
+    assert _pairs(fingerprint._candidates_batched(queries.descriptors, base, torch.device("cpu"))) == \
+        _pairs(fingerprint._candidates(queries.descriptors, base))
+    monkeypatch.setattr(fingerprint, "_hashes_numpy", fingerprint._hashes_torch)
+    assert np.array_equal(fingerprints(aux).hashes, prints[1].hashes)

@@ -30,6 +30,13 @@ Why not ``imagehash`` itself: it converts one PIL image at a time (tens of micro
 the arrays are already decoded, and the batched version costs a small share of a run's
 extraction. ``tests/test_fingerprint.py`` plants copies of each kind among unrelated photographs
 and checks recall and false pairs.
+
+Both steps run on the device the run extracts on. On a CPU, the medians and bit packing go through numpy
+(3.5x faster there than torch's median) and the search loops over the k-means lists; on an accelerator, where
+such a loop of small products is bound by kernel launches, the medians are torch's ``kthvalue`` and the search
+is one product of a batch of queries with every descriptor, each query's probed lists then read out of it
+through a padded table of the lists' members. The two paths give the same hashes and the same candidates
+(``tests/test_fingerprint.py`` runs the accelerator paths on the CPU against the CPU paths).
 """
 
 from __future__ import annotations
@@ -144,28 +151,51 @@ def _columns_with_luma(views: torch.Tensor, channels: int) -> torch.Tensor:
     return (flat[:, :, None] * torch.tensor(LUMA)).reshape(len(flat), -1)
 
 
-def _fingerprint_batch(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # a writable float copy of the batch (the split may be memory-mapped): numpy converts 4x faster than torch
-    pixels = torch.from_numpy(np.array(images, dtype=np.float32))
+def _float_pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    if device.type == "cpu":  # a writable float copy (the split may be memory-mapped): numpy converts 4x faster than torch
+        return torch.from_numpy(np.array(images, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).float()  # a quarter of the bytes to copy over
+
+
+def _hashes_numpy(blocks: torch.Tensor) -> np.ndarray:
+    """``N x views x 64`` DCT blocks -> ``N x views`` uint64 hashes: each coefficient against the block's median."""
+    values = blocks.numpy()
+    middle = BLOCK * BLOCK // 2 - 1  # the lower median (bits above it: those above numpy's median too)
+    median = np.partition(values, middle, axis=2)[:, :, middle : middle + 1]  # 3.5x faster than torch.median
+    return np.packbits(values > median, axis=2).view(">u8")[..., 0].astype(np.uint64)
+
+
+#: the value of each of a hash's 64 bits, the first coefficient the highest (as ``np.packbits`` orders them)
+_BIT_VALUES = torch.tensor([1 << (63 - i) if i else -(1 << 63) for i in range(BLOCK * BLOCK)], dtype=torch.int64)
+
+
+def _hashes_torch(blocks: torch.Tensor) -> np.ndarray:
+    """:func:`_hashes_numpy` in torch, on the blocks' device: the lower median is the 32nd smallest coefficient,
+    and the bits are summed at their values in int64 (the top bit as its two's-complement weight)."""
+    median = blocks.kthvalue(BLOCK * BLOCK // 2, dim=2, keepdim=True).values
+    packed = ((blocks > median).long() * _BIT_VALUES.to(blocks.device)).sum(dim=2)
+    return packed.cpu().numpy().view(np.uint64)
+
+
+def _fingerprint_batch(images: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    pixels = _float_pixels(images, device)
     n, height, width = pixels.shape[:3]
     channels = pixels.shape[3] if pixels.ndim == 4 else 1
-    rows = _operators(height)
-    columns = rows if width == height else _operators(width)
+    rows = _operators(height).to(device)
+    columns = rows if width == height else _operators(width).to(device)
     # each view's DCT block is rows[v] @ luma @ columns[v].T; the right-hand products serve every view
-    right = (pixels.reshape(n * height, width * channels) @ _columns_with_luma(columns, channels).T).reshape(n, height, -1)
+    luma_columns = _columns_with_luma(columns.cpu(), channels).to(device)
+    right = (pixels.reshape(n * height, width * channels) @ luma_columns.T).reshape(n, height, -1)
     groups = []
     for first, last in HASH_GROUPS:  # every (row view, column view) combination of a group in one product
         count = last - first
         block = rows[first:last].reshape(-1, height) @ right[:, :, first * BLOCK : last * BLOCK]
         groups.append(block.reshape(n, count, BLOCK, count, BLOCK).transpose(2, 3).reshape(n, count * count, BLOCK * BLOCK))
-    blocks = torch.cat(groups, dim=1).numpy()
-    middle = BLOCK * BLOCK // 2 - 1  # the lower median (bits above it: those above numpy's median too)
-    median = np.partition(blocks, middle, axis=2)[:, :, middle : middle + 1]  # 3.5x faster than torch.median
-    bits = blocks > median
-    hashes = np.packbits(bits, axis=2).view(">u8")[..., 0].astype(np.uint64)
+    blocks = torch.cat(groups, dim=1)
+    hashes = _hashes_numpy(blocks) if device.type == "cpu" else _hashes_torch(blocks)
     view = slice(DESCRIPTOR_VIEW * BLOCK, (DESCRIPTOR_VIEW + 1) * BLOCK)
     inner = (rows[DESCRIPTOR_VIEW] @ right[:, :, view]).reshape(n, -1)
-    descriptors = F.normalize(inner[:, 1:], dim=1).numpy()
+    descriptors = F.normalize(inner[:, 1:], dim=1).cpu().numpy()
     return descriptors, hashes
 
 
@@ -174,24 +204,26 @@ def _fingerprint_batch(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 BATCH_PIXELS = 1024 * 32 * 32
 
 
-def fingerprints(images: np.ndarray) -> Fingerprints:
+def fingerprints(images: np.ndarray, device: torch.device | str = "cpu") -> Fingerprints:
     """The descriptors, hashes and descriptor index of ``N x H x W [x C]`` uint8 images (any size, gray or RGB),
-    :data:`BATCH_PIXELS` pixels at a time (whatever the images' size, a batch of RGB images is 12 MB as float32)."""
+    :data:`BATCH_PIXELS` pixels at a time (whatever the images' size, a batch of RGB images is 12 MB as float32),
+    computed on ``device``."""
+    device = torch.device(device)
     batch = max(1, BATCH_PIXELS // (images.shape[1] * images.shape[2])) if images.ndim >= 3 else 1
-    parts = [_fingerprint_batch(images[start : start + batch]) for start in range(0, len(images), batch)]
+    parts = [_fingerprint_batch(images[start : start + batch], device) for start in range(0, len(images), batch)]
     if not parts:
         return Fingerprints(np.zeros((0, BLOCK * BLOCK - 1), np.float32), np.zeros((0, HASHES), np.uint64),
                             np.zeros((0, BLOCK * BLOCK - 1), np.float32), np.zeros(0, np.int64))
     descriptors = np.concatenate([p[0] for p in parts])
-    centroids, lists = _kmeans(torch.from_numpy(descriptors), max(1, min(1024, round(math.sqrt(len(descriptors))))))
-    return Fingerprints(descriptors, np.concatenate([p[1] for p in parts]), centroids.numpy(), lists.numpy())
+    centroids, lists = _kmeans(torch.from_numpy(descriptors).to(device), max(1, min(1024, round(math.sqrt(len(descriptors))))))
+    return Fingerprints(descriptors, np.concatenate([p[1] for p in parts]), centroids.cpu().numpy(), lists.cpu().numpy())
 
 
 def _kmeans(points: torch.Tensor, lists: int, iterations: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
     """Centroids (unit rows) of spherical k-means on unit ``points``, and each point's list. The
     centroids are trained on :data:`TRAINING_PER_LIST` points per list at most (as inverted-file
     indexes usually are: more points move them little and cost in proportion)."""
-    order = torch.randperm(len(points), generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(len(points), generator=torch.Generator().manual_seed(0)).to(points.device)
     sample = points[order[: TRAINING_PER_LIST * lists]]
     centroids = sample[:lists].clone()
     for _ in range(iterations):
@@ -232,6 +264,41 @@ def _candidates(queries: np.ndarray, base: Fingerprints) -> tuple[np.ndarray, np
     return query_index[found].numpy(), base_index[found].numpy()
 
 
+#: similarities a batch of the accelerator search holds (256 MiB of float32)
+SEARCH_VALUES = 2**26
+
+
+def _candidates_batched(queries: np.ndarray, base: Fingerprints, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_candidates` without its loop over the lists, for accelerators: each batch of queries against every
+    descriptor of ``base`` in one product, then each query's probed lists read out of it as rows of a table of the
+    lists' members (padded to the longest with -1), each list's :data:`NEIGHBOURS` best and the best of those."""
+    q = torch.from_numpy(queries).to(device)
+    descriptors, centroids = torch.from_numpy(base.descriptors).to(device), torch.from_numpy(base.centroids).to(device)
+    lists, probes = len(centroids), min(PROBES, len(centroids))
+    members = np.argsort(base.lists, kind="stable")  # base indices, list by list, as the loop reads them
+    sizes = np.bincount(base.lists, minlength=lists)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    table = np.full((lists, max(int(sizes.max()), NEIGHBOURS)), -1, dtype=np.int64)
+    table[base.lists[members], np.arange(len(members)) - starts[base.lists[members]]] = members
+    table = torch.from_numpy(table).to(device)
+    probed = (q @ centroids.T).topk(probes, dim=1).indices
+    chunk = max(1, SEARCH_VALUES // max(len(descriptors), probes * table.shape[1]))
+    query_parts, base_parts = [], []
+    for start in range(0, len(q), chunk):
+        rows = table[probed[start : start + chunk]]  # C x probes x longest base indices
+        similarity = (q[start : start + chunk] @ descriptors.T).gather(1, rows.clamp(min=0).flatten(1)).view(rows.shape)
+        similarity = similarity.masked_fill(rows < 0, -math.inf)
+        top = similarity.topk(NEIGHBOURS, dim=2)  # each probed list's nearest, as the loop's rows
+        nearest = rows.gather(2, top.indices)
+        best = top.values.flatten(1).topk(min(NEIGHBOURS, probes * NEIGHBOURS), dim=1)
+        found = best.values > -math.inf
+        base_index = nearest.flatten(1).gather(1, best.indices)
+        query_index = torch.arange(start, start + len(rows), device=device)[:, None].expand_as(base_index)
+        query_parts.append(query_index[found].cpu())
+        base_parts.append(base_index[found].cpu())
+    return torch.cat(query_parts).numpy(), torch.cat(base_parts).numpy()
+
+
 def hash_distance(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Hamming distance per pair of hash rows (``M x 19`` each): the closest of either image's hashes
     (crops included) to the other's plain hash."""
@@ -240,14 +307,17 @@ def hash_distance(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.minimum(one_way, other_way).astype(np.int64)
 
 
-def near_duplicates(first: Fingerprints, second: Fingerprints, first_images: np.ndarray, second_images: np.ndarray) -> Pairs:
-    """Near-duplicate pairs between two sets (their fingerprints and their images), sorted by index."""
+def near_duplicates(first: Fingerprints, second: Fingerprints, first_images: np.ndarray, second_images: np.ndarray,
+                    device: torch.device | str = "cpu") -> Pairs:
+    """Near-duplicate pairs between two sets (their fingerprints and their images), sorted by index; the candidate
+    search on ``device`` (the verification of the few candidates stays on the CPU)."""
+    device = torch.device(device)
     swap = len(first) > len(second)
     queries, base = (second, first) if swap else (first, second)
     if len(queries) == 0 or len(base) == 0:
         empty = np.zeros(0, np.int64)
         return Pairs(empty, empty, empty, np.zeros(0, np.float32))
-    qi, bi = _candidates(queries.descriptors, base)
+    qi, bi = _candidates(queries.descriptors, base) if device.type == "cpu" else _candidates_batched(queries.descriptors, base, device)
     a, b = (bi, qi) if swap else (qi, bi)
     distance = hash_distance(first.hashes[a], second.hashes[b])
     close = distance <= THRESHOLD

@@ -20,7 +20,7 @@ KIND = "fingerprint"
 def _fingerprint(ctx, split: SplitArrays, key: str, rate: str) -> Fingerprints:
     def compute(directory) -> dict:
         started = time.perf_counter()
-        found = fingerprints(split.images)
+        found = fingerprints(split.images, ctx.compute.device)
         ctx.throughput.record(rate, len(split), time.perf_counter() - started)
         for name in ("descriptors", "hashes", "centroids", "lists"):
             np.save(directory / f"{name}.npy", getattr(found, name))
@@ -38,4 +38,4 @@ def plan_fingerprint(ctx, split: PlannedSplit) -> Task:
     rate = ctx.throughput.key("fingerprint", "images")
     return Task(f"fingerprint:{split.ident}", KIND, f"fingerprints of {split.label}", key,
                 lambda ctx, inputs: _fingerprint(ctx, inputs["split"], key, rate),
-                inputs={"split": split.task}, work=Work(rate, split.count), resources=Resources("cpu"))
+                inputs={"split": split.task}, work=Work(rate, split.count), resources=Resources(ctx.compute.device.type))

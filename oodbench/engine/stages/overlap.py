@@ -43,7 +43,7 @@ def _overlap(ctx, first: PlannedSplit, second: PlannedSplit, inputs: dict, key: 
     def compute(directory) -> dict:
         started = time.perf_counter()
         a, b = inputs["first"], inputs["second"]
-        found = near_duplicates(inputs["first_fingerprints"], inputs["second_fingerprints"], a.images, b.images)
+        found = near_duplicates(inputs["first_fingerprints"], inputs["second_fingerprints"], a.images, b.images, ctx.compute.device)
         ctx.throughput.record(rate, len(a) + len(b), time.perf_counter() - started)
         np.save(directory / "pairs.npy", np.stack([found.first, found.second, found.distance], axis=1))
         closest = np.argsort(found.distance, kind="stable")[:EXAMPLES]
@@ -73,4 +73,4 @@ def plan_overlap(ctx, first: PlannedSplit, second: PlannedSplit, first_fingerpri
     counts = None if None in (first.count, second.count) else first.count + second.count
     return Task(f"overlap:{first.ident}|{second.ident}", KIND, f"near-duplicates {first.label} ~ {second.label}", key,
                 lambda ctx, values: _overlap(ctx, first, second, values, key, rate), inputs=inputs,
-                work=Work(rate, counts), resources=Resources("cpu"))
+                work=Work(rate, counts), resources=Resources(ctx.compute.device.type))
