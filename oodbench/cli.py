@@ -244,8 +244,12 @@ def cmd_run(args: argparse.Namespace) -> int:
           + f", wall time {result.wall_time_s:.1f} s")
     print(f"stages: {result.stages}")
     if result.rates:
-        print("images per second: " + ", ".join(f"{kind} {rate:.0f}" for kind, rate in result.rates.items())
-              + " (checkpoint / finetune: training images; score: methods that read images; attack: gradient steps)")
+        bare = {"checkpoint": "bare training step", "extract": "bare forward"}
+        print("images per second: " + ", ".join(
+            f"{kind} {rate:.0f}" + (f" ({bare[kind]} {result.bare_rates[kind]:.0f})" if kind in result.bare_rates else "")
+            for kind, rate in result.rates.items())
+              + " (checkpoint / finetune: training images; score: methods that read images; attack: gradient steps; "
+                "bare: the network alone on random pixels here)")
     if result.computed:
         print("computed, per stage: " + ", ".join(f"{kind} {count} task(s) in {seconds:.0f} s"
                                                    for kind, (count, seconds) in result.computed.items())

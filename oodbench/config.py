@@ -100,7 +100,7 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
                    methods: Sequence[str] | None = None, variants: Mapping[str, tuple[str, dict]] | None = None,
                    params: Mapping[str, Mapping[str, Any]] | None = None, backbone: str | None = None,
                    seeds: Sequence[int] = (0,), limit: Any = ..., train_limit: Any = ..., epochs: int | None = None,
-                   train: bool | None = None, batch_size: int | None = None, aux: str | None = None,
+                   train: bool | None = None, pretrained: bool | None = None, batch_size: int | None = None, aux: str | None = None,
                    checkpoint: str | None = None, attacks: Sequence[str] = (), protocol: str = CLEAN, tune: bool = False,
                    tune_ood: str = "uniform", full_spectrum: bool = False, say: Callable[[str], None] = print,
                    **environment: Any) -> RunConfig:
@@ -152,7 +152,7 @@ def resolve_config(registry, *, preset: str | None = None, id_dataset: str | Non
                           "choose a validation set that is not evaluated, e.g. uniform, gaussian or an aux set")
     return RunConfig(
         preset=chosen.name, id_dataset=id_dataset, ood=ood, methods=tuple(entries), backbone=backbone or chosen.backbone,
-        seeds=tuple(seeds), checkpoint=checkpoint, pretrained=chosen.pretrained,
+        seeds=tuple(seeds), checkpoint=checkpoint, pretrained=chosen.pretrained if pretrained is None else pretrained,
         train=chosen.train if train is None else train, epochs=epochs if epochs is not None else chosen.epochs,
         limit=chosen.limit if limit is ... else limit, train_limit=chosen.train_limit if train_limit is ... else train_limit,
         batch_size=batch_size or preset_batch(chosen, registry.backbone(backbone or chosen.backbone)), params={m: dict(v) for m, v in (params or {}).items()},

@@ -46,6 +46,9 @@ class RunResult:
     #: per task kind, the tasks computed (not cached) and their seconds; each ``extract`` task is one pass of a split
     #: through a network, whatever number of layers the methods read
     computed: dict[str, tuple[int, float]] = field(default_factory=dict)
+    #: the bare rates of the run's network on this device beside the stages that train or extract with it
+    #: (random pixels in memory, eager; measured once per network and device)
+    bare_rates: dict[str, float] = field(default_factory=dict)
 
     @property
     def config(self) -> RunConfig:
@@ -112,7 +115,8 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
         checkpoint: str | None = None, aux: str | None = None, attacks: Sequence[str] = (), protocol: str = "clean",
         tune: bool = False, tune_ood: str = "uniform", full_spectrum: bool = False, limit: Any = DEFAULT,
         train_limit: Any = DEFAULT,
-        epochs: int | None = None, train: bool | None = None, batch_size: int | None = None, device: str = "auto",
+        epochs: int | None = None, train: bool | None = None, pretrained: bool | None = None, batch_size: int | None = None,
+        device: str = "auto",
         precision: str = "auto", compile: bool = True, catalogs: Sequence[str | Path] = (), plugins: Sequence[str | Path] = (),
         results: str | Path = "results", cache_dir: str | Path | None = None, data_root: str | Path | None = None,
         download: bool = True, executor: str = "local", ray_address: str | None = None, quiet: bool = False,
@@ -124,7 +128,8 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
     ``quick`` without); every other argument overrides a preset value. Several ``id`` sets and / or
     ``backbone`` names make a grid: one plan, shared work done once, records per (ID set, backbone). ``params`` maps a method to
     parameter values (``{"odin": {"eps": 0.002}}``), ``variants`` a label to (method, parameters).
-    ``limit`` / ``train_limit``: images per split, ``None`` for all. ``attacks``: adversarial
+    ``limit`` / ``train_limit``: images per split, ``None`` for all. ``pretrained=False`` trains the backbone with
+    its recipe even where the preset would load published weights. ``attacks``: adversarial
     evaluations besides the clean one (``"atom"``, ``"aloe"``, ``"pgd:eps=8/255,steps=40,step=1/255,target=ood"``).
     ``protocol``: whose settings the methods use (``"clean"``, ``"mim-notebook"``). ``tune``: choose
     the hyperparameters of methods that declare a search space on a held-out slice of ID train
@@ -142,12 +147,12 @@ def run(methods: Sequence[str] | None = None, id: str | Sequence[str] | None = N
     configs = _config(registry, say, methods=methods, id=id, ood=ood, preset=preset, results=results, cache_dir=cache_dir,
                       data_root=data_root, command=command, seeds=seeds, params=params, variants=variants, backbone=backbone,
                       checkpoint=checkpoint, aux=aux, attacks=attacks, protocol=protocol, tune=tune, tune_ood=tune_ood,
-                      full_spectrum=full_spectrum, limit=limit, train_limit=train_limit, epochs=epochs, train=train, batch_size=batch_size,
+                      full_spectrum=full_spectrum, limit=limit, train_limit=train_limit, epochs=epochs, train=train, pretrained=pretrained, batch_size=batch_size,
                       device=device, precision=precision, compile=compile, download=download, sealed=sealed,
                       time_budget_s=parse_duration(time_budget) if isinstance(time_budget, str) else time_budget)
     outcome = run_engine(configs, registry, say, executor, ray_address)
     return RunResult(outcome.run_id, outcome.results, outcome.configs or configs, outcome.images_forwarded, outcome.wall_time_s, outcome.stages,
-                     outcome.notes, outcome.rates, outcome.rank, outcome.computed)
+                     outcome.notes, outcome.rates, outcome.rank, outcome.computed, outcome.bare_rates)
 
 
 def plan(methods: Sequence[str] | None = None, id: str | None = None, ood: Sequence[str] | None = None,

@@ -81,4 +81,6 @@ def test_a_calibration_that_got_too_little_cpu_time_is_not_kept(tmp_path, monkey
     assert "machine is busy" in reason and "45%" in reason and throughput.rate(forward) is None
     monkeypatch.setattr(estimate, "_timed", lambda step, repeats: (0.5, 0.99))
     assert estimate.calibrate(throughput, "net", model, 2, 3, 5, compute, batch_size=4) is None
-    assert throughput.rate(forward) == 8.0
+    assert throughput.rate(forward) == 8.0 and throughput.rate(throughput.key("bare-forward", "net")) == 8.0
+    throughput.record(forward, 4, 0.1)  # a run's stage: its own rate, beside the bare one
+    assert throughput.rate(forward) == 24.0 and throughput.rate(throughput.key("bare-forward", "net")) == 8.0

@@ -48,6 +48,8 @@ class Estimate:
     epoch_s: float
     #: epochs of those trainings (None: nothing trains)
     epochs: int | None
+    #: a backbone training is pending without a measured rate (its calibration found the machine busy)
+    untimed_training: bool = False
 
     @property
     def rest_s(self) -> float:
@@ -62,17 +64,18 @@ class Estimate:
 
 def estimate(plan, throughput) -> Estimate:
     """The pending work of ``plan`` at the rates ``throughput`` measured (see :func:`oodbench.engine.planview._calibrate`)."""
-    total, unknown, epoch_s, epochs = 0.0, 0, 0.0, None
+    total, unknown, epoch_s, epochs, untimed = 0.0, 0, 0.0, None, False
     for task in plan.pending():
         seconds = throughput.seconds(task.work)
+        trains = task.kind == "checkpoint" and task.work is not None and task.work.passes > 1
         if seconds is None:
-            unknown += 1
+            unknown, untimed = unknown + 1, untimed or trains
             continue
         total += seconds
-        if task.work is not None and task.work.passes > 1 and task.kind == "checkpoint":
+        if trains:
             epoch_s += seconds / task.work.passes
             epochs = task.work.passes
-    return Estimate(total, unknown, epoch_s, epochs)
+    return Estimate(total, unknown, epoch_s, epochs, untimed)
 
 
 def budget_epochs(found: Estimate, budget_s: float) -> int | None:

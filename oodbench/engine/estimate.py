@@ -121,10 +121,13 @@ def calibrate(throughput: Throughput, backbone: str, model: torch.nn.Module, siz
               compute, batch_size: int | None = None, repeats: int = 2, train: bool = True) -> str | None:
     """Measure forward (and with ``train``, training) images per second of ``model`` on random pixels, where
     unknown, on batches of :data:`CALIBRATION_PIXELS` pixels (at least 4 images) unless ``batch_size`` is given.
-    A measurement on a CPU that got less than :data:`BUSY_SHARE` of its threads' time is not kept:
-    returns why (None when the rates are known or recorded)."""
+    The measurements are kept as the *bare* rates of this network here (``bare-forward``, ``bare-train``: no data
+    loading, no augmentation, eager), which a run shows beside its stages' own, and start the stages' rates where
+    no run measured them yet. A measurement on a CPU that got less than :data:`BUSY_SHARE` of its threads' time is
+    not kept: returns why (None when the rates are known or recorded)."""
     forward_key, train_key = throughput.key("forward", backbone), throughput.key("train", backbone)
-    if throughput.rate(forward_key) is not None and (not train or throughput.rate(train_key) is not None):
+    bare_forward, bare_train = throughput.key("bare-forward", backbone), throughput.key("bare-train", backbone)
+    if throughput.rate(bare_forward) is not None and (not train or throughput.rate(bare_train) is not None):
         return None
     batch_size = batch_size or max(4, CALIBRATION_PIXELS // (size * size * channels))
     model = compute.prepare(model)
@@ -154,7 +157,9 @@ def calibrate(throughput: Throughput, backbone: str, model: torch.nn.Module, siz
         return (f"{backbone} not calibrated: the machine is busy (the measurement got {share:.0%} of its "
                 f"{torch.get_num_threads()} threads' CPU time); its stages have no estimate until a run, or a plan "
                 "on an idle machine, measures them")
-    throughput.record(forward_key, batch_size, forward_seconds)
-    if train:
-        throughput.record(train_key, batch_size, train_seconds)
+    measured = {forward_key: (bare_forward, forward_seconds), **({train_key: (bare_train, train_seconds)} if train else {})}
+    for key, (bare, seconds) in measured.items():
+        throughput.set(bare, batch_size / seconds)
+        if throughput.rate(key) is None:
+            throughput.record(key, batch_size, seconds)
     return None

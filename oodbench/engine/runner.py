@@ -58,6 +58,8 @@ class RunOutcome:
     computed: dict[str, tuple[int, float]] = field(default_factory=dict)
     #: the configurations that ran (a time budget sets their epochs); empty under torchrun's other ranks
     configs: tuple[RunConfig, ...] = ()
+    #: per training or extracting stage, the bare rate of the run's network on this device (one backbone only)
+    bare_rates: dict[str, float] = field(default_factory=dict)
 
 
 def achieved_rates(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, float]:
@@ -71,6 +73,16 @@ def achieved_rates(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, float]
             items, seconds = totals.setdefault(task.kind, [0.0, 0.0])
             totals[task.kind] = [items + task.work.items, seconds + outcome.seconds]
     return {kind: items / seconds for kind, (items, seconds) in totals.items()}
+
+
+def bare_rates(configs: Sequence[RunConfig], throughput) -> dict[str, float]:
+    """The bare training and inference rates of the run's backbone on this device (calibration's, random pixels in
+    memory, eager) for the stages that train or extract with it; none for a grid of several backbones."""
+    if len({config.backbone for config in configs}) != 1:
+        return {}
+    stages = {"checkpoint": "bare-train", "extract": "bare-forward"}
+    rates = {stage: throughput.rate(throughput.key(kind, configs[0].backbone)) for stage, kind in stages.items()}
+    return {stage: rate for stage, rate in rates.items() if rate is not None}
 
 
 def computed_work(plan: Plan, outcomes: dict[str, Outcome]) -> dict[str, tuple[int, float]]:
@@ -103,7 +115,11 @@ def settle_time(configs: Sequence[RunConfig], plan: Plan, ctx: EngineContext, re
     budget = config.time_budget_s
     if budget is not None:
         epochs = budget_epochs(found, budget)
-        if epochs is None:
+        if found.untimed_training:
+            say(f"--time-budget {clock(budget)}: the backbone's training speed is not measured on this device (the "
+                "machine was busy when it was timed), so its planned epochs stay; oodbench plan on an idle machine "
+                "measures it")
+        elif epochs is None:
             say(f"--time-budget {clock(budget)}: no backbone trains in this run (its checkpoint is given, published or "
                 "cached), so nothing is fitted to it")
         elif epochs < found.epochs:
@@ -224,4 +240,5 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
         ctx.close()
         recorder.finish(status, wall)
     return RunOutcome(recorder.run_id, store.results(recorder.run_id), ctx.forwarded.images, wall, ctx.cache.summary(), ctx.notes,
-                      achieved_rates(plan, outcomes), computed=computed_work(plan, outcomes), configs=tuple(configs))
+                      achieved_rates(plan, outcomes), computed=computed_work(plan, outcomes), configs=tuple(configs),
+                      bare_rates=bare_rates(configs, ctx.throughput))
