@@ -63,7 +63,7 @@ def test_a_run_says_its_estimate_first_and_a_time_budget_reduces_the_epochs_and_
     assert f"trained {chosen.group(1)} epochs" in out
     rows = store_rows(tmp_path / "results")
     assert {row["reduced"] for row in rows} == {f"backbone epochs {chosen.group(1)} (planned 3000; --time-budget 2s)"}
-    assert "\u2020" in out  # the table marks the reduced rows
+    assert f"\u2020 reduced settings: msp, energy: backbone epochs {chosen.group(1)} (planned 3000" in out  # said once
 
     assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp", "--time-budget", "1h") == 0
     out = capsys.readouterr().out

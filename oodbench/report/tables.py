@@ -86,7 +86,10 @@ class RowMarks:
     def footnotes(self) -> list[str]:
         notes = []
         if self.reduced:
-            notes.append(f"{REDUCED_MARK} reduced settings: " + "; ".join(f"{m}: {r}" for m, r in self.reduced.items()))
+            alike: dict[str, list[str]] = {}  # a run-wide reduction (a time budget's epochs) is said once
+            for method, reduced in self.reduced.items():
+                alike.setdefault(reduced, []).append(method)
+            notes.append(f"{REDUCED_MARK} reduced settings: " + "; ".join(f"{', '.join(ms)}: {r}" for r, ms in alike.items()))
         if self.transductive:
             notes.append(f"{TRANSDUCTIVE_MARK} transductive (scores use their batch, not comparable to per-sample ones): "
                          + ", ".join(self.transductive))
