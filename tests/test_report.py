@@ -237,3 +237,23 @@ def test_a_missing_optional_extra_is_a_one_line_error(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert code == 2 and "optional extra 'browser'" in err and "pip install 'oodbench[browser]'" in err
     assert "Traceback" not in err and err.count("\n") == 2
+
+
+def test_a_histogram_spans_the_central_scores_and_counts_the_tail(tmp_path):
+    """A long tail (a few huge Mahalanobis-like scores) does not set the histogram's range; the figure says how many
+    scores it leaves out."""
+    from oodbench.report.plots import histograms, robust_range
+
+    rng = np.random.default_rng(0)
+    id_scores, ood_scores = rng.normal(0, 1, 1000), np.concatenate([rng.normal(2, 1, 990), [1e6] * 10])
+    pooled = np.concatenate([id_scores, ood_scores])
+    low, high, outside = robust_range(np.concatenate([pooled, [np.inf]]))
+    assert (low, high) == tuple(np.quantile(pooled, [0.01, 0.99])) and high < 10  # the tail is beyond the range
+    assert outside == ((pooled < low) | (pooled > high)).sum() + 1 and 20 <= outside <= 42
+    assert robust_range(np.full(10, 3.0)) == (3.0, 3.0, 0)
+    np.save(tmp_path / "id.npy", id_scores)
+    np.save(tmp_path / "ood.npy", ood_scores)
+    cells = pd.DataFrame([{"method": "mahalanobis", "seed": 0, "status": "ok", "ood_dataset": "far",
+                           "id_scores_path": str(tmp_path / "id.npy"), "ood_scores_path": str(tmp_path / "ood.npy")}])
+    svg = histograms(cells, np.load)["mahalanobis"]
+    assert f"{outside - 1} of 2000 scores beyond the 1st-99th percentile, not drawn" in svg

@@ -65,19 +65,41 @@ def curves(results: pd.DataFrame, load: ScoreLoader) -> dict[str, str]:
     return figures
 
 
+#: the share of the pooled scores a histogram may leave out at each end: it spans the 1st to the 99th percentile, so
+#: a long tail (Mahalanobis, ViM) does not squeeze every distribution into one bar
+TAIL = 0.01
+
+
+def robust_range(scores: np.ndarray) -> tuple[float, float, int]:
+    """(low, high) of a histogram of ``scores`` (the :data:`TAIL` and ``1 - TAIL`` quantiles of the finite ones, or
+    their extremes where those coincide) and how many scores fall outside it, non-finite ones included."""
+    finite = scores[np.isfinite(scores)]
+    if not finite.size:
+        return 0.0, 1.0, int(scores.size)
+    low, high = (float(v) for v in np.quantile(finite, [TAIL, 1 - TAIL]))
+    if high <= low:
+        low, high = float(finite.min()), float(finite.max())
+    return low, high, int(scores.size - ((finite >= low) & (finite <= high)).sum())
+
+
 def histograms(results: pd.DataFrame, load: ScoreLoader) -> dict[str, str]:
-    """Per method: density of its outlier scores on the ID test split and on each OOD set."""
+    """Per method: density of its outlier scores on the ID test split and on each OOD set, over the
+    :func:`robust_range` of all of them (the figure says how many lie beyond it)."""
     figures = {}
     rows = _first_seed(results)
     for method, cells in rows.groupby("method", sort=False):
         figure, axes = plt.subplots(figsize=(5.2, 3.0))
         id_scores = load(cells.iloc[0]["id_scores_path"])
         everything = np.concatenate([id_scores, *[load(p) for p in cells["ood_scores_path"]]])
-        bins = np.histogram_bin_edges(everything[np.isfinite(everything)], bins=60)
+        low, high, outside = robust_range(everything)
+        bins = np.histogram_bin_edges(everything[np.isfinite(everything)], bins=60, range=(low, high) if high > low else None)
         axes.hist(id_scores, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color="black", label="ID test")
         for cell in cells.itertuples():
             axes.hist(load(cell.ood_scores_path), bins=bins, density=True, histtype="step", lw=1.2, label=cell.ood_dataset)
         axes.set(xlabel="outlier score (higher = more OOD)", ylabel="density", title=method)
+        if outside:
+            axes.text(0.99, 1.0, f"{outside} of {everything.size} scores beyond the 1st-99th percentile, not drawn",
+                      transform=axes.transAxes, ha="right", va="bottom", fontsize=7, color="0.35")
         axes.legend(fontsize=7, frameon=False)
         figures[method] = _svg(figure)
     return figures
