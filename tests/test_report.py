@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from html.parser import HTMLParser
@@ -257,3 +258,36 @@ def test_a_histogram_spans_the_central_scores_and_counts_the_tail(tmp_path):
                            "id_scores_path": str(tmp_path / "id.npy"), "ood_scores_path": str(tmp_path / "ood.npy")}])
     svg = histograms(cells, np.load)["mahalanobis"]
     assert f"{outside - 1} of 2000 scores beyond the 1st-99th percentile, not drawn" in svg
+
+
+def test_a_changed_protocol_definition_is_a_new_version_and_a_table_over_both_says_so(tiny_catalog, tmp_path, monkeypatch, capsys):
+    from oodbench.methods.energy import Energy
+
+    results = tmp_path / "results"
+    assert run_tiny(tiny_catalog, results, "--methods", "msp,energy") == 0
+    first = capsys.readouterr().out
+    assert "protocol clean (version " in first and "protocol versions" not in first
+    # the clean protocol's definition changes: energy gets a setting of its own under it
+    monkeypatch.setattr(Energy, "protocol_defaults", {**Energy.protocol_defaults, "clean": {"temperature": 2.0}})
+    assert run_tiny(tiny_catalog, results, "--methods", "energy") == 0
+    store = ResultStore(results / "oodbench.sqlite")
+    rows = store.results()
+    versions = {json.loads(p)["version"] for p in rows["protocol"]}
+    assert len(versions) == 2
+    second = rows.groupby("run_id")["method"].transform("nunique") == 1  # the run of energy alone
+    mixed = pd.concat([rows[~second & (rows["method"] == "msp")], rows[second]])
+    from oodbench.report.tables import format_terminal
+
+    text = format_terminal(mixed)
+    assert "warning: the rows come from 2 protocol versions" in text and "(version " not in text.splitlines()[0]
+    assert "different data" not in text  # the same splits: only the definition changed
+
+
+def test_cells_of_one_ood_set_from_different_data_are_named():
+    from oodbench.report.tables import version_notes
+
+    record = lambda data: json.dumps({"name": "clean", "version": "v1", "data": data})  # noqa: E731
+    rows = pd.DataFrame({"method": ["msp", "energy", "msp"], "ood_dataset": ["a", "a", "b"],
+                         "protocol": [record("d1"), record("d2"), record("d3")]})
+    assert version_notes(rows) == ("warning: the cells of a come from different data (the splits' contents differ between runs)",)
+    assert version_notes(rows.iloc[[0, 2]]) == ()

@@ -22,6 +22,7 @@ from oodbench.data.arrays import evaluation_split, training_split
 from oodbench.data.source import ImageFormat
 from oodbench.engine.entries import MethodEntry, method_entries
 from oodbench.engine.plan import Cell, Plan, Task
+from oodbench.engine.protocol_version import protocol_version
 from oodbench.engine.records import static_columns
 from oodbench.engine.stages.attack import plan_attack
 from oodbench.engine.stages.checkpoint import plan_checkpoint, published_weights
@@ -244,9 +245,10 @@ class _Planner:
                fit_on: PlannedSplit | None, holdout: PlannedSplit | None) -> dict:
         fit_split = None if fit_on is None else fit_on.label + (
             f" without the {holdout.count}-image validation slice of --tune" if holdout is not None else "")
+        protocol = self.registry.protocol(self.config.protocol)
         return static_columns(entry, seed, self.backbone.name, self.id_spec, self.grouping, id_test, ood, aux, fit_split,
-                              self.registry.protocol(self.config.protocol), self.ctx.compute.precision, self.config.sealed,
-                              [split.label for split in self.shifted])
+                              protocol, self.ctx.compute.precision, self.config.sealed, [split.label for split in self.shifted],
+                              protocol_version(protocol, self.registry.methods, self.grouping))
 
     def ordered(self, reads) -> tuple[LayerRead, ...]:
         """Distinct layer reads in the backbone's forward order."""

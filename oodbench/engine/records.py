@@ -18,6 +18,7 @@ from oodbench.engine.context import Overlap, Tuned, scored
 from oodbench.engine.entries import MethodEntry
 from oodbench.engine.execution import Outcome
 from oodbench.engine.plan import Cell, Plan, Task
+from oodbench.engine.protocol_version import data_version
 from oodbench.engine.stages.materialise import PlannedSplit
 from oodbench.hashing import code_closure
 from oodbench.provenance import config_record, git_commit, hardware, package_versions
@@ -26,11 +27,12 @@ from oodbench.store import ResultStore
 
 def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: DatasetSpec, grouping: DatasetSpec,
                    id_test: PlannedSplit, ood: PlannedSplit, aux: PlannedSplit | None, fit_split: str | None, protocol: Protocol,
-                   precision: str, sealed: bool, shifted: Sequence[str] = ()) -> dict:
+                   precision: str, sealed: bool, shifted: Sequence[str] = (), version: str = "") -> dict:
     """The columns of a result row known before anything runs (``grouping``: the ID spec whose near/far
     lists apply; ``fit_split``: what the method was fitted on; ``sealed``: whether its plugin code ran in
     sandboxed workers; ``shifted``: the covariate-shifted sets on the ID side under full-spectrum
-    evaluation); the rest come from the cell's metrics task, or its failure."""
+    evaluation; ``version``: the protocol's, :mod:`oodbench.engine.protocol_version`); the rest come from the
+    cell's metrics task, or its failure."""
     caps = entry.caps
     return {
         "method": entry.label, "params": dataclasses.asdict(entry.params), "params_hash": entry.params_hash,
@@ -39,7 +41,8 @@ def static_columns(entry: MethodEntry, seed: int, backbone: str, id_spec: Datase
         "ood_dataset": ood.spec.name, "ood_stands_for": ood.spec.stands_for, "ood_group": grouping.ood_group(ood.spec),
         "table_order": entry.cls.table_order, "reduced": entry.reduced, "aux_dataset": entry.aux, "seed": seed, "attack": "",
         "transductive": entry.cls.transductive,
-        "protocol": {"name": protocol.name, **protocol.record(), "fit_split": fit_split,
+        "protocol": {"name": protocol.name, "version": version, "data": data_version(id_test.key, ood.key),
+                     **protocol.record(), "fit_split": fit_split,
                      "reads": caps.describe(entry.fit_split), "id_split": id_test.label, "precision": precision,
                      "trained_on": f"{id_spec.name}/train" if caps.trains else None, "aux_split": aux.label if aux else None,
                      "sealed": sealed, **({"full_spectrum": list(shifted)} if shifted else {})},

@@ -62,6 +62,8 @@ class RowMarks:
     #: method -> the settings its preset reduced, e.g. "epochs 2 (paper 10)"
     reduced: dict[str, str] = field(default_factory=dict)
     transductive: tuple[str, ...] = ()
+    #: what the table mixes: several versions of its protocol, or an OOD set's cells from different data
+    mixed: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, results: pd.DataFrame) -> "RowMarks":
@@ -69,7 +71,7 @@ class RowMarks:
             m: r for m, r in zip(results["method"], results["reduced"].fillna(""), strict=True) if r}
         transductive = () if "transductive" not in results else tuple(dict.fromkeys(
             results.loc[results["transductive"].fillna(0).astype(bool), "method"]))
-        return cls(reduced, transductive)
+        return cls(reduced, transductive, version_notes(results))
 
     def marks(self, method: str) -> str:
         return (REDUCED_MARK if method in self.reduced else "") + (TRANSDUCTIVE_MARK if method in self.transductive else "")
@@ -93,7 +95,32 @@ class RowMarks:
         if self.transductive:
             notes.append(f"{TRANSDUCTIVE_MARK} transductive (scores use their batch, not comparable to per-sample ones): "
                          + ", ".join(self.transductive))
-        return notes
+        return notes + list(self.mixed)
+
+
+def version_notes(results: pd.DataFrame) -> tuple[str, ...]:
+    """Warnings for a table whose rows come from several versions of their protocol (a method's settings, the
+    metrics or the benchmark's lists changed between runs), or whose OOD set's cells come from different data."""
+    if "protocol" not in results or results.empty:
+        return ()
+    records = [json.loads(text) if isinstance(text, str) else {} for text in results["protocol"]]
+    versions: dict[tuple[str, str], list[str]] = {}
+    data: dict[str, set[str]] = {}
+    for method, ood, record in zip(results["method"], results["ood_dataset"], records, strict=True):
+        if record.get("version"):
+            versions.setdefault((record.get("name", "clean"), record["version"]), []).append(method)
+        if record.get("data"):
+            data.setdefault(ood, set()).add(record["data"])
+    notes = []
+    if len(versions) > 1:
+        listed = "; ".join(f"{name} {version}: {', '.join(dict.fromkeys(methods))}" for (name, version), methods in versions.items())
+        notes.append(f"warning: the rows come from {len(versions)} protocol versions ({listed}): settings, metrics or "
+                     "benchmark lists differ between them, so their numbers are not comparable as they stand")
+    changed = sorted(ood for ood, digests in data.items() if len(digests) > 1)
+    if changed:
+        notes.append(f"warning: the cells of {', '.join(changed)} come from different data (the splits' contents differ "
+                     "between runs)")
+    return tuple(notes)
 
 
 HYGIENE_MARK = "\u2021"
@@ -227,8 +254,9 @@ def format_terminal(results: pd.DataFrame, digits: int = 4) -> str:
     seeds = results["seed"].nunique()
     ids = ", ".join(_ordered(results["id_dataset"]))
     record = protocol_record(results)
+    version = f" (version {record['version']})" if record.get("version") and not marks.mixed else ""
     caption = (
-        f"ID {ids}, backbone {', '.join(_ordered(results['backbone']))}; protocol {record.get('name', 'clean')}; "
+        f"ID {ids}, backbone {', '.join(_ordered(results['backbone']))}; protocol {record.get('name', 'clean')}{version}; "
         f"{', '.join(label for _, label in metrics)}, {'mean over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}"
     )
     conventions = [f"metrics: {record['conventions']}"] if record.get("conventions") else []
