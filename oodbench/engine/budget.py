@@ -63,7 +63,7 @@ class Estimate:
 
 
 def estimate(plan, throughput) -> Estimate:
-    """The pending work of ``plan`` at the rates ``throughput`` measured (see :func:`oodbench.engine.planview._calibrate`)."""
+    """The pending work of ``plan`` at the rates ``throughput`` measured (measured first by :func:`oodbench.engine.planview.calibrate_plan`)."""
     total, unknown, epoch_s, epochs, untimed = 0.0, 0, 0.0, None, False
     for task in plan.pending():
         seconds = throughput.seconds(task.work)
