@@ -148,6 +148,34 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--threshold", type=float, default=0.005, help="a worse value by more than this is a regression")
     compare.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results/)")
 
+    board = commands.add_parser("leaderboard", help="a static leaderboard site (sortable tables, reports, provenance) from stores")
+    board.add_argument("stores", nargs="+", metavar="STORE",
+                       help="results directories, oodbench.sqlite files or submission bundles (oodbench submit)")
+    board.add_argument("--out", type=Path, default=Path("leaderboard"), help="output directory (default: leaderboard/)")
+    board.add_argument("--replicates", type=int, default=1000, help="bootstrap replicates (default: 1000)")
+    board.add_argument("--screenshot", action="store_true", help="also save a full-page PNG (needs Chromium and the 'browser' extra)")
+
+    verify = commands.add_parser("verify", help="re-execute a sample of a run's cells in a fresh cache and check their metrics")
+    verify.add_argument("run", nargs="?", help="a run id (default: the store's latest complete run)")
+    verify.add_argument("--results", type=Path, default=Path("results"),
+                        help="results directory, its oodbench.sqlite, or a submission bundle (default: results/)")
+    verify.add_argument("--cells", type=_limit, default=8, help="cells to re-execute, drawn at random, or 'all' (default: 8)")
+    verify.add_argument("--network-cache", type=Path, metavar="DIR",
+                        help="the cache the run's network was trained into (default: the run's recorded --cache-dir)")
+    _common(verify)
+
+    submission = commands.add_parser("submit", help="evaluate someone else's method file sealed and write an entry bundle")
+    submission.add_argument("method_file", type=Path, metavar="METHOD_FILE", help="the .py file that defines the method class")
+    submission.add_argument("--checkpoint", help="the classifier's weights file (copied into the bundle); default: the preset's network")
+    submission.add_argument("--protocol", default="clean", metavar="NAME", help="the protocol it is evaluated on (oodbench list protocols)")
+    submission.add_argument("--id", dest="id_dataset", help="in-distribution dataset (default: the preset's)")
+    submission.add_argument("--ood", type=_csv, help="OOD datasets, comma-separated (default: the ID set's list)")
+    submission.add_argument("--preset", help="defaults of the run (oodbench list presets)")
+    submission.add_argument("--backbone", help="backbone architecture (default: the preset's)")
+    submission.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default: 0)")
+    submission.add_argument("--out", type=Path, help="the bundle's directory (default: submissions/<file name>)")
+    _common(submission)
+
     listing = commands.add_parser("list", help="list methods, datasets, backbones, presets or protocols")
     listing.add_argument("what", choices=["methods", "datasets", "backbones", "presets", "protocols"])
     _common(listing)
@@ -279,11 +307,7 @@ def render_report(results_dir: Path, run: str | None, out: Path, all_runs: bool 
                         out, replicates)
     print(f"report: {path}")
     if screenshot:
-        from oodbench.report.browser import visit
-
-        page = visit(path)
-        (out / "report.png").write_bytes(page.screenshot)
-        print(f"screenshot: {out / 'report.png'} ({len(page.errors)} console errors, {len(page.network_requests)} network requests)")
+        _screenshot(path, out / "report.png")
     return path
 
 
@@ -304,6 +328,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
     merged, notes = compare_runs(ResultStore(args.results / "oodbench.sqlite").require(), args.run_a, args.run_b, args.threshold)
     print(format_comparison(merged, notes, args.run_a, args.run_b, args.threshold))
     return 1 if merged["regression"].any() else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from oodbench.board.site import build_site
+
+    path = build_site(args.stores, args.out, args.replicates)
+    print(f"leaderboard: {path}")
+    if args.screenshot:
+        _screenshot(path, args.out / "leaderboard.png")
+    return 0
+
+
+def _screenshot(page: Path, png: Path) -> None:
+    from oodbench.report.browser import visit
+
+    visited = visit(page)
+    png.write_bytes(visited.screenshot)
+    print(f"screenshot: {png} ({len(visited.errors)} console errors, {len(visited.network_requests)} network requests)")
+    for error in visited.errors:
+        print(f"  console: {error}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from oodbench.board.sources import open_source
+    from oodbench.board.verify import format_checks, verify_run
+
+    source = open_source(args.results)
+    run_id = args.run or (source.entry or {}).get("run_id") or source.store.require().latest_run_id()
+    checks = verify_run(source, run_id, args.cells, args.catalog, args.plugins, args.network_cache)
+    print()
+    print(format_checks(checks, run_id))
+    return 0 if all(check.verdict == "reproduced" for check in checks) else 1
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from oodbench.board.submit import submit
+
+    out = args.out or Path("submissions") / args.method_file.stem
+    entry = submit(args.method_file, out, catalogs=args.catalog, checkpoint=args.checkpoint, protocol=args.protocol,
+                   id=args.id_dataset, ood=args.ood, preset=args.preset, backbone=args.backbone, seeds=args.seeds,
+                   device=args.device, precision=args.precision, compile=args.compile, cache_dir=args.cache_dir,
+                   data_root=args.data_root, download=args.download)
+    print(f"submission: {entry} (leaderboard: oodbench leaderboard {out}; re-check: oodbench verify --results {out})")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -347,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "compare": cmd_compare, "list": cmd_list,
+    handlers = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "verify": cmd_verify, "submit": cmd_submit, "list": cmd_list,
                 "data": cmd_data, "train": cmd_train}
     try:
         return handlers[args.command](args)

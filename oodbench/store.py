@@ -91,6 +91,24 @@ RUN_COLUMNS = {
     "provenance": "TEXT",
 }
 
+#: ``oodbench verify``'s findings: one row per re-executed cell and check
+VERIFY_COLUMNS = {
+    "run_id": "TEXT NOT NULL",
+    "method": "TEXT NOT NULL",
+    "params_hash": "TEXT NOT NULL",
+    "ood_dataset": "TEXT NOT NULL",
+    "seed": "INTEGER NOT NULL",
+    #: 'reproduced' or 'differs'
+    "verdict": "TEXT NOT NULL",
+    #: why not, when not: code changed, data changed, checkpoint changed, nondeterminism
+    "reason": "TEXT",
+    #: the largest absolute difference over the metrics, and the tolerance it was held to (0: exactly)
+    "difference": "REAL",
+    "tolerance": "REAL",
+    #: the git commit and oodbench version that re-executed the cell
+    "checked_with": "TEXT",
+    "created": "REAL",
+}
 
 #: what makes a result row one cell of one run (a repeated cell replaces the row)
 UNIQUE_CELL = ("run_id", "method", "params_hash", "checkpoint", "id_dataset", "ood_dataset", "seed", "attack")
@@ -104,6 +122,8 @@ def _create_statements() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY AUTOINCREMENT, {results}, "
         f"UNIQUE ({', '.join(UNIQUE_CELL)}))",
         "CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id)",
+        f"CREATE TABLE IF NOT EXISTS verifications (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        f"{', '.join(f'{k} {v}' for k, v in VERIFY_COLUMNS.items())})",
     ]
 
 
@@ -206,6 +226,19 @@ class ResultStore:
         with self._connect() as connection:
             return pd.read_sql_query(query + " ORDER BY id", connection, params=args)
 
+    def add_verifications(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Record ``oodbench verify``'s findings (one transaction)."""
+        rows = [{**r, "created": time.time()} for r in rows]
+        with self._connect() as connection:
+            for row in rows:
+                connection.execute(f"INSERT INTO verifications ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                   list(row.values()))
+
+    def verifications(self) -> pd.DataFrame:
+        """Every verification recorded in this store, oldest first."""
+        with self._connect() as connection:
+            return pd.read_sql_query("SELECT * FROM verifications ORDER BY id", connection)
+
     def runs(self) -> pd.DataFrame:
         """Every run, in start order; runs whose process died are shown ``interrupted``."""
         with self._connect() as connection:
@@ -246,7 +279,7 @@ def _widen_unique_cell(connection: sqlite3.Connection) -> None:
     values = ", ".join(["id", *(_filled(name, kind) for name, kind in RESULT_COLUMNS.items())])
     connection.execute("ALTER TABLE results RENAME TO results_before_attacks")
     connection.execute("DROP INDEX IF EXISTS results_by_run")
-    for statement in _create_statements()[1:]:
+    for statement in _create_statements()[1:3]:
         connection.execute(statement)
     connection.execute(f"INSERT INTO results ({columns}) SELECT {values} FROM results_before_attacks")
     connection.execute("DROP TABLE results_before_attacks")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oodbench.metrics import auroc
+from oodbench.metrics import auroc, detection_metrics
 from oodbench.report import stats
 
 
@@ -48,3 +48,28 @@ def test_identical_scores_are_tied_and_a_clearly_better_method_is_not():
     tie = stats.paired_difference(weak, same, replicates=200)
     assert tie.low == tie.high == 0.0 and tie.contains(0.0)
     assert not stats.paired_difference(strong, weak, replicates=200).contains(0.0)
+
+
+@pytest.mark.parametrize("metric", ["fpr95_ood_pos", "fpr95_id_pos"])
+def test_fpr_bootstrap_matches_the_metric_on_unit_weights_and_on_explicit_resamples(metric):
+    """With unit weights the resampled FPR@95 is the metric itself; with multiplicities it is the metric of the
+    resample written out (ties included: scores rounded to one decimal)."""
+    rng = np.random.default_rng(3)
+    id_scores, ood_scores = np.round(rng.normal(0, 1, 80), 1), np.round(rng.normal(1, 1, 60), 1)
+    value = stats.RESAMPLED[metric](id_scores, ood_scores)
+    unit = value(np.ones((1, 80)), np.ones((1, 60)))[0]
+    assert unit == pytest.approx(getattr(detection_metrics(id_scores, ood_scores), metric))
+    id_weights, ood_weights = stats.multiplicities(80, 5, rng), stats.multiplicities(60, 5, rng)
+    resampled = value(id_weights, ood_weights)
+    for row in range(5):
+        explicit = detection_metrics(np.repeat(id_scores, id_weights[row].astype(int)), np.repeat(ood_scores, ood_weights[row].astype(int)))
+        assert resampled[row] == pytest.approx(getattr(explicit, metric))
+
+
+def test_every_metric_of_the_same_cells_is_resampled_with_the_same_replicates():
+    rng = np.random.default_rng(4)
+    cells = [(rng.normal(0, 1, 50), rng.normal(1, 1, 40)), (rng.normal(0, 1, 50), rng.normal(2, 1, 30))]
+    auroc = stats.mean_replicates(cells, 200, seed=7)
+    assert np.array_equal(auroc, stats.mean_auroc_replicates(cells, 200, seed=7))
+    fpr = stats.mean_replicates(cells, 200, seed=7, metric="fpr95_ood_pos")
+    assert np.corrcoef(auroc, fpr)[0, 1] < -0.2  # a resample that separates better has a lower FPR

@@ -14,8 +14,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from oodbench.errors import ConfigError
 from oodbench.extras import require_extra
@@ -85,8 +87,51 @@ class _DevTools:
         self.socket.settimeout(60)
 
 
-def visit(page: Path, screenshot: bool = True, width: int = 1400) -> PageVisit:
-    """Load ``page`` in headless Chromium and record console output, requests and a screenshot."""
+class Tab:
+    """A page open in headless Chromium: run script in it, read what it logged and requested, take a screenshot."""
+
+    def __init__(self, devtools: _DevTools, width: int) -> None:
+        self.devtools, self.width = devtools, width
+
+    def evaluate(self, expression: str, settle: float = 0.0):
+        """The value of a JavaScript expression in the page (JSON-able values); ``settle``: seconds to keep
+        collecting the page's events afterwards (a click that navigates)."""
+        result = self.devtools.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"script failed in the page: {result['exceptionDetails'].get('text')} ({expression[:80]})")
+        if settle:
+            self.devtools.drain(settle)
+        return result.get("result", {}).get("value")
+
+    def record(self) -> PageVisit:
+        """Console messages, exceptions and requests since the page was opened."""
+        result = PageVisit()
+        for event in self.devtools.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.consoleAPICalled":
+                text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+                result.console.append({"level": params.get("type"), "text": text})
+            elif method == "Log.entryAdded":
+                entry = params.get("entry", {})
+                result.console.append({"level": entry.get("level"), "text": entry.get("text", "")})
+            elif method == "Runtime.exceptionThrown":
+                result.exceptions.append(params.get("exceptionDetails", {}).get("text", "exception"))
+            elif method == "Network.requestWillBeSent":
+                result.requests.append(params.get("request", {}).get("url", ""))
+        return result
+
+    def screenshot(self) -> bytes:
+        """A PNG of the whole page."""
+        size = self.devtools.call("Page.getLayoutMetrics")["cssContentSize"]
+        self.devtools.call("Emulation.setDeviceMetricsOverride", width=self.width, height=int(size["height"]) + 1,
+                           deviceScaleFactor=1, mobile=False)
+        shot = self.devtools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        return base64.b64decode(shot["data"])
+
+
+@contextmanager
+def browse(page: Path, width: int = 1400) -> Iterator[Tab]:
+    """``page`` loaded in headless Chromium (its events collected for 3 s), closed on exit."""
     require_extra("websocket", "browser", "opening a report in Chromium (--screenshot)")
     chromium = find_chromium()
     if chromium is None:
@@ -110,25 +155,7 @@ def visit(page: Path, screenshot: bool = True, width: int = 1400) -> PageVisit:
             tab.call(f"{domain}.enable")
         tab.call("Page.navigate", url=page.resolve().as_uri())
         tab.drain(3.0)
-        result = PageVisit()
-        for event in tab.events:
-            method, params = event.get("method"), event.get("params", {})
-            if method == "Runtime.consoleAPICalled":
-                text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
-                result.console.append({"level": params.get("type"), "text": text})
-            elif method == "Log.entryAdded":
-                entry = params.get("entry", {})
-                result.console.append({"level": entry.get("level"), "text": entry.get("text", "")})
-            elif method == "Runtime.exceptionThrown":
-                result.exceptions.append(params.get("exceptionDetails", {}).get("text", "exception"))
-            elif method == "Network.requestWillBeSent":
-                result.requests.append(params.get("request", {}).get("url", ""))
-        if screenshot:
-            size = tab.call("Page.getLayoutMetrics")["cssContentSize"]
-            tab.call("Emulation.setDeviceMetricsOverride", width=width, height=int(size["height"]) + 1, deviceScaleFactor=1, mobile=False)
-            shot = tab.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-            result.screenshot = base64.b64decode(shot["data"])
-        return result
+        yield Tab(tab, width)
     finally:
         process.terminate()
         try:
@@ -136,3 +163,12 @@ def visit(page: Path, screenshot: bool = True, width: int = 1400) -> PageVisit:
         except subprocess.TimeoutExpired:
             process.kill()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def visit(page: Path, screenshot: bool = True, width: int = 1400) -> PageVisit:
+    """Load ``page`` in headless Chromium and record console output, requests and a screenshot."""
+    with browse(page, width) as tab:
+        result = tab.record()
+        if screenshot:
+            result.screenshot = tab.screenshot()
+        return result

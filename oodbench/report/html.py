@@ -164,13 +164,13 @@ def _section(results: pd.DataFrame, id_dataset: str, backbone: str, out: Path, r
     if not attacked.empty:
         section.robust = robustness_layout(pd.concat([cells, attacked]))
         section.attacks = list(dict.fromkeys(attacked["attack"]))
-        _write(out / f"robustness_{slug}.md",
+        write_atomically(out / f"robustness_{slug}.md",
                to_markdown(section.marks.apply(section.robust), f"Robustness (ATOM Table 2 layout), {caption}{footnote}"))
         section.exports["robustness (md)"] = f"robustness_{slug}.md"
     for name, table, title in (("mim", mim, section.main_title), ("bal", bal, "BAL-paper layout")):
         for suffix, render in (("tex", to_latex), ("md", to_markdown)):
             file = f"{name}_{slug}.{suffix}"
-            _write(out / file, render(section.marks.apply(table), f"{title}, {caption}{footnote}", flagged=flagged[name]))
+            write_atomically(out / file, render(section.marks.apply(table), f"{title}, {caption}{footnote}", flagged=flagged[name]))
             section.exports[f"{name} ({suffix})"] = file
     ok = cells[cells["status"] == "ok"]
     if not ok.empty:
@@ -184,13 +184,13 @@ def _section(results: pd.DataFrame, id_dataset: str, backbone: str, out: Path, r
     return section
 
 
-def _write(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
-def _provenance(store: ResultStore, run_ids: list[str]) -> list[dict]:
+def run_provenance(store: ResultStore, run_ids: list[str]) -> list[dict]:
     runs = store.runs()
     out = []
     for row in runs[runs["run_id"].isin(run_ids)].itertuples():
@@ -231,8 +231,8 @@ def build_report(store: ResultStore, selection: Selection, out: Path, replicates
     os.replace(out / "results.csv.tmp", out / "results.csv")
     html = _environment().get_template("report.html.j2").render(
         title=f"oodbench report: {', '.join(run_ids) if len(run_ids) <= 3 else str(len(run_ids)) + ' runs'}",
-        sections=sections, metric_card=METRIC_CARD, runs=_provenance(store, run_ids), version=__version__,
+        sections=sections, metric_card=METRIC_CARD, runs=run_provenance(store, run_ids), version=__version__,
         bal_metrics=[METRIC_LABELS[m] for m in BAL_METRICS], generated=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"),
     )
-    _write(out / "report.html", html)
+    write_atomically(out / "report.html", html)
     return out / "report.html"

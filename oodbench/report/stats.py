@@ -11,6 +11,10 @@ strictly below / equal to an OOD score. Replicates are drawn from a seeded gener
 seed gives the same intervals, and two methods scored on the same samples can be resampled with
 the *same* replicates (a paired bootstrap): their AUROC difference then has its own interval, and
 methods whose difference to the best includes 0 are not significantly worse than it.
+
+The FPR at 95% TPR is resampled the same way: the pooled scores are sorted once (descending, ties
+grouped), and a replicate's weighted cumulative counts give its TPR at every distinct threshold; its
+FPR is read at the first threshold whose TPR reaches 95%, as :func:`oodbench.metrics.fpr_at_tpr` does.
 """
 
 from __future__ import annotations
@@ -62,32 +66,78 @@ class AurocBootstrap:
         return float(self.auroc(np.ones((1, self.n_id)), np.ones((1, self.n_ood)))[0])
 
 
+class FprBootstrap:
+    """FPR at a TPR of one (positive, negative) score pair under weighted resamples (positives should score
+    higher); with unit weights it equals :func:`oodbench.metrics.fpr_at_tpr`."""
+
+    def __init__(self, positive: np.ndarray, negative: np.ndarray, tpr: float = 0.95) -> None:
+        positive, negative = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
+        self.n_pos, self.tpr = positive.size, tpr
+        scores = np.concatenate([positive, negative])
+        self._order = np.argsort(-scores, kind="mergesort")
+        ordered = scores[self._order]
+        self._last_of_tie = np.r_[np.flatnonzero(np.diff(ordered)), ordered.size - 1]
+
+    def fpr(self, positive_weights: np.ndarray, negative_weights: np.ndarray) -> np.ndarray:
+        """The FPR for each row of ``positive_weights`` (``R x n_pos``) and ``negative_weights`` (``R x n_neg``)."""
+        weights = np.concatenate([positive_weights, negative_weights], axis=1)[:, self._order]
+        is_pos = self._order < self.n_pos
+        true_pos = np.cumsum(weights * is_pos, axis=1)[:, self._last_of_tie]
+        false_pos = np.cumsum(weights * ~is_pos, axis=1)[:, self._last_of_tie]
+        tpr = true_pos / positive_weights.sum(axis=1, keepdims=True)
+        first = np.minimum((tpr < self.tpr - 1e-12).sum(axis=1), tpr.shape[1] - 1)
+        return false_pos[np.arange(len(first)), first] / negative_weights.sum(axis=1)
+
+
+def _ood_first(value):
+    """``value(positive weights, negative weights)`` for OOD positives, called with (ID weights, OOD weights)."""
+    return lambda id_weights, ood_weights: value(ood_weights, id_weights)
+
+
+#: the metrics :func:`mean_replicates` resamples: each maps (ID scores, OOD scores) to a function of
+#: (ID weights, OOD weights) -> one value per replicate
+RESAMPLED = {
+    "auroc": lambda id_scores, ood_scores: AurocBootstrap(id_scores, ood_scores).auroc,
+    "fpr95_ood_pos": lambda id_scores, ood_scores: _ood_first(FprBootstrap(ood_scores, id_scores).fpr),
+    "fpr95_id_pos": lambda id_scores, ood_scores: FprBootstrap(-np.asarray(id_scores), -np.asarray(ood_scores)).fpr,
+}
+
+
 def percentile_interval(values: np.ndarray, level: float) -> Interval:
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return Interval(float(low), float(high))
 
 
-def mean_auroc_replicates(
-    cells: list[tuple[np.ndarray, np.ndarray]], replicates: int = DEFAULT_REPLICATES, seed: int = 0, chunk: int = 100
+def mean_replicates(
+    cells: list[tuple[np.ndarray, np.ndarray]], replicates: int = DEFAULT_REPLICATES, seed: int = 0, chunk: int = 100,
+    metric: str = "auroc",
 ) -> np.ndarray:
-    """Bootstrap replicates of the mean AUROC over OOD sets that share one ID test split.
+    """Bootstrap replicates of the mean of ``metric`` (a key of :data:`RESAMPLED`) over OOD sets that share one ID
+    test split.
 
     ``cells`` holds (ID scores, OOD scores) per OOD set; the ID samples are resampled once per
     replicate and reused for every OOD set, as they are the same samples. Replicates are computed
-    ``chunk`` at a time to bound memory; the draws depend only on ``seed`` and the set sizes.
+    ``chunk`` at a time to bound memory; the draws depend only on ``seed`` and the set sizes, so every
+    metric of the same cells is resampled with the same replicates.
     """
     rng = np.random.default_rng(seed)
-    bootstraps = [AurocBootstrap(id_scores, ood_scores) for id_scores, ood_scores in cells]
+    resampled = [(RESAMPLED[metric](id_scores, ood_scores), np.size(id_scores), np.size(ood_scores)) for id_scores, ood_scores in cells]
     out = []
     for start in range(0, replicates, chunk):
         size = min(chunk, replicates - start)
-        id_weights = multiplicities(bootstraps[0].n_id, size, rng)
+        id_weights = multiplicities(resampled[0][1], size, rng)
         total = np.zeros(size)
-        for bootstrap in bootstraps:
-            total += bootstrap.auroc(id_weights, multiplicities(bootstrap.n_ood, size, rng))
-        out.append(total / len(bootstraps))
+        for value, _, n_ood in resampled:
+            total += value(id_weights, multiplicities(n_ood, size, rng))
+        out.append(total / len(resampled))
     return np.concatenate(out)
+
+
+def mean_auroc_replicates(cells: list[tuple[np.ndarray, np.ndarray]], replicates: int = DEFAULT_REPLICATES, seed: int = 0,
+                          chunk: int = 100) -> np.ndarray:
+    """:func:`mean_replicates` of the AUROC."""
+    return mean_replicates(cells, replicates, seed, chunk)
 
 
 def confidence_interval(cells: list[tuple[np.ndarray, np.ndarray]], level: float = 0.95,
