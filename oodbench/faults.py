@@ -4,19 +4,25 @@
 a task kind about to run (``extract:2``, ``score:3``: the executor reaches the kind of every task,
 cached or not) or ``epoch`` (right after a training epoch's resumable state is saved). With
 ``OODBENCH_KILL_ONCE=FILE`` only the first process to get there dies, leaving FILE behind: how a
-test kills one worker of a cluster executor and sees the task retried elsewhere. Unset, it costs
-one dictionary lookup per point.
+test kills one worker of a cluster executor and sees the task retried elsewhere.
+
+``OODBENCH_STALL_AT=POINT`` with ``OODBENCH_STALL_FILE=FILE`` makes the first process to reach ``POINT`` create
+FILE and wait there until it is killed: set in the environment of one node of a Ray test cluster, it holds a
+task on that node while the test removes the node. Unset, each costs one dictionary lookup per point.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
 ENV = "OODBENCH_KILL_AT"
 ONCE_ENV = "OODBENCH_KILL_ONCE"
+STALL_ENV = "OODBENCH_STALL_AT"
+STALL_FILE_ENV = "OODBENCH_STALL_FILE"
 _reached: Counter[str] = Counter()
 
 
@@ -26,7 +32,9 @@ def settings() -> dict[str, str]:
 
 
 def reached(point: str) -> None:
-    """Count ``point``; kill this process when it is the configured point and count."""
+    """Count ``point``; kill this process when it is the configured point and count, or hold it there."""
+    if os.environ.get(STALL_ENV) == point:
+        _stall(Path(os.environ[STALL_FILE_ENV]))
     target = os.environ.get(ENV)
     if not target:
         return
@@ -40,3 +48,13 @@ def reached(point: str) -> None:
             except FileExistsError:  # another process died here already
                 return
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _stall(marker: Path) -> None:
+    """Create ``marker`` and wait until this process is killed; another process that reaches the point goes on."""
+    try:
+        marker.touch(exist_ok=False)
+    except FileExistsError:
+        return
+    while True:
+        time.sleep(1)

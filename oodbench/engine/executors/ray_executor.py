@@ -18,7 +18,10 @@ How a plan runs here:
   than the driver, start the driver with ``OMP_NUM_THREADS`` set to the cores one task should use;
 - with ``--cache-dir`` on storage every node sees, a finished stage is never computed twice, also
   across runs; without one, each node caches into its own directory at that path and artifacts
-  reach other nodes through the object store only (a rerun then reuses what each node has);
+  reach other nodes through the object store only (a rerun then reuses what each node has). A node
+  started with ``OODBENCH_NODE_CACHE_DIR`` in its environment (``OODBENCH_NODE_CACHE_DIR=/scratch/cache
+  ray start ...``) caches there instead of at the driver's path: its local disk, whatever the driver's
+  path is;
 - a task whose worker dies (killed, out of memory) is retried by Ray (``MAX_RETRIES``); a method that
   raises fails that method's cells and what depends on them, as with the local executor, and a shared
   task that raises stops the run. The artifact cache's per-key lock keeps retries and concurrent runs
@@ -31,11 +34,14 @@ need the oodbench package and its dependencies only.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 import time
 import traceback
 import warnings
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable, Collection
 
 import torch
@@ -48,6 +54,8 @@ from oodbench.progress import progress
 
 #: retries of a task whose worker process died
 MAX_RETRIES = 3
+#: set in a node's environment: the artifact cache of that node's workers, instead of the driver's --cache-dir
+NODE_CACHE_ENV = "OODBENCH_NODE_CACHE_DIR"
 #: prefix of the modules the registry loads from plugin directories (registry.load_directory)
 PLUGIN_MODULES = "oodbench_plugin_"
 
@@ -91,6 +99,8 @@ def _worker_context(config, batch_sizes: dict[str, int], threads: int, sandbox: 
 
     key = stable_hash({"config": repr(config), "batch": batch_sizes})
     if key not in _contexts:
+        if os.environ.get(NODE_CACHE_ENV):  # this node's own cache (docs/cluster.md)
+            config = dataclasses.replace(config, cache_dir=Path(os.environ[NODE_CACHE_ENV]))
         # arrays from the object store are read-only; the engine never writes to its inputs
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         torch.set_num_threads(threads)
