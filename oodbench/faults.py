@@ -6,9 +6,9 @@ cached or not) or ``epoch`` (right after a training epoch's resumable state is s
 ``OODBENCH_KILL_ONCE=FILE`` only the first process to get there dies, leaving FILE behind: how a
 test kills one worker of a cluster executor and sees the task retried elsewhere.
 
-``OODBENCH_STALL_AT=POINT`` with ``OODBENCH_STALL_FILE=FILE`` makes the first process to reach ``POINT`` create
-FILE and wait there until it is killed: set in the environment of one node of a Ray test cluster, it holds a
-task on that node while the test removes the node. Unset, each costs one dictionary lookup per point.
+``OODBENCH_STALL_AT=POINT`` with ``OODBENCH_STALL_FILE=FILE`` makes the first process to reach ``POINT`` write its
+process id into FILE and wait there until it is killed: set in the environment of a Ray test cluster's nodes, it
+holds one task on the node that got it first while the test removes that node (or kills the driver). Unset, each costs one dictionary lookup per point.
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ def reached(point: str) -> None:
 
 
 def _stall(marker: Path) -> None:
-    """Create ``marker`` and wait until this process is killed; another process that reaches the point goes on."""
+    """Write this process's id into ``marker`` and wait until the process is killed; another process that reaches the
+    point goes on."""
     try:
-        marker.touch(exist_ok=False)
+        with open(marker, "x") as handle:
+            handle.write(str(os.getpid()))
     except FileExistsError:
         return
     while True:
