@@ -82,15 +82,20 @@ def build_site(stores: Sequence[str | Path], out: Path, replicates: int = 1000) 
     for rows in tables.values():
         for entry in rows:
             entry.links = run_links[entry.run_id]
-    references = load_references()
     ordered = sorted(tables, key=lambda k: (k.benchmark, k.protocol, k.version, k.backbone))
     page = _environment().get_template(TEMPLATE.name).render(
         tables=[(key, _ordered(tables[key])) for key in ordered],
-        published={key.stands_for or key.benchmark: published_rows(references, key) for key in ordered},
+        published=_published_once(ordered, load_references()),
         stores=[s.label for s in sources], version=__version__,
         generated=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"))
     write_atomically(out / "index.html", page)
     return out / "index.html"
+
+
+def _published_once(keys: list[TableKey], references: pd.DataFrame) -> dict[TableKey, pd.DataFrame]:
+    """The published rows of each dataset, shown once: after the last table of the benchmarks that stand for it."""
+    last = {key.stands_for or key.benchmark: key for key in keys}
+    return {key: published_rows(references, key) if last[key.stands_for or key.benchmark] == key else pd.DataFrame() for key in keys}
 
 
 def _environment() -> jinja2.Environment:
