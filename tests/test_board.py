@@ -149,3 +149,18 @@ def test_verify_names_a_data_file_changed_after_the_run(tmp_path, capsys):
     code = main(["verify", "--results", str(tmp_path / "results"), "--catalog", str(catalog)])
     out = capsys.readouterr().out
     assert code == 1 and re.search(r"data changed: [^\n]*sha256 of [^\n]*ood\.zip[^\n]* is [0-9a-f]+, expected", out), out
+
+
+def test_full_spectrum_rows_and_other_protocol_versions_get_tables_of_their_own():
+    import pandas as pd
+
+    from oodbench.board.entries import table_key
+
+    def row(**protocol):
+        return pd.Series({"protocol": json.dumps({"name": "openood-v1.5", "version": "0123456789ab", **protocol}),
+                          "id_dataset": "cifar10", "id_stands_for": "cifar10", "backbone": "resnet18-32x32"})
+
+    plain, shifted = table_key(row()), table_key(row(full_spectrum=["cifar10-c"]))
+    assert plain != shifted and "full-spectrum" in shifted.title and "full-spectrum" not in plain.title
+    assert table_key(row(version="ba9876543210")) != plain and table_key(row()) == plain
+    assert plain.stands_for == "" and "(version 0123456789ab)" in plain.title

@@ -1,7 +1,8 @@
 """Leaderboard entries: one row per (run, method, parameters), grouped into the tables they can be compared in.
 
-A table holds the entries of one benchmark (the ID set), one protocol version and one backbone; rows of other
-versions are never put in one table (:mod:`oodbench.engine.protocol_version`). An entry's numbers are means
+A table holds the entries of one benchmark (the ID set), one protocol version and one backbone, under one evaluation
+(full-spectrum runs, whose ID side includes covariate-shifted sets, apart); rows of other versions are never put in
+one table (:mod:`oodbench.engine.protocol_version`). An entry's numbers are means
 over its seeds of the clean cells whose metrics were computed (``status`` ok, no attack):
 
 - ID accuracy of the scoring network;
@@ -42,15 +43,18 @@ class TableKey:
     protocol: str
     version: str
     backbone: str
+    #: 'full-spectrum' when covariate-shifted ID sets counted as ID (other metrics than the plain evaluation's), else ''
+    evaluation: str = ""
 
     @property
     def slug(self) -> str:
-        return "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{self.benchmark}_{self.protocol}_{self.version}_{self.backbone}")
+        return "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{self.benchmark}_{self.protocol}_{self.version}_{self.backbone}_{self.evaluation}")
 
     @property
     def title(self) -> str:
         copy = f" (a copy of {self.stands_for})" if self.stands_for else ""
-        return f"{self.benchmark}{copy} · protocol {self.protocol} (version {self.version or 'unrecorded'}) · {self.backbone}"
+        shifted = " · full-spectrum (covariate-shifted sets count as ID)" if self.evaluation else ""
+        return f"{self.benchmark}{copy} · protocol {self.protocol} (version {self.version or 'unrecorded'}) · {self.backbone}{shifted}"
 
 
 @dataclass
@@ -84,7 +88,8 @@ def table_key(row: pd.Series) -> TableKey:
     protocol = _record(row["protocol"])
     stands = row.get("id_stands_for")
     return TableKey(row["id_dataset"], stands if isinstance(stands, str) and stands != row["id_dataset"] else "",
-                    protocol.get("name", "clean"), protocol.get("version", ""), row["backbone"])
+                    protocol.get("name", "clean"), protocol.get("version", ""), row["backbone"],
+                    "full-spectrum" if protocol.get("full_spectrum") else "")
 
 
 def _summary(rows: pd.DataFrame, load: ScoreLoader, metric: str, group: str | None, replicates: int) -> tuple[float, tuple[float, float]] | None:

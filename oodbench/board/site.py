@@ -82,7 +82,7 @@ def build_site(stores: Sequence[str | Path], out: Path, replicates: int = 1000) 
     for rows in tables.values():
         for entry in rows:
             entry.links = run_links[entry.run_id]
-    ordered = sorted(tables, key=lambda k: (k.benchmark, k.protocol, k.version, k.backbone))
+    ordered = sorted(tables, key=lambda k: (k.benchmark, k.protocol, k.version, k.backbone, k.evaluation))
     page = _environment().get_template(TEMPLATE.name).render(
         tables=[(key, _ordered(tables[key])) for key in ordered],
         published=_published_once(ordered, load_references()),
