@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--cells", type=_limit, default=8, help="cells to re-execute, drawn at random, or 'all' (default: 8)")
     verify.add_argument("--network-cache", type=Path, metavar="DIR",
                         help="the cache the run's network was trained into (default: the run's recorded --cache-dir)")
-    _common(verify)
+    _common(verify)  # catalogs and plugin directories besides those the run recorded
 
     submission = commands.add_parser("submit", help="evaluate someone else's method file sealed and write an entry bundle")
     submission.add_argument("method_file", type=Path, metavar="METHOD_FILE", help="the .py file that defines the method class")

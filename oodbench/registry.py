@@ -81,6 +81,8 @@ class Registry:
         self.problems: list[PluginProblem] = []
         #: ``--sealed``: the run's sandbox, started with the registry; it reads the plugin files' declarations
         self.sandbox: Any = None
+        #: the plugin directories and catalog files it was built from (absolute paths; recorded with every run)
+        self.sources: dict[str, list[str]] = {"plugins": [], "catalogs": []}
 
     # -- adding ---------------------------------------------------------------------------
 
@@ -256,7 +258,7 @@ def build_registry(plugin_dirs: Iterable[str | os.PathLike] = (), catalogs: Iter
     registry's :attr:`~Registry.sandbox` for the run (built-ins and installed packages are trusted code)."""
     registry = Registry()
     env_dirs = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p.strip()]
-    directories = [*env_dirs, *plugin_dirs]
+    directories = list({Path(d).resolve(): d for d in [*env_dirs, *plugin_dirs]}.values())  # each directory once
     if sealed:
         import torch
 
@@ -274,4 +276,5 @@ def build_registry(plugin_dirs: Iterable[str | os.PathLike] = (), catalogs: Iter
     unique = {Path(c).resolve(): c for c in [*catalog_paths_from_env(), *catalogs]}
     for catalog in unique.values():
         registry.load_catalog(catalog)
+    registry.sources = {"plugins": [str(Path(d).resolve()) for d in directories], "catalogs": [str(c) for c in unique]}
     return registry

@@ -172,8 +172,9 @@ def _compare(old: pd.Series, new: pd.Series | None, tolerance: float, reasons: l
 def verify_run(source: Source, run_id: str | None, cells: int | None, catalogs: Sequence[str | Path] = (),
                plugins: Sequence[str | Path] = (), source_cache: Path | None = None, say: Callable[[str], None] = print) -> list[Check]:
     """Re-execute ``cells`` sampled cells of ``run_id`` (default: a bundle's run, else the store's latest complete
-    run) in a fresh cache and record the findings in the source's store. The registry is built from ``catalogs`` and
-    ``plugins`` (and a bundle's method folder), sealed when the run was; ``source_cache``: where the run's network
+    run) in a fresh cache and record the findings in the source's store. The registry is built from the plugin
+    directories and catalogs the run recorded (those still there), ``catalogs`` and ``plugins``, and a bundle's method
+    folder, sealed when the run was; ``source_cache``: where the run's network
     was cached (default: the run's recorded cache directory)."""
     from oodbench.engine.runner import run as run_engine
     from oodbench.registry import build_registry
@@ -188,7 +189,10 @@ def verify_run(source: Source, run_id: str | None, cells: int | None, catalogs: 
     fields, grid = recorded_config(run)
     if source.bundle is not None and source.entry.get("checkpoint"):  # the bundle's copy, wherever the bundle now is
         fields["checkpoint"] = str(source.bundle / "checkpoint" / source.entry["checkpoint"])
-    registry = build_registry([*plugins, *source.plugins], catalogs, sealed=bool(fields.get("sealed")))
+    recorded = _record(run["config"]).get("registry", {})
+    existing = lambda paths: [path for path in paths if Path(path).exists()]  # noqa: E731  (moved bundles, other machines)
+    registry = build_registry([*existing(recorded.get("plugins", [])), *plugins, *source.plugins],
+                              [*existing(recorded.get("catalogs", [])), *catalogs], sealed=bool(fields.get("sealed")))
     for problem in registry.problems:
         say(f"warning: plugin not loaded: {problem}")
     provenance = _record(run["provenance"])

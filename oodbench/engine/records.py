@@ -62,10 +62,12 @@ class Recorder:
         self.reported: set[str] = set()
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
-    def start(self, configs: Sequence[RunConfig]) -> str:
-        """Open the run's row: the configuration of the grid's first part, and what each part changes."""
+    def start(self, configs: Sequence[RunConfig], sources: Mapping[str, Sequence[str]]) -> str:
+        """Open the run's row: the configuration of the grid's first part, what each part changes, and the plugin
+        directories and catalog files the registry was built from (``sources``)."""
         grid = [{"id_dataset": c.id_dataset, "backbone": c.backbone, "ood": list(c.ood)} for c in configs]
-        self.store.start_run(self.run_id, command=configs[0].command, config={**config_record(configs[0]), "grid": grid},
+        self.store.start_run(self.run_id, command=configs[0].command,
+                             config={**config_record(configs[0]), "grid": grid, "registry": dict(sources)},
                              versions=package_versions(), git_commit=git_commit(), hardware=hardware())
         for cell in self.cells.get(None, ()):  # nothing to compute: a method that cannot be attacked
             self.store.add_results([{**cell.static, "run_id": self.run_id, "status": "not attacked", "checkpoint": "",

@@ -227,7 +227,7 @@ def run(configs: Sequence[RunConfig], registry: Registry, say: Callable[[str], N
         ctx.close()
         raise
     recorder = Recorder(store, plan, ctx, done=data)
-    recorder.start(configs)
+    recorder.start(configs, registry.sources)
     status, outcomes = "failed", data
     try:
         outcomes = runner.execute(plan, ctx, done=data, on_done=recorder.on_done)
