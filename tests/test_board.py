@@ -164,3 +164,14 @@ def test_full_spectrum_rows_and_other_protocol_versions_get_tables_of_their_own(
     assert plain != shifted and "full-spectrum" in shifted.title and "full-spectrum" not in plain.title
     assert table_key(row(version="ba9876543210")) != plain and table_key(row()) == plain
     assert plain.stands_for == "" and "(version 0123456789ab)" in plain.title
+
+
+def test_verify_says_when_cells_are_re_executed_on_other_hardware():
+    from oodbench.board.verify import _hardware_change
+
+    run = ({"compute": "cuda:0 (bf16)"}, {"gpu": "NVIDIA H100 80GB HBM3", "cpu": "AMD EPYC", "torch_threads": 16})
+    here = {"compute": "cpu (bf16, channels-last, compiled training)", "hardware": {"cpu": "Intel Xeon", "torch_threads": 2}}
+    assert _hardware_change(*run, here) == ("other hardware: run on cuda:0 (bf16) on NVIDIA H100 80GB HBM3, 16 threads, "
+                                            "re-executed on cpu (bf16, channels-last, compiled training) on Intel Xeon, 2 threads")
+    same = {"compute": run[0]["compute"], "hardware": run[1]}
+    assert _hardware_change(*run, same) == "" and _hardware_change({}, {}, here) == ""  # an old run recorded no compute

@@ -225,14 +225,16 @@ def verify_run(source: Source, run_id: str | None, cells: int | None, catalogs: 
                 checks += [_compare(pd.Series(old._asdict()), None, 0.0, [why]) for old in group.itertuples(index=False)]
                 continue
             fresh_run = outcome.results
-            new_data = _fresh_datasets(config.results_dir, outcome.run_id)
+            fresh = _fresh_provenance(config.results_dir, outcome.run_id)
+            new_data = fresh.get("datasets", {})
+            hardware = _hardware_change(provenance, _record(run["hardware"]), fresh)
             for old in group.itertuples(index=False):
                 old = pd.Series(old._asdict())
                 match = fresh_run[(fresh_run["method"] == old["method"]) & (fresh_run["ood_dataset"] == old["ood_dataset"])
                                   & (fresh_run["attack"].fillna("") == (old["attack"] or ""))]
                 new = match.iloc[0] if len(match) else None
                 stochastic = _record(old["protocol"]).get("trained_on") is not None or bool(old["attack"]) or carried.retrained
-                reasons = ([carried.note] if carried.note else []) + (
+                reasons = [r for r in (carried.note, hardware) if r] + (
                     _differences(old, new, provenance.get("datasets", {}), new_data, registry, run["git_commit"], carried.weights_loaded)
                     if new is not None else [])
                 checks.append(_compare(old, new, TOLERANCE if stochastic else 0.0, reasons))
@@ -243,12 +245,23 @@ def verify_run(source: Source, run_id: str | None, cells: int | None, catalogs: 
     return checks
 
 
-def _fresh_datasets(results_dir: Path, run_id: str) -> dict:
-    """The datasets (content hashes) the re-execution recorded in its own store."""
+def _fresh_provenance(results_dir: Path, run_id: str) -> dict:
+    """The provenance (datasets, compute) the re-execution recorded in its own store, with its hardware."""
     from oodbench.store import ResultStore
 
-    runs = ResultStore(results_dir / "oodbench.sqlite").runs()
-    return _record(runs.set_index("run_id").loc[run_id, "provenance"]).get("datasets", {})
+    run = ResultStore(results_dir / "oodbench.sqlite").runs().set_index("run_id").loc[run_id]
+    return {**_record(run["provenance"]), "hardware": _record(run["hardware"])}
+
+
+def _hardware_change(provenance: dict, hardware: dict, fresh: dict) -> str:
+    """'' when the cells are re-executed on the same kind of device and processor, else what changed (floating-point
+    results then need not be bit-identical)."""
+    before = (provenance.get("compute"), hardware.get("gpu") or hardware.get("cpu"), hardware.get("torch_threads"))
+    now = (fresh.get("compute"), fresh["hardware"].get("gpu") or fresh["hardware"].get("cpu"), fresh["hardware"].get("torch_threads"))
+    if not before[0] or before == now:
+        return ""
+    describe = lambda values: f"{values[0]} on {values[1]}, {values[2]} threads"  # noqa: E731
+    return f"other hardware: run on {describe(before)}, re-executed on {describe(now)}"
 
 
 def format_checks(checks: Sequence[Check], run_id: str) -> str:
