@@ -175,3 +175,18 @@ def test_verify_says_when_cells_are_re_executed_on_other_hardware():
                                             "re-executed on cpu (bf16, channels-last, compiled training) on Intel Xeon, 2 threads")
     same = {"compute": run[0]["compute"], "hardware": run[1]}
     assert _hardware_change(*run, same) == "" and _hardware_change({}, {}, here) == ""  # an old run recorded no compute
+
+
+def test_attacked_cells_get_tables_of_their_own_and_incomplete_entries_say_which_sets_they_average(tiny_catalog, tmp_path):
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp,energy", "--ood", "tiny-ood,gaussian",
+                    "--attack", "pgd:eps=4/255,steps=2,step=2/255,target=ood", "--cache-dir", str(tmp_path / "cache")) == 0
+    assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "knn", "--ood", "tiny-ood", "--cache-dir", str(tmp_path / "cache")) == 0
+    html = build_site([tmp_path / "results"], tmp_path / "site", replicates=20).read_text()
+    titles = re.findall(r"<h2>(.*?)</h2>", html)
+    assert len(titles) == 2 and sum("under attack: " in t for t in titles) == 1
+    clean = html[html.index(next(t for t in titles if "under attack" not in t)):]
+    clean = clean[:clean.index("</table>")]
+    assert re.search(r"knn <span class=\"mark\" title=\"averages over tiny-ood only; the table has gaussian, tiny-ood\">1/2 OOD sets", clean)
+    assert clean.count("<tr data-run=") == 3  # msp, energy and knn on clean inputs
+    attacked = html[html.index(next(t for t in titles if "under attack" in t)):]
+    assert 1 <= attacked[:attacked.index("</table>")].count("<tr data-run=") <= 2  # the methods the attack reaches

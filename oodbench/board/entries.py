@@ -1,9 +1,9 @@
 """Leaderboard entries: one row per (run, method, parameters), grouped into the tables they can be compared in.
 
 A table holds the entries of one benchmark (the ID set), one protocol version and one backbone, under one evaluation
-(full-spectrum runs, whose ID side includes covariate-shifted sets, apart); rows of other versions are never put in
-one table (:mod:`oodbench.engine.protocol_version`). An entry's numbers are means
-over its seeds of the clean cells whose metrics were computed (``status`` ok, no attack):
+(full-spectrum runs, whose ID side includes covariate-shifted sets, apart; each adversarial attack apart from clean
+inputs); rows of other versions are never put in one table (:mod:`oodbench.engine.protocol_version`). An entry's
+numbers are means over its seeds of its cells whose metrics were computed (``status`` ok):
 
 - ID accuracy of the scoring network;
 - AUROC averaged over the benchmark's near-OOD sets, its far-OOD sets and all its OOD sets, and FPR@95TPR with OOD
@@ -11,7 +11,8 @@ over its seeds of the clean cells whose metrics were computed (``status`` ok, no
   the test samples: each seed's samples resampled (:func:`oodbench.report.stats.mean_replicates`), the per-seed
   replicates averaged, as the report's ranking does.
 
-An entry whose cells do not cover every OOD set of its table's most complete entry says how many it has.
+An entry whose cells do not cover every OOD set of its table (a failed cell, a run of fewer sets) is marked with
+the sets it has: its averages are over those.
 """
 
 from __future__ import annotations
@@ -45,16 +46,20 @@ class TableKey:
     backbone: str
     #: 'full-spectrum' when covariate-shifted ID sets counted as ID (other metrics than the plain evaluation's), else ''
     evaluation: str = ""
+    #: the adversarial attack the cells were evaluated under ('' for clean inputs)
+    attack: str = ""
 
     @property
     def slug(self) -> str:
-        return "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{self.benchmark}_{self.protocol}_{self.version}_{self.backbone}_{self.evaluation}")
+        return "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{self.benchmark}_{self.protocol}_{self.version}_{self.backbone}_{self.evaluation}_{self.attack}")
 
     @property
     def title(self) -> str:
         copy = f" (a copy of {self.stands_for})" if self.stands_for else ""
         shifted = " · full-spectrum (covariate-shifted sets count as ID)" if self.evaluation else ""
-        return f"{self.benchmark}{copy} · protocol {self.protocol} (version {self.version or 'unrecorded'}) · {self.backbone}{shifted}"
+        attacked = f" · under attack: {self.attack}" if self.attack else ""
+        return (f"{self.benchmark}{copy} · protocol {self.protocol} (version {self.version or 'unrecorded'}) · {self.backbone}"
+                f"{shifted}{attacked}")
 
 
 @dataclass
@@ -89,7 +94,7 @@ def table_key(row: pd.Series) -> TableKey:
     stands = row.get("id_stands_for")
     return TableKey(row["id_dataset"], stands if isinstance(stands, str) and stands != row["id_dataset"] else "",
                     protocol.get("name", "clean"), protocol.get("version", ""), row["backbone"],
-                    "full-spectrum" if protocol.get("full_spectrum") else "")
+                    "full-spectrum" if protocol.get("full_spectrum") else "", row["attack"] if isinstance(row.get("attack"), str) else "")
 
 
 def _summary(rows: pd.DataFrame, load: ScoreLoader, metric: str, group: str | None, replicates: int) -> tuple[float, tuple[float, float]] | None:
@@ -107,11 +112,11 @@ def _summary(rows: pd.DataFrame, load: ScoreLoader, metric: str, group: str | No
 
 def entries(results: pd.DataFrame, runs: pd.DataFrame, load: ScoreLoader, source: str, replicates: int,
             submission: dict | None = None) -> dict[TableKey, list[Entry]]:
-    """The entries of one store's complete runs, by table: clean cells with metrics only."""
+    """The entries of one store's complete runs, by table: the cells with metrics, clean and under each attack apart."""
     complete = runs[runs["status"] == "complete"].set_index("run_id")
-    ok = results[(results["status"] == "ok") & (results["attack"].fillna("") == "") & results["run_id"].isin(complete.index)]
+    ok = results[(results["status"] == "ok") & results["run_id"].isin(complete.index)].assign(attack=lambda r: r["attack"].fillna(""))
     tables: dict[TableKey, list[Entry]] = {}
-    for (run_id, method, _), rows in ok.groupby(["run_id", "method", "params_hash"], sort=False):
+    for (run_id, method, _, _), rows in ok.groupby(["run_id", "method", "params_hash", "attack"], sort=False):
         first, run = rows.iloc[0], complete.loc[run_id]
         versions = _record(run["versions"])
         values, intervals = {"id_accuracy": float(rows.groupby("seed")["id_accuracy"].first().mean())}, {}

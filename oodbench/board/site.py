@@ -77,14 +77,14 @@ def build_site(stores: Sequence[str | Path], out: Path, replicates: int = 1000) 
         for run_id in progress(complete, desc=f"reports of {source.label}", unit="run"):
             run_links[run_id] = _run_pages(source, run_id, out, replicates)
     if not tables:
-        raise ConfigError(f"no complete run with clean results in {', '.join(map(str, stores))}",
+        raise ConfigError(f"no complete run with results in {', '.join(map(str, stores))}",
                           "run `oodbench run ...` into these stores first (interrupted and failed runs are not listed)")
     for rows in tables.values():
         for entry in rows:
             entry.links = run_links[entry.run_id]
-    ordered = sorted(tables, key=lambda k: (k.benchmark, k.protocol, k.version, k.backbone, k.evaluation))
+    ordered = sorted(tables, key=lambda k: (k.benchmark, k.protocol, k.version, k.backbone, k.evaluation, k.attack))
     page = _environment().get_template(TEMPLATE.name).render(
-        tables=[(key, _ordered(tables[key])) for key in ordered],
+        tables=[(key, _ordered(tables[key]), sorted({o for e in tables[key] for o in e.ood_sets})) for key in ordered],
         published=_published_once(ordered, load_references()),
         stores=[s.label for s in sources], version=__version__,
         generated=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"))
