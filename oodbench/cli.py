@@ -1,4 +1,4 @@
-"""The ``oodbench`` command: run, plan, report, compare, list, data, train.
+"""The ``oodbench`` command: run, plan, report, compare, leaderboard, verify, submit, list, data, train.
 
 A thin layer over the Python API (:mod:`oodbench.runs`): it parses arguments, calls
 ``oodbench.run`` / ``oodbench.plan``, and prints.
@@ -19,6 +19,8 @@ EPILOG = """examples:
   oodbench run --id cifar10 --methods msp,odin,energy --preset paper
   oodbench plan --methods mim,oe,bal --id cifar100  what would run, what is cached, how long the rest takes
   OODBENCH_CATALOG=../shared/data/catalog.toml oodbench run --preset smoke --id cifar10-jpeg
+  oodbench leaderboard results/ submissions/theirs --out leaderboard/   a static site from stores
+  oodbench verify RUN_ID --cells 8               re-execute a sample of a run's cells in a fresh cache
   oodbench list methods
 """
 

@@ -213,7 +213,7 @@ def verify_run(source: Source, run_id: str | None, cells: int | None, catalogs: 
                                   "variants": {k: v for k, v in fields["variants"].items() if k in labels}, "seeds": (int(seed),),
                                   "attacks": fields["attacks"] if (group["attack"].fillna("") != "").any() else (),
                                   "time_budget_s": None, "cache_dir": fresh / "cache", "results_dir": fresh / "results",
-                                  "data_root": Path(fields["data_root"]), "download": False,
+                                  "data_root": Path(fields["data_root"]),
                                   "command": f"oodbench verify {run_id}"})
             base = provenance.get("checkpoints", {}).get(f"{id_dataset} / {backbone} / seed {seed}", {}).get("hash")
             carried = _carry_network(fields, source_cache, base, [config], registry, say) if base else Carried([config])
