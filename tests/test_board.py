@@ -116,6 +116,14 @@ def test_verify_reproduces_a_run_and_marks_it_on_the_site(three_stores, tmp_path
     assert len(checks) == 8 and {c["verdict"] for c in checks} == {"reproduced"} and {c["tolerance"] for c in checks} == {0.0}
     html = build_site([three_stores["clean"]], tmp_path / "site", replicates=20).read_text()
     assert html.count("verified (4/4 cells)") == 2
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "site" / "leaderboard.csv")
+    assert list(table["cells_reproduced"]) == [4, 4] and set(table["method"]) == {"msp", "energy"}
+    assert (table["auroc_ci_low"] <= table["auroc"]).all() and (table["auroc"] <= table["auroc_ci_high"]).all()
+    run = table["run_id"].iloc[0]
+    provenance = json.loads((tmp_path / "site" / "runs" / run / "provenance.json").read_text())
+    assert len(provenance["verifications"]) == 8 and {v["verdict"] for v in provenance["verifications"]} == {"reproduced"}
 
 
 def test_a_submission_is_re_checked_by_verify_and_refused_when_its_method_file_changed(three_stores, tmp_path, capsys):

@@ -1,15 +1,17 @@
 """``oodbench leaderboard``: a static site (HTML, inline CSS and script, no server, nothing fetched) from stores.
 
-``index.html`` has one sortable table per (benchmark, protocol version, backbone) (:mod:`oodbench.board.entries`);
+``index.html`` has one sortable table per (benchmark, protocol version, backbone), and ``leaderboard.csv`` the same
+entries as data (:mod:`oodbench.board.entries`);
 every row links to its run's report (``runs/<run id>/report.html``, rendered here from the store) and to its
 provenance (``runs/<run id>/provenance.json``: command, configuration, versions, hardware, data checksums,
-checkpoints, the protocol records of its cells, and a submission's ``entry.json``). Published numbers of the
+checkpoints, the protocol records of its cells, what ``oodbench verify`` found, and a submission's ``entry.json``). Published numbers of the
 dataset a benchmark stands for (OpenOOD v1.5's leaderboard, ...) are shown in a table of their own, labelled as
 published and not re-run. Rows ``oodbench verify`` re-checked are marked with what it found.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -39,11 +41,11 @@ def _run_pages(source: Source, run_id: str, out: Path, replicates: int) -> dict[
     folder = out / "runs" / run_id
     report = build_report(source.store, Selection(run=run_id), folder, replicates)
     results = source.store.results(run_id)
+    checks = source.store.verifications()
     provenance = {"store": source.label, "run": run_provenance(source.store, [run_id])[0],
-                  "protocols": list(dict.fromkeys(p for p in results["protocol"] if isinstance(p, str))),
-                  "checkpoints": sorted(set(results["checkpoint"].dropna())),
-                  "submission": source.entry}
-    provenance["protocols"] = [json.loads(p) for p in provenance["protocols"]]
+                  "protocols": [json.loads(p) for p in dict.fromkeys(p for p in results["protocol"] if isinstance(p, str))],
+                  "checkpoints": sorted(set(results["checkpoint"].dropna())), "submission": source.entry,
+                  "verifications": checks[checks["run_id"] == run_id].drop(columns=["id"]).to_dict("records")}
     write_atomically(folder / "provenance.json", json.dumps(provenance, indent=1, sort_keys=True, default=str))
     links = {"report": _link(report, out), "provenance": _link(folder / "provenance.json", out)}
     if source.bundle is not None:
@@ -89,7 +91,26 @@ def build_site(stores: Sequence[str | Path], out: Path, replicates: int = 1000) 
         stores=[s.label for s in sources], version=__version__,
         generated=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"))
     write_atomically(out / "index.html", page)
+    write_atomically(out / "leaderboard.csv", entries_table(ordered, tables).to_csv(index=False))
     return out / "index.html"
+
+
+def entries_table(keys: list[TableKey], tables: dict[TableKey, list[Entry]]) -> pd.DataFrame:
+    """Every entry as one row of a machine-readable table (``leaderboard.csv``): its table, values, intervals,
+    verification and links."""
+    rows = []
+    for key in keys:
+        for entry in _ordered(tables[key]):
+            checked, same, why = entry.verified
+            rows.append({**dataclasses.asdict(key), "method": entry.method, "params": json.dumps(entry.params, sort_keys=True),
+                         **entry.values, **{f"{column}_ci_low": low for column, (low, _) in entry.intervals.items()},
+                         **{f"{column}_ci_high": high for column, (_, high) in entry.intervals.items()},
+                         "seeds": " ".join(map(str, entry.seeds)), "ood_sets": " ".join(entry.ood_sets), "date": entry.date,
+                         "code": entry.code, "reduced": entry.reduced, "transductive": entry.transductive,
+                         "submitted": entry.submission is not None, "cells_checked": checked, "cells_reproduced": same,
+                         "not_reproduced": "; ".join(why), "run_id": entry.run_id, "store": entry.source,
+                         **{f"link_{name.replace(' ', '_')}": href for name, href in entry.links.items()}})
+    return pd.DataFrame(rows)
 
 
 def _published_once(keys: list[TableKey], references: pd.DataFrame) -> dict[TableKey, pd.DataFrame]:
