@@ -198,3 +198,10 @@ def test_attacked_cells_get_tables_of_their_own_and_incomplete_entries_say_which
     assert clean.count("<tr data-run=") == 3  # msp, energy and knn on clean inputs
     attacked = html[html.index(next(t for t in titles if "under attack" in t)):]
     assert 1 <= attacked[:attacked.index("</table>")].count("<tr data-run=") <= 2  # the methods the attack reaches
+
+
+def test_a_path_that_is_neither_a_store_nor_a_bundle_is_named_with_the_fix(tmp_path, capsys):
+    assert main(["leaderboard", str(tmp_path / "nothing"), "--out", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nothing'} is neither a results store nor a submission bundle" in err and "fix: pass a results directory" in err
+    assert main(["verify", "--results", str(tmp_path / "nothing")]) == 2
