@@ -98,6 +98,8 @@ VERIFY_COLUMNS = {
     "params_hash": "TEXT NOT NULL",
     "ood_dataset": "TEXT NOT NULL",
     "seed": "INTEGER NOT NULL",
+    #: the cell's attack ('' for clean inputs)
+    "attack": "TEXT NOT NULL DEFAULT ''",
     #: 'reproduced' or 'differs'
     "verdict": "TEXT NOT NULL",
     #: why not, when not: code changed, data changed, checkpoint changed, nondeterminism
@@ -255,7 +257,7 @@ class ResultStore:
 
 def _add_missing_columns(connection: sqlite3.Connection) -> None:
     """Bring a store written by an older oodbench up to the current schema (new columns are NULL there)."""
-    for table, columns in (("runs", RUN_COLUMNS), ("results", RESULT_COLUMNS)):
+    for table, columns in (("runs", RUN_COLUMNS), ("results", RESULT_COLUMNS), ("verifications", VERIFY_COLUMNS)):
         present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
         for name, kind in columns.items():
             if name not in present:

@@ -189,6 +189,11 @@ def test_attacked_cells_get_tables_of_their_own_and_incomplete_entries_say_which
     assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "msp,energy", "--ood", "tiny-ood,gaussian",
                     "--attack", "pgd:eps=4/255,steps=2,step=2/255,target=ood", "--cache-dir", str(tmp_path / "cache")) == 0
     assert run_tiny(tiny_catalog, tmp_path / "results", "--methods", "knn", "--ood", "tiny-ood", "--cache-dir", str(tmp_path / "cache")) == 0
+    attacked_run = store_rows(tmp_path / "results", "runs")[0]["run_id"]
+    assert main(["verify", attacked_run, "--results", str(tmp_path / "results"), "--cells", "all"]) == 0
+    checks = store_rows(tmp_path / "results", "verifications")
+    assert "" in {c["attack"] for c in checks} and len({c["attack"] for c in checks}) == 2  # clean and attacked told apart
+    assert {c["tolerance"] for c in checks if c["attack"]} == {0.02} and {c["tolerance"] for c in checks if not c["attack"]} == {0.0}
     html = build_site([tmp_path / "results"], tmp_path / "site", replicates=20).read_text()
     titles = re.findall(r"<h2>(.*?)</h2>", html)
     assert len(titles) == 2 and sum("under attack: " in t for t in titles) == 1
@@ -197,7 +202,9 @@ def test_attacked_cells_get_tables_of_their_own_and_incomplete_entries_say_which
     assert re.search(r"knn <span class=\"mark\" title=\"averages over tiny-ood only; the table has gaussian, tiny-ood\">1/2 OOD sets", clean)
     assert clean.count("<tr data-run=") == 3  # msp, energy and knn on clean inputs
     attacked = html[html.index(next(t for t in titles if "under attack" in t)):]
-    assert 1 <= attacked[:attacked.index("</table>")].count("<tr data-run=") <= 2  # the methods the attack reaches
+    attacked = attacked[:attacked.index("</table>")]
+    assert 1 <= attacked.count("<tr data-run=") <= 2  # the methods the attack reaches
+    assert attacked.count("verified (2/2 cells)") == attacked.count("<tr data-run=")  # its own cells' checks, not the clean ones
 
 
 def test_a_path_that_is_neither_a_store_nor_a_bundle_is_named_with_the_fix(tmp_path, capsys):

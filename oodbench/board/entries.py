@@ -137,12 +137,14 @@ def mark_verified(tables: dict[TableKey, list[Entry]], checks: pd.DataFrame) -> 
     """Attach the latest verification of each cell (``verifications`` rows of the stores) to its entry."""
     if checks.empty:
         return
-    latest = checks.sort_values("created").drop_duplicates(["run_id", "method", "params_hash", "ood_dataset", "seed"], keep="last")
-    for entry in (e for rows in tables.values() for e in rows):
-        mine = latest[(latest["run_id"] == entry.run_id) & (latest["method"] == entry.method)]
-        if not mine.empty:
-            failed = mine[mine["verdict"] != "reproduced"]
-            entry.verified = (len(mine), len(mine) - len(failed), [f"{r.ood_dataset}: {r.reason}" for r in failed.itertuples()])
+    cell = ["run_id", "method", "params_hash", "ood_dataset", "seed", "attack"]
+    latest = checks.assign(attack=checks["attack"].fillna("")).sort_values("created").drop_duplicates(cell, keep="last")
+    for key, rows in tables.items():
+        for entry in rows:
+            mine = latest[(latest["run_id"] == entry.run_id) & (latest["method"] == entry.method) & (latest["attack"] == key.attack)]
+            if not mine.empty:
+                failed = mine[mine["verdict"] != "reproduced"]
+                entry.verified = (len(mine), len(mine) - len(failed), [f"{r.ood_dataset}: {r.reason}" for r in failed.itertuples()])
 
 
 def published_rows(references: pd.DataFrame, key: TableKey) -> pd.DataFrame:

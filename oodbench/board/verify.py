@@ -60,9 +60,7 @@ class Check:
     tolerance: float
 
     def row(self, run_id: str, checked_with: str) -> dict:
-        fields = dataclasses.asdict(self)
-        fields.pop("attack")
-        return {"run_id": run_id, **fields, "checked_with": checked_with}
+        return {"run_id": run_id, **dataclasses.asdict(self), "checked_with": checked_with}
 
 
 def _record(text: object) -> dict:
