@@ -288,6 +288,11 @@ def _widen_unique_cell(connection: sqlite3.Connection) -> None:
     connection.execute("UPDATE results SET attack = '' WHERE attack IS NULL")
 
 
+def json_field(value: object) -> dict:
+    """A JSON column of a store row as a dict ({} where it is empty: stores of older versions, failed cells)."""
+    return json.loads(value) if isinstance(value, str) else {}
+
+
 def _jsonify(fields: dict[str, Any]) -> dict[str, Any]:
     """Store dicts and lists as JSON text; numpy scalars as Python numbers."""
     out = {}

@@ -17,7 +17,6 @@ the sets it has: its averages are over those.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from oodbench.report import stats
+from oodbench.store import json_field
 
 ScoreLoader = Callable[[str], np.ndarray]
 
@@ -85,12 +85,8 @@ class Entry:
     links: dict[str, str] = field(default_factory=dict)
 
 
-def _record(text: object) -> dict:
-    return json.loads(text) if isinstance(text, str) else {}
-
-
 def table_key(row: pd.Series) -> TableKey:
-    protocol = _record(row["protocol"])
+    protocol = json_field(row["protocol"])
     stands = row.get("id_stands_for")
     return TableKey(row["id_dataset"], stands if isinstance(stands, str) and stands != row["id_dataset"] else "",
                     protocol.get("name", "clean"), protocol.get("version", ""), row["backbone"],
@@ -118,14 +114,14 @@ def entries(results: pd.DataFrame, runs: pd.DataFrame, load: ScoreLoader, source
     tables: dict[TableKey, list[Entry]] = {}
     for (run_id, method, _, _), rows in ok.groupby(["run_id", "method", "params_hash", "attack"], sort=False):
         first, run = rows.iloc[0], complete.loc[run_id]
-        versions = _record(run["versions"])
+        versions = json_field(run["versions"])
         values, intervals = {"id_accuracy": float(rows.groupby("seed")["id_accuracy"].first().mean())}, {}
         for column, metric, group in SUMMARIES:
             summary = _summary(rows, load, metric, group, replicates)
             if summary is not None:
                 values[column], intervals[column] = summary
         commit = run["git_commit"] if isinstance(run["git_commit"], str) else "unrecorded"
-        entry = Entry(source, run_id, method, _record(first["params"]), values, intervals, sorted(map(int, rows["seed"].unique())),
+        entry = Entry(source, run_id, method, json_field(first["params"]), values, intervals, sorted(map(int, rows["seed"].unique())),
                       sorted(rows["ood_dataset"].unique()), pd.Timestamp(run["started"], unit="s").strftime("%Y-%m-%d"),
                       f"oodbench {versions.get('oodbench', '?')} @ {commit[:12]}{'+dirty' if commit.endswith('+dirty') else ''}",
                       first["reduced"] if isinstance(first["reduced"], str) else "", bool(first["transductive"]), submission)

@@ -8,20 +8,16 @@ have the digest the bundle recorded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from oodbench.errors import ConfigError
+from oodbench.hashing import file_digest
 from oodbench.store import ResultStore
 
 ENTRY = "entry.json"
 DATABASE = "oodbench.sqlite"
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)

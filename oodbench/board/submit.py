@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from oodbench import __version__
-from oodbench.board.sources import DATABASE, ENTRY, file_digest
+from oodbench.board.sources import DATABASE, ENTRY
 from oodbench.errors import ConfigError
+from oodbench.hashing import file_digest
 from oodbench.provenance import git_commit
 
 

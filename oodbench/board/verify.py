@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from oodbench.errors import ConfigError, DataError, OodbenchError
 from oodbench.metrics import METRIC_NAMES
 from oodbench.models.checkpoints import STAGE as CHECKPOINT_STAGE
 from oodbench.provenance import git_commit
+from oodbench.store import json_field
 
 #: the largest absolute metric difference accepted for cells of a stage that is not deterministic
 TOLERANCE = 0.02
@@ -63,13 +63,9 @@ class Check:
         return {"run_id": run_id, **dataclasses.asdict(self), "checked_with": checked_with}
 
 
-def _record(text: object) -> dict:
-    return json.loads(text) if isinstance(text, str) else {}
-
-
 def recorded_config(run: pd.Series) -> tuple[dict, list[dict]]:
     """The run's configuration as :class:`RunConfig` fields, and its grid (ID set, backbone, OOD sets per part)."""
-    record = _record(run["config"])
+    record = json_field(run["config"])
     if not record:
         raise ConfigError(f"run {run['run_id']} has no recorded configuration", "only runs recorded by oodbench 0.1 or later can be verified")
     names = {f.name for f in dataclasses.fields(RunConfig)}
@@ -134,7 +130,7 @@ def _differences(old: pd.Series, new: pd.Series, old_data: dict, new_data: dict,
     """The recorded inputs of a cell that differ between the run and its re-execution (inputs the run did not
     record, as older versions did not, are not compared)."""
     reasons = []
-    old_protocol, new_protocol = _record(old["protocol"]), _record(new["protocol"])
+    old_protocol, new_protocol = json_field(old["protocol"]), json_field(new["protocol"])
     for label in dict.fromkeys((old_protocol.get("id_split"), f"{old['ood_dataset']}/test")):
         before, after = old_data.get(label, {}).get("content_hash"), new_data.get(label, {}).get("content_hash")
         if before and before != after:
@@ -187,13 +183,13 @@ def verify_run(source: Source, run_id: str | None, cells: int | None, catalogs: 
     fields, grid = recorded_config(run)
     if source.bundle is not None and source.entry.get("checkpoint"):  # the bundle's copy, wherever the bundle now is
         fields["checkpoint"] = str(source.bundle / "checkpoint" / source.entry["checkpoint"])
-    recorded = _record(run["config"]).get("registry", {})
+    recorded = json_field(run["config"]).get("registry", {})
     existing = lambda paths: [path for path in paths if Path(path).exists()]  # noqa: E731  (moved bundles, other machines)
     registry = build_registry([*existing(recorded.get("plugins", [])), *plugins, *source.plugins],
                               [*existing(recorded.get("catalogs", [])), *catalogs], sealed=bool(fields.get("sealed")))
     for problem in registry.problems:
         say(f"warning: plugin not loaded: {problem}")
-    provenance = _record(run["provenance"])
+    provenance = json_field(run["provenance"])
     source_cache = Path(source_cache or fields["cache_dir"])
     results = store.results(run_id)
     chosen = sample_cells(results, cells, run_id)
@@ -225,13 +221,13 @@ def verify_run(source: Source, run_id: str | None, cells: int | None, catalogs: 
             fresh_run = outcome.results
             fresh = _fresh_provenance(config.results_dir, outcome.run_id)
             new_data = fresh.get("datasets", {})
-            hardware = _hardware_change(provenance, _record(run["hardware"]), fresh)
+            hardware = _hardware_change(provenance, json_field(run["hardware"]), fresh)
             for old in group.itertuples(index=False):
                 old = pd.Series(old._asdict())
                 match = fresh_run[(fresh_run["method"] == old["method"]) & (fresh_run["ood_dataset"] == old["ood_dataset"])
                                   & (fresh_run["attack"].fillna("") == (old["attack"] or ""))]
                 new = match.iloc[0] if len(match) else None
-                stochastic = _record(old["protocol"]).get("trained_on") is not None or bool(old["attack"]) or carried.retrained
+                stochastic = json_field(old["protocol"]).get("trained_on") is not None or bool(old["attack"]) or carried.retrained
                 reasons = [r for r in (carried.note, hardware) if r] + (
                     _differences(old, new, provenance.get("datasets", {}), new_data, registry, run["git_commit"], carried.weights_loaded)
                     if new is not None else [])
@@ -248,7 +244,7 @@ def _fresh_provenance(results_dir: Path, run_id: str) -> dict:
     from oodbench.store import ResultStore
 
     run = ResultStore(results_dir / "oodbench.sqlite").runs().set_index("run_id").loc[run_id]
-    return {**_record(run["provenance"]), "hardware": _record(run["hardware"])}
+    return {**json_field(run["provenance"]), "hardware": json_field(run["hardware"])}
 
 
 def _hardware_change(provenance: dict, hardware: dict, fresh: dict) -> str:

@@ -4,7 +4,6 @@ LaTeX, Markdown and CSV exports next to it, all built from store records.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -36,7 +35,7 @@ from oodbench.report.tables import (
     robustness_layout,
     table_metrics,
 )
-from oodbench.store import ResultStore
+from oodbench.store import ResultStore, json_field
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -194,15 +193,15 @@ def run_provenance(store: ResultStore, run_ids: list[str]) -> list[dict]:
     runs = store.runs()
     out = []
     for row in runs[runs["run_id"].isin(run_ids)].itertuples():
-        provenance = json.loads(row.provenance) if isinstance(row.provenance, str) else {}
+        provenance = json_field(row.provenance)
         out.append({
             "run_id": row.run_id, "status": row.status, "command": row.command,
             "started": pd.Timestamp(row.started, unit="s").strftime("%Y-%m-%d %H:%M:%S UTC"),
             "wall_time_s": row.wall_time_s, "git_commit": row.git_commit, "images_forwarded": row.images_forwarded,
             "stages": row.stages,
-            "config": json.loads(row.config) if isinstance(row.config, str) else {},
-            "versions": json.loads(row.versions) if isinstance(row.versions, str) else {},
-            "hardware": json.loads(row.hardware) if isinstance(row.hardware, str) else {},
+            "config": json_field(row.config),
+            "versions": json_field(row.versions),
+            "hardware": json_field(row.hardware),
             "datasets": provenance.get("datasets", {}), "checkpoints": provenance.get("checkpoints", {}),
             "compute": provenance.get("compute", ""), "notes": provenance.get("notes", []),
             "hygiene": provenance.get("hygiene", []),

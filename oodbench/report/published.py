@@ -19,12 +19,11 @@ the row of our backbone is kept when there is one.
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from oodbench.report.reference import NO_OOD, load_references
 from oodbench.report.tables import AVERAGE, GROUP_AVERAGES
+from oodbench.store import json_field
 
 COMPARED_METRICS = ("auroc", "aupr_out", "aupr_in", "fpr95_id_pos", "fpr95_ood_pos")
 KEYS = ["protocol", "id_dataset", "method", "ood_dataset", "metric"]
@@ -40,13 +39,13 @@ def _stands_for(results: pd.DataFrame, column: str) -> pd.Series:
 
 def protocol_name(record: object) -> str:
     """The protocol a store row was made under (rows of older versions: clean)."""
-    protocol = json.loads(record) if isinstance(record, str) else {}
+    protocol = json_field(record)
     return protocol.get("name", "clean")
 
 
 def _our_protocol(rows: pd.DataFrame) -> str:
     first = rows.iloc[0]
-    protocol = json.loads(first["protocol"]) if isinstance(first["protocol"], str) else {}
+    protocol = json_field(first["protocol"])
     fit = protocol.get("fit_split")
     parts = [f"protocol {protocol.get('name', 'clean')}", first["backbone"], first["checkpoint_origin"] or "",
              f"fit on {fit}" if fit else "no fit",

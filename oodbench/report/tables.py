@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from oodbench.store import json_field
+
 MIM_METRICS = (("auroc", "AUROC"), ("aupr_out", "AUPR"))
 #: the column of ID accuracy, in the tables of protocols that show it
 ACCURACY = ("ID", "Acc.")
@@ -103,7 +105,7 @@ def version_notes(results: pd.DataFrame) -> tuple[str, ...]:
     metrics or the benchmark's lists changed between runs), or whose OOD set's cells come from different data."""
     if "protocol" not in results or results.empty:
         return ()
-    records = [json.loads(text) if isinstance(text, str) else {} for text in results["protocol"]]
+    records = [json_field(text) for text in results["protocol"]]
     versions: dict[tuple[str, str], list[str]] = {}
     data: dict[str, set[str]] = {}
     for method, ood, record in zip(results["method"], results["ood_dataset"], records, strict=True):
@@ -143,7 +145,7 @@ def protocol_record(results: pd.DataFrame) -> dict:
     """The protocol record of the rows (the first row's; one table holds one run's protocol); {} for stores
     of older versions."""
     record = results["protocol"].iloc[0] if "protocol" in results and len(results) else None
-    return json.loads(record) if isinstance(record, str) else {}
+    return json_field(record)
 
 
 def table_metrics(results: pd.DataFrame) -> tuple[tuple[str, str], ...]:
